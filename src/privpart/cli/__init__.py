@@ -1,0 +1,25 @@
+"""privpart command line: `privpart --help`. Each command lives in its own module."""
+
+from __future__ import annotations
+
+import sys
+
+from privpart.cli import cuts as _cuts  # noqa: F401  (registers commands)
+from privpart.cli import train as _train  # noqa: F401
+from privpart.cli.app import app
+from privpart.errors import PrivpartError
+from privpart.ui import console
+
+
+def main() -> None:
+    """Entry point: user-facing errors print what was wrong and what to do, exit code 2."""
+    try:
+        app()
+    except PrivpartError as exc:
+        console.print(f"[bold red]error:[/] {exc.message}")
+        if exc.hint:
+            console.print(f"[yellow]what to do:[/] {exc.hint}")
+        sys.exit(2)
+
+
+__all__ = ["app", "main"]

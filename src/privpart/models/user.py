@@ -1,0 +1,58 @@
+"""User models given as `path/to/file.py:factory`."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+
+from torch import nn
+
+from privpart.errors import PrivpartError
+from privpart.models.spec import ModelSpec
+
+
+def is_user_arch(arch: str) -> bool:
+    return ":" in arch and arch.split(":", 1)[0].endswith(".py")
+
+
+def load_user_model(spec: ModelSpec) -> nn.Module:
+    """Import the file and call the factory (with `in_channels`/`num_classes` if it takes them)."""
+    path_text, _, factory_name = spec.arch.rpartition(":")
+    path = Path(path_text)
+    if not path.is_file():
+        raise PrivpartError(
+            f"user model file {path} does not exist",
+            "give the model as path/to/file.py:factory_function",
+        )
+    module_name = f"privpart_user_{abs(hash(str(path.resolve())))}"
+    mod_spec = importlib.util.spec_from_file_location(module_name, path)
+    assert mod_spec is not None and mod_spec.loader is not None
+    module = importlib.util.module_from_spec(mod_spec)
+    sys.modules[module_name] = module
+    try:
+        mod_spec.loader.exec_module(module)
+    except Exception as exc:  # the user's file: report any failure with its location
+        raise PrivpartError(
+            f"importing {path} failed: {type(exc).__name__}: {exc}", "fix the model file"
+        ) from exc
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise PrivpartError(
+            f"{path} has no callable {factory_name!r}",
+            f"define def {factory_name}(in_channels=1, num_classes=10) -> nn.Module in {path}",
+        )
+    params = inspect.signature(factory).parameters
+    kwargs = {
+        k: v
+        for k, v in (("in_channels", spec.in_channels), ("num_classes", spec.num_classes))
+        if k in params
+    }
+    model = factory(**kwargs)
+    if not isinstance(model, nn.Module):
+        raise PrivpartError(
+            f"{spec.arch} returned {type(model).__name__}, not a torch.nn.Module",
+            "make the factory return the model",
+        )
+    return model

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.helpers import make_idx_dir, make_ton_iot_csv
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def idx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_idx_dir(tmp_path_factory.mktemp("idx"))
+
+
+@pytest.fixture(scope="session")
+def ton_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_ton_iot_csv(tmp_path_factory.mktemp("ton") / "network.csv")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, idx_dir: Path) -> Path:
+    """A tinycnn trained for one quick epoch on the synthetic IDX data."""
+    from privpart.training import train_to_checkpoint
+
+    out = tmp_path_factory.mktemp("ckpt") / "tiny"
+    return train_to_checkpoint("tinycnn", f"idx:{idx_dir}", out, epochs=30, batch_size=16,
+                               show_progress=False,
+                               n_aux=100, n_victim=32)  # fmt: skip

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from privpart.data import load_dataset, make_splits
+from privpart.data.idx import read_idx, write_idx
+from privpart.errors import PrivpartError
+from tests.helpers import make_idx_dir
+
+
+def test_idx_round_trip(tmp_path: Path) -> None:
+    arr = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    for name in ("a-idx3-ubyte", "a-idx3-ubyte.gz"):
+        write_idx(tmp_path / name, arr)
+        assert torch.equal(read_idx(tmp_path / name), torch.from_numpy(arr))
+
+
+def test_truncated_idx_names_the_file(tmp_path: Path) -> None:
+    f = tmp_path / "x-idx3-ubyte"
+    write_idx(f, np.zeros((4, 5, 5), np.uint8))
+    f.write_bytes(f.read_bytes()[:-7])
+    with pytest.raises(PrivpartError, match="x-idx3-ubyte.*declares shape"):
+        read_idx(f)
+
+
+def test_corrupt_gzip_names_the_file(tmp_path: Path) -> None:
+    f = tmp_path / "y-idx1-ubyte.gz"
+    f.write_bytes(gzip.compress(b"\x00\x00\x08\x01" + (10).to_bytes(4, "big") + b"0" * 10)[:-9])
+    with pytest.raises(PrivpartError, match="y-idx1-ubyte.gz"):
+        read_idx(f)
+
+
+def test_bad_magic(tmp_path: Path) -> None:
+    f = tmp_path / "z"
+    f.write_bytes(b"PK\x03\x04 not idx")
+    with pytest.raises(PrivpartError, match="bad magic"):
+        read_idx(f)
+
+
+def test_idx_directory_dataset(idx_dir: Path) -> None:
+    ds = load_dataset(f"idx:{idx_dir}")
+    assert len(ds) == 420 and ds.test_start == 300
+    assert ds.images.shape == (420, 1, 28, 28) and ds.images.dtype == torch.uint8
+    x = ds.inputs(torch.arange(4), (32, 32))
+    assert x.shape == (4, 1, 32, 32) and x.min() >= 0 and x.max() <= 1
+
+
+def test_missing_fashion_mnist_names_every_place(tmp_path: Path, monkeypatch) -> None:
+    import privpart.data.sources as sources
+
+    monkeypatch.setattr(sources, "DEBIAN_FASHION_DIR", tmp_path / "nowhere")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PrivpartError) as err:
+        load_dataset("fashion-mnist", tmp_path / "mine")
+    for place in (tmp_path / "mine", tmp_path / "mine" / "FashionMNIST" / "raw",
+                  tmp_path / "nowhere"):  # fmt: skip
+        assert str(place) in err.value.message
+    assert "apt-get install dataset-fashion-mnist" in err.value.hint
+
+
+def test_fashion_mnist_from_data_dir(tmp_path: Path) -> None:
+    make_idx_dir(tmp_path / "FashionMNIST" / "raw")
+    ds = load_dataset("fashion-mnist", tmp_path)
+    assert ds.classes[0] == "T-shirt/top" and "group" in ds.attributes
+    assert ds.with_task("group").classes == ["tops", "bottoms", "footwear", "bags"]
+
+
+def test_splits_are_disjoint_and_deterministic(idx_dir: Path) -> None:
+    ds = load_dataset(f"idx:{idx_dir}")
+    a = make_splits(ds, seed=3, n_test=40, n_aux=100, n_victim=32)
+    b = make_splits(ds, seed=3, n_test=40, n_aux=100, n_victim=32)
+    parts = [a.target_train, a.target_test, a.aux, a.victim]
+    all_idx = torch.cat(parts)
+    assert all_idx.unique().numel() == all_idx.numel(), "splits overlap"
+    assert all(torch.equal(x, y) for x, y in zip(parts, [b.target_train, b.target_test, b.aux,
+                                                          b.victim], strict=True))  # fmt: skip
+    assert (a.victim >= ds.test_start).all() and (a.target_test >= ds.test_start).all()
+    assert (a.aux < ds.test_start).all() and (a.target_train < ds.test_start).all()
+    c = make_splits(ds, seed=4, n_test=40, n_aux=100, n_victim=32)
+    assert not torch.equal(a.aux, c.aux)
+
+
+def test_split_too_large_is_a_clear_error(idx_dir: Path) -> None:
+    ds = load_dataset(f"idx:{idx_dir}")
+    with pytest.raises(PrivpartError, match="not enough samples for the aux"):
+        make_splits(ds, n_aux=10_000)
+
+
+def test_ton_iot_csv_becomes_square_grids(ton_csv: Path) -> None:
+    ds = load_dataset(f"ton-iot:{ton_csv}")
+    assert ds.kind == "tabular" and ds.images.dtype == torch.float32
+    k = ds.images.shape[-1]
+    assert ds.images.shape[1:] == (1, k, k) and k * k >= len(ds.feature_names)
+    assert "ts" not in ds.feature_names and "src_ip" not in ds.feature_names
+    assert {"proto", "service", "src_bytes"} <= set(ds.feature_names)
+    assert ds.images.min() >= 0 and ds.images.max() <= 1
+    assert set(ds.classes) == {"normal", "ddos", "scanning", "password"}
+    assert {"proto", "service"} <= set(ds.attributes)
+
+
+def test_generic_csv_and_malformed_rows(tmp_path: Path) -> None:
+    f = tmp_path / "t.csv"
+    f.write_text(
+        "a,b,kind,y\n" + "".join(f"{i},{i * 2},{'xy'[i % 2]},{i % 3}\n" for i in range(30))
+    )
+    ds = load_dataset(f"csv:{f}")
+    assert ds.feature_names == ["kind", "a", "b"] and ds.images.shape[-1] == 2
+    f.write_text(f.read_text() + "1,2\n")
+    with pytest.raises(PrivpartError, match="row 32 has 2 fields"):
+        load_dataset(f"csv:{f}")
+
+
+def test_unknown_dataset() -> None:
+    with pytest.raises(PrivpartError, match="unknown dataset 'cifar'"):
+        load_dataset("cifar")
