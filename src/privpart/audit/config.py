@@ -1,0 +1,48 @@
+"""Everything that determines an audit's outcome; stored in results.json and in cache keys."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from privpart.profiling import ProfileConfig
+from privpart.selection import Constraints
+
+DEFAULT_ATTACK_NAMES = ["cgan", "decoder", "whitebox", "attribute"]
+
+
+@dataclass
+class AuditConfig:
+    """Defaults fit the README's one-command audit (VGG-16 on Fashion-MNIST) into ~15 CPU minutes:
+    12,000 training samples for one epoch, 2,000 attacker-auxiliary and 256 victim samples, five
+    block-boundary cuts, the attacks' default time budgets. More data and budget buy a stronger
+    (more trustworthy) verdict: scale them with --train-limit / --budget-scale."""
+
+    model: str = "vgg16"
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    checkpoint: str | None = None
+    cuts: str = "default"
+    attacks: list[str] = field(default_factory=lambda: list(DEFAULT_ATTACK_NAMES))
+    attribute: str | None = None
+    budget_scale: float = 1.0
+    train_limit: int | None = 12000
+    train_epochs: int = 1
+    task: str | None = None
+    n_aux: int | None = 2000
+    n_victim: int | None = 256
+    seed: int = 0
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
+    constraints: Constraints = field(default_factory=Constraints)
+    defence: str | None = None
+    defence_cut: str | None = None
+    defence_params: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> AuditConfig:
+        d = dict(d)
+        d["profile"] = ProfileConfig(**d.get("profile", {}))
+        d["constraints"] = Constraints(**d.get("constraints", {}))
+        return cls(**d)

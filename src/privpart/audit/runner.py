@@ -1,0 +1,246 @@
+"""`privpart audit`: train/load the target, attack and profile every cut, select, report.
+
+Data flow: checkpoint -> cuts -> features of aux + victims at every cut (one forward pass) ->
+each attack fits on aux, scores on victims -> profile -> select -> results.json -> index.html.
+Finished (cut, attack) results are cached under OUT/cache, so a re-run resumes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+import privpart
+from privpart import attacks as attack_pkg
+from privpart.audit.cache import ResultCache, cache_key
+from privpart.audit.config import AuditConfig
+from privpart.audit.cutpick import resolve_cuts
+from privpart.audit.results import SCHEMA_VERSION, AuditResult, CutReport
+from privpart.data import Dataset, load_dataset, splits_from_meta
+from privpart.errors import PrivpartError
+from privpart.models import ZOO
+from privpart.models.user import is_user_arch
+from privpart.partition import Partition
+from privpart.profiling import profile_cuts
+from privpart.report.grids import save_grid
+from privpart.selection import WHOLE_TRUSTED, CutEvidence, select_cut
+from privpart.training import load_checkpoint, train_to_checkpoint
+from privpart.ui import console, progress
+
+
+def validate(cfg: AuditConfig) -> None:
+    """Fail before any expensive work, with messages a user can act on."""
+    if cfg.checkpoint is None and not (is_user_arch(cfg.model) or cfg.model in ZOO):
+        ZOO.get(cfg.model)  # raises the "unknown model" error listing known ones
+    for name in cfg.attacks:
+        attack_pkg.ATTACKS.get(name)
+    if not cfg.attacks:
+        raise PrivpartError("no attacks to run", "pass --attacks cgan,decoder,whitebox,attribute")
+    if cfg.budget_scale <= 0:
+        raise PrivpartError(f"--budget-scale must be positive, got {cfg.budget_scale}",
+                            "use e.g. 0.5 for a quick look or 4 for a stronger audit")  # fmt: skip
+    if cfg.checkpoint and not (Path(cfg.checkpoint) / "meta.json").is_file():
+        raise PrivpartError(f"{cfg.checkpoint} is not a privpart checkpoint",
+                            "create one with `privpart train` or omit --checkpoint")  # fmt: skip
+
+
+def environment() -> dict:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "privpart": privpart.__version__,
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def _budget(name: str, scale: float) -> attack_pkg.Budget | None:
+    cls = attack_pkg.ATTACKS.get(name)
+    base = getattr(cls, "default_budget", None)
+    if base is None or scale == 1.0:
+        return base
+    return attack_pkg.Budget(
+        seconds=None if base.seconds is None else base.seconds * scale,
+        steps=None if base.steps is None else max(1, int(base.steps * scale)),
+    )
+
+
+class Auditor:
+    """Runs one audit into `out`; each stage reads the previous stage's typed result."""
+
+    def __init__(self, cfg: AuditConfig, out: Path, show_progress: bool = True) -> None:
+        self.cfg = cfg
+        self.out = out
+        self.show = show_progress
+        self.stage_seconds: dict[str, float] = {}
+        self.cache = ResultCache(out / "cache")
+
+    def _stage(self, name: str, started: float) -> None:
+        self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + time.perf_counter() - started
+
+    def checkpoint(self) -> Path:
+        """The given checkpoint, else the one trained in an earlier run of this audit, else train."""
+        if self.cfg.checkpoint:
+            return Path(self.cfg.checkpoint)
+        target = self.out / "target"
+        if (target / "meta.json").is_file():
+            console.print(f"reusing the target model trained earlier in {target}")
+            return target
+        t = time.perf_counter()
+        console.rule(f"training {self.cfg.model} on {self.cfg.dataset}")
+        console.print(f"CPU budget: {self.cfg.train_limit or 'all'} samples x "
+                      f"{self.cfg.train_epochs} epoch(s); raise --train-limit for accuracy")  # fmt: skip
+        path = train_to_checkpoint(
+            self.cfg.model, self.cfg.dataset, target,
+            data_dir=Path(self.cfg.data_dir) if self.cfg.data_dir else None,
+            limit=self.cfg.train_limit, epochs=self.cfg.train_epochs, seed=self.cfg.seed,
+            task=self.cfg.task, n_aux=self.cfg.n_aux, n_victim=self.cfg.n_victim,
+            show_progress=self.show,
+        )  # fmt: skip
+        self._stage("train", t)
+        return path
+
+    def _attack_key(self, meta: dict, cut: str, attack: str, budget: object) -> str:
+        return cache_key(
+            weights=meta["weights_sha256"], dataset=meta.get("dataset_spec"),
+            splits=meta["split_sizes"], seed=self.cfg.seed, split_seed=meta["split_seed"],
+            cut=cut, attack=attack, budget=repr(budget), attribute=self.cfg.attribute,
+            version=privpart.__version__,
+        )  # fmt: skip
+
+    def _attack_params(self, name: str, ds: Dataset) -> dict:
+        if name == "attribute":
+            return {"attribute": self.cfg.attribute or attack_pkg.default_attribute(ds)}
+        return {}
+
+    def run(self) -> AuditResult:
+        validate(self.cfg)
+        self.out.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        ckpt = self.checkpoint()
+        expect = None if self.cfg.checkpoint else self.cfg.model
+        model, meta = load_checkpoint(ckpt, expect_arch=expect)
+
+        t = time.perf_counter()
+        data_dir = Path(self.cfg.data_dir) if self.cfg.data_dir else None
+        ds = load_dataset(meta.get("dataset_spec", self.cfg.dataset), data_dir)
+        if meta.get("task") and meta["task"] != "class":
+            ds = ds.with_task(meta["task"])
+        splits = splits_from_meta(ds, meta)
+        input_shape = tuple(meta["input_shape"])
+        part = Partition(model, input_shape)
+        cuts = resolve_cuts(part, self.cfg.cuts)
+        self._stage("prepare", t)
+        console.print(f"auditing {len(cuts)} cuts of {meta['spec']['arch']}: "
+                      f"{', '.join(c.name for c in cuts)}")  # fmt: skip
+
+        # Which (cut, attack) results are already cached?
+        plan = {}
+        for cut in cuts:
+            for name in self.cfg.attacks:
+                budget = _budget(name, self.cfg.budget_scale)
+                key = self._attack_key(meta, cut.name, name, budget)
+                plan[(cut.name, name)] = (key, budget, self.cache.get(key))
+        need = [c for c in cuts if any(plan[(c.name, a)][2] is None for a in self.cfg.attacks)]
+
+        t = time.perf_counter()
+        feature_sets = (
+            attack_pkg.compute_feature_sets(
+                part, ds, splits, need, input_shape[1:], show_progress=self.show
+            )  # fmt: skip
+            if need
+            else {}
+        )
+        self._stage("features", t)
+
+        t = time.perf_counter()
+        results: dict[str, dict[str, dict]] = {c.name: {} for c in cuts}
+        todo = sum(1 for v in plan.values() if v[2] is None)
+        with progress(disable=not self.show) as bar:
+            task = bar.add_task("attacks", total=len(plan), info=f"{len(plan) - todo} cached")
+            for cut in cuts:
+                for name in self.cfg.attacks:
+                    key, budget, cached = plan[(cut.name, name)]
+                    bar.update(task, info=f"{cut.name} / {name}")
+                    if cached is None:
+                        res = attack_pkg.run_attack(name, feature_sets[cut.name], budget=budget,
+                                                    seed=self.cfg.seed,
+                                                    **self._attack_params(name, ds))  # fmt: skip
+                        cached = res.to_dict()
+                        cached["grid"] = self._grid(cut.name, name, feature_sets[cut.name], res)
+                        self.cache.put(key, cached)
+                        cached["cached"] = False
+                    else:
+                        cached["cached"] = True
+                    results[cut.name][name] = cached
+                    bar.advance(task)
+        self._stage("attacks", t)
+        del feature_sets
+
+        t = time.perf_counter()
+        prof = profile_cuts(part, cuts, self.cfg.profile, self.show)
+        self._stage("profile", t)
+
+        evidence = [
+            CutEvidence(
+                c.name,
+                prof.cuts[c.name].total_ms,
+                prof.cuts[c.name].head_memory["total"],
+                results[c.name],
+            )  # fmt: skip
+            for c in cuts
+        ]
+        wt = prof.whole_trusted
+        whole = CutEvidence(WHOLE_TRUSTED, wt.total_ms, wt.head_memory["total"], {})
+        sel = select_cut(evidence, whole, self.cfg.constraints)
+
+        reports = []
+        for c in cuts:
+            status = "selected" if sel.selected == c.name else "rejected"
+            reason = sel.reasons.get(c.name, "the fastest cut that no attack breaks")
+            if status == "rejected" and reason.startswith("passes"):
+                status = "passes"
+            reports.append(CutReport(c.to_dict(), results[c.name], prof.cuts[c.name].to_dict(),
+                                     {"status": status, "reason": reason}))  # fmt: skip
+        self.stage_seconds["total"] = time.perf_counter() - started
+        result = AuditResult(
+            schema_version=SCHEMA_VERSION,
+            privpart_version=privpart.__version__,
+            created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            config=self.cfg.to_dict(),
+            environment=environment(),
+            model={
+                "arch": meta["spec"]["arch"], "spec": meta["spec"], "checkpoint": str(ckpt),
+                "weights_sha256": meta["weights_sha256"], "test_accuracy": meta["test_accuracy"],
+                "train_seconds": meta.get("train_seconds"), "task": meta.get("task", "class"),
+                "classes": meta.get("classes"), "defence": meta.get("defence"),
+            },
+            data={
+                "dataset": ds.name, "kind": ds.kind, "source": ds.source,
+                "split_sizes": splits.sizes(), "split_seed": meta["split_seed"],
+                "feature_names": ds.feature_names,
+            },
+            cuts=reports,
+            extremes={"whole_trusted": prof.whole_trusted.to_dict(),
+                      "whole_untrusted": prof.whole_untrusted.to_dict()},
+            selection=sel.to_dict(),
+            selected_cut=sel.selected,
+            stage_seconds=self.stage_seconds,
+            defence=meta.get("defence"),
+        )  # fmt: skip
+        result.save(self.out / "results.json")
+        return result
+
+    def _grid(self, cut: str, attack: str, fs: object, res: object) -> str | None:
+        samples = getattr(res, "samples", None)
+        if samples is None or getattr(fs, "kind", "image") != "image":
+            return None
+        rel = Path("grids") / f"{cut}__{attack}.png"
+        save_grid(fs.victim_inputs[: samples.shape[0]], samples, self.out / rel)
+        return str(rel)

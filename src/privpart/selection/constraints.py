@@ -1,0 +1,41 @@
+"""What makes a cut unacceptable. Defaults are documented here and printed in every report.
+
+- Reconstruction (image): an attack breaks a cut when its SSIM exceeds `max_ssim` (0.4: shapes
+  and garment types become recognisable) AND beats the no-information baseline (the attacker's
+  aux-mean image) by more than `ssim_margin` (0.1), so a dataset whose mean image already scores
+  high does not make every cut "broken".
+- Reconstruction (tabular): broken when the attack's mean absolute feature error is below
+  `max_mae_ratio` (0.5) times the baseline's (guessing each feature's aux mean).
+- Attribute: broken when accuracy exceeds the majority-class baseline by more than
+  `max_attribute_advantage` (0.1).
+- Memory: the head's weights + peak activations must fit `memory_budget_bytes` (SGX1 EPC,
+  93 MiB) unless `enforce_memory` is off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from privpart.profiling.memory import SGX1_EPC_BYTES
+
+
+@dataclass(frozen=True)
+class Constraints:
+    max_ssim: float = 0.4
+    ssim_margin: float = 0.1
+    max_ssim_per_attack: dict[str, float] = field(default_factory=dict)
+    max_mae_ratio: float = 0.5
+    max_attribute_advantage: float = 0.1
+    memory_budget_bytes: int = SGX1_EPC_BYTES
+    enforce_memory: bool = True
+    tie_tolerance: float = 0.02  # latencies within 2% are a tie: prefer less leakage
+
+    def ssim_limit(self, attack: str, baseline: float) -> float:
+        return max(self.max_ssim_per_attack.get(attack, self.max_ssim), baseline + self.ssim_margin)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Constraints:
+        return cls(**d)
