@@ -39,8 +39,8 @@ def test_slow_head_is_measured_slower_than_fast_tail() -> None:
 
 def test_enclave_slowdown_is_applied_and_reported() -> None:
     part = Partition(SlowHeadFastTail().eval(), (3, 16, 16))
-    prof = profile_cuts(part, [part.cut("head")],
-                        ProfileConfig(repeats=3, warmup=1, enclave_slowdown=3.0), False)  # fmt: skip
+    cfg = ProfileConfig(repeats=3, warmup=1, enclave_slowdown=3.0)
+    prof = profile_cuts(part, [part.cut("head")], cfg, False)
     p = prof.cuts["head"]
     assert abs(p.head_ms - 3.0 * p.head.median_ms) < 1e-9
     assert prof.to_dict()["enclave_slowdown_applied"] is True

@@ -85,7 +85,7 @@ class Auditor:
         self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + time.perf_counter() - started
 
     def checkpoint(self) -> Path:
-        """The given checkpoint, else the one trained in an earlier run of this audit, else train."""
+        """The given checkpoint, else one trained by an earlier run of this audit, else train."""
         if self.cfg.checkpoint:
             return Path(self.cfg.checkpoint)
         target = self.out / "target"
@@ -94,8 +94,10 @@ class Auditor:
             return target
         t = time.perf_counter()
         console.rule(f"training {self.cfg.model} on {self.cfg.dataset}")
-        console.print(f"CPU budget: {self.cfg.train_limit or 'all'} samples x "
-                      f"{self.cfg.train_epochs} epoch(s); raise --train-limit for accuracy")  # fmt: skip
+        console.print(
+            f"CPU budget: {self.cfg.train_limit or 'all'} samples x {self.cfg.train_epochs} "
+            "epoch(s); raise --train-limit for accuracy"
+        )
         path = train_to_checkpoint(
             self.cfg.model, self.cfg.dataset, target,
             data_dir=Path(self.cfg.data_dir) if self.cfg.data_dir else None,
