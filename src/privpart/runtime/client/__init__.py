@@ -1,0 +1,7 @@
+"""Clients: enclave mode (attested, encrypted), device mode (head here), the tail, load."""
+
+from privpart.runtime.client.device import DeviceClient
+from privpart.runtime.client.enclave import EnclaveClient, InferResult
+from privpart.runtime.client.tail import TailClient
+
+__all__ = ["DeviceClient", "EnclaveClient", "InferResult", "TailClient"]

@@ -1,0 +1,64 @@
+"""Device-mode client (seed B): the head runs here, only its features go to the tail server."""
+
+from __future__ import annotations
+
+import time
+
+import aiohttp
+import torch
+
+from privpart.errors import PrivpartError
+from privpart.runtime import frames
+from privpart.runtime.client.enclave import ANSWER_SPEC, InferResult
+from privpart.runtime.client.tail import TailClient
+from privpart.runtime.head import SplitHead
+
+
+class DeviceClient:
+    def __init__(
+        self,
+        split: SplitHead,
+        tail_url: str,
+        timeout: float = 30.0,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.head = split.head.eval()
+        self.info = split.info
+        self.tail = TailClient(tail_url, timeout, session)
+
+    async def check_tail(self) -> dict:
+        """The tail's description, after checking it serves the rest of *this* head."""
+        info = await self.tail.info()
+        mine = (self.info.cut.name, list(self.info.cut.shape))
+        theirs = (info.get("cut"), info.get("feature_shape"))
+        if mine != theirs:
+            raise PrivpartError(
+                f"tail server at {self.tail.url} serves cut {theirs[0]} {theirs[1]}, "
+                f"but this head ends at {mine[0]} {mine[1]}",
+                "start the tail with the same --cut, or pass the cut the tail serves",
+            )
+        return info
+
+    async def infer(self, x: torch.Tensor) -> InferResult:
+        start = time.perf_counter()
+        with torch.inference_mode():
+            features = self.head(x)
+        t1 = time.perf_counter()
+        frame = frames.encode(features)
+        t2 = time.perf_counter()
+        body, server = await self.tail.infer_frame(frame)
+        t3 = time.perf_counter()
+        logits = frames.decode(body, ANSWER_SPEC)
+        t4 = time.perf_counter()
+        timing = {f"tail_{k}": v for k, v in server.items()}
+        timing.update(
+            head=(t1 - start) * 1e3,
+            client_encode=(t2 - t1) * 1e3,
+            roundtrip=(t3 - t2) * 1e3,
+            client_decode=(t4 - t3) * 1e3,
+            total=(t4 - start) * 1e3,
+        )
+        return InferResult(logits, timing)
+
+    async def close(self) -> None:
+        await self.tail.close()

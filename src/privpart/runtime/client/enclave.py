@@ -1,0 +1,118 @@
+"""Enclave-mode client (seed A): attest the enclave, then send sealed inputs, get sealed logits.
+
+Nothing leaves the client before the quote checks out: signed by a pinned platform key, for the
+expected measurement (recomputed from the checkpoint the client trusts), bound to this
+handshake. Any failure drops the session; when the server says the session is gone (the worker
+restarted, or closed the session) the client attests again and retries the request once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+import torch
+
+from privpart.runtime import frames
+from privpart.runtime.channel.attestation import QuoteBody
+from privpart.runtime.channel.handshake import ClientHello
+from privpart.runtime.channel.session import Session
+from privpart.runtime.client.http import HttpPeer
+from privpart.runtime.errors import RuntimeFailure
+from privpart.runtime.server.http import RECORD_TYPE, parse_server_timing
+
+ANSWER_SPEC = frames.FrameSpec(max_batch=1 << 16, max_bytes=256 << 20)
+SESSION_GONE = {"unknown_session", "worker_restarted", "worker_unavailable", "session_closed"}
+
+
+@dataclass
+class InferResult:
+    """Logits and where the time went, in milliseconds (client parts + server-reported parts)."""
+
+    logits: torch.Tensor
+    timing: dict[str, float] = field(default_factory=dict)
+
+
+class EnclaveClient:
+    def __init__(
+        self,
+        url: str,
+        pins: list[bytes],
+        measurement: str,
+        timeout: float = 30.0,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.peer = HttpPeer(url, timeout, session)
+        self.pins = list(pins)
+        self.measurement = measurement
+        self.attestation: QuoteBody | None = None
+        self.attestations = 0
+        self._session: Session | None = None
+        self._lock = asyncio.Lock()
+
+    async def info(self) -> dict:
+        return await self.peer.get_json("/v1/info")
+
+    async def attest(self) -> QuoteBody:
+        """Handshake + quote verification; on success a fresh session is ready."""
+        self._session = None
+        hello = ClientHello()
+        answer = await self.peer.post_json("/v1/attest", hello.to_json())
+        self._session, self.attestation = hello.finish(answer, self.pins, self.measurement)
+        self.attestations += 1
+        return self.attestation
+
+    async def _once(self, frame: bytes, timing: dict[str, float]) -> torch.Tensor:
+        if self._session is None or self._session.closed:
+            t = time.perf_counter()
+            await self.attest()
+            timing["attest"] = timing.get("attest", 0.0) + (time.perf_counter() - t) * 1e3
+        session = self._session
+        assert session is not None
+        t0 = time.perf_counter()
+        record = session.seal(frame)
+        t1 = time.perf_counter()
+        try:
+            _, body, headers = await self.peer.request(
+                "POST", f"/v1/sessions/{session.session_id}/infer", record, RECORD_TYPE
+            )
+        except RuntimeFailure:
+            self._session = None
+            raise
+        t2 = time.perf_counter()
+        try:
+            plain = session.open(body)
+        except RuntimeFailure:
+            self._session = None
+            raise
+        t3 = time.perf_counter()
+        logits = frames.decode(plain, ANSWER_SPEC)
+        t4 = time.perf_counter()
+        timing.update(parse_server_timing(headers.get("Server-Timing")))
+        timing["client_encrypt"] = (t1 - t0) * 1e3
+        timing["client_decrypt"] = (t3 - t2) * 1e3
+        timing["client_decode"] = (t4 - t3) * 1e3
+        timing["roundtrip"] = (t2 - t1) * 1e3
+        return logits
+
+    async def infer(self, x: torch.Tensor) -> InferResult:
+        """Logits for the input batch `x` ([batch, C, H, W]), through the attested enclave."""
+        start = time.perf_counter()
+        timing: dict[str, float] = {}
+        frame = frames.encode(x)
+        timing["client_encode"] = (time.perf_counter() - start) * 1e3
+        async with self._lock:
+            try:
+                logits = await self._once(frame, timing)
+            except RuntimeFailure as exc:
+                if exc.code not in SESSION_GONE:
+                    raise
+                timing["retried"] = 1.0
+                logits = await self._once(frame, timing)
+        timing["total"] = (time.perf_counter() - start) * 1e3
+        return InferResult(logits, timing)
+
+    async def close(self) -> None:
+        await self.peer.close()

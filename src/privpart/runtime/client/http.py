@@ -1,0 +1,123 @@
+"""One HTTP peer (tail server or enclave host) with every failure mapped to a clear error.
+
+- cannot connect -> `TransportError("unreachable")`;
+- connection dropped mid-request -> `TransportError("disconnected")`;
+- no answer within the timeout -> `TransportError("timeout")`;
+- a JSON error answer -> `RemoteError(code, message, hint, status)` carrying the server's words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDictProxy
+
+from privpart.runtime.errors import RemoteError, TransportError
+
+
+class HttpPeer:
+    def __init__(
+        self, base_url: str, timeout: float = 30.0, session: aiohttp.ClientSession | None = None
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._session = session
+        self._own = session is None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=0, force_close=False)
+            self._session = aiohttp.ClientSession(connector=connector)
+        return self._session
+
+    async def close(self) -> None:
+        if self._own and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> HttpPeer:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def request(
+        self, method: str, path: str, data: bytes | None = None, content_type: str | None = None
+    ) -> tuple[int, bytes, CIMultiDictProxy[str]]:
+        url = self.base_url + path
+        headers = {"Content-Type": content_type} if content_type else None
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with self.session.request(method, url, data=data, headers=headers) as resp:
+                    body = await resp.read()
+                    status, resp_headers = resp.status, resp.headers
+        except aiohttp.ClientConnectorError as exc:
+            raise TransportError(
+                "unreachable",
+                f"cannot connect to {self.base_url}: {exc.strerror or exc}",
+                "check the URL and that the server is running",
+                status=503,
+            ) from None
+        except (
+            aiohttp.ServerDisconnectedError,
+            aiohttp.ClientPayloadError,
+            aiohttp.ClientOSError,
+        ) as exc:
+            raise TransportError(
+                "disconnected",
+                f"{self.base_url} closed the connection mid-request ({exc})",
+                "the server may have crashed or be restarting; retry",
+                status=502,
+            ) from None
+        except TimeoutError:
+            raise TransportError(
+                "timeout",
+                f"no answer from {self.base_url} within {self.timeout:g} s",
+                "the server is overloaded or stuck; retry later or raise the timeout",
+            ) from None
+        if status >= 400:
+            raise _remote_error(status, body, url)
+        return status, body, resp_headers
+
+    async def get_json(self, path: str) -> Any:
+        _, body, _ = await self.request("GET", path)
+        return _json(body, self.base_url + path)
+
+    async def post_json(self, path: str, obj: Any) -> Any:
+        data = json.dumps(obj).encode()
+        _, body, _ = await self.request("POST", path, data, "application/json")
+        return _json(body, self.base_url + path)
+
+
+def _json(body: bytes, url: str) -> Any:
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise RemoteError(
+            "bad_answer", f"{url} answered something that is not JSON", "is this a privpart server?"
+        ) from None
+
+
+def _remote_error(status: int, body: bytes, url: str) -> RemoteError:
+    try:
+        err = json.loads(body)
+        if not isinstance(err, dict):
+            raise ValueError
+        return RemoteError(
+            str(err.get("error", f"http_{status}")),
+            str(err.get("message", "")),
+            str(err.get("hint", "")),
+            status,
+        )
+    except (ValueError, UnicodeDecodeError):
+        text = body[:200].decode("utf-8", "replace")
+        return RemoteError(
+            f"http_{status}",
+            f"{url} answered HTTP {status}: {text}",
+            "is this a privpart server?",
+            status,
+        )

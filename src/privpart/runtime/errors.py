@@ -1,0 +1,54 @@
+"""Runtime failures: every one is a `PrivpartError` with a machine-readable `code` and the HTTP
+status a server answers it with, so the same exception travels from validator to wire to CLI."""
+
+from __future__ import annotations
+
+from privpart.errors import PrivpartError
+
+
+class RuntimeFailure(PrivpartError):
+    """Base of runtime errors: `code` names the failure, `status` is its HTTP status."""
+
+    default_status = 400
+
+    def __init__(self, code: str, message: str, hint: str = "", status: int | None = None) -> None:
+        super().__init__(message, hint)
+        self.code = code
+        self.status = status if status is not None else self.default_status
+
+    def to_json(self) -> dict[str, str | int]:
+        return {"error": self.code, "message": self.message, "hint": self.hint}
+
+
+class FrameError(RuntimeFailure):
+    """A tensor frame that does not decode or does not fit what the receiver expects."""
+
+
+class ChannelError(RuntimeFailure):
+    """A record that fails authentication, replays, arrives out of order, or a closed session."""
+
+    default_status = 401
+
+
+class AttestationError(RuntimeFailure):
+    """A quote the client must not trust: bad signature, unpinned key, wrong measurement."""
+
+    default_status = 401
+
+
+class EnclaveError(RuntimeFailure):
+    """The enclave worker could not do what was asked (not ready, restarted, over budget)."""
+
+    default_status = 503
+
+
+class RemoteError(RuntimeFailure):
+    """An error answered by a remote server (tail or enclave host), re-raised on the client."""
+
+    default_status = 502
+
+
+class TransportError(RuntimeFailure):
+    """The peer is unreachable, closed the connection, or did not answer within the timeout."""
+
+    default_status = 504

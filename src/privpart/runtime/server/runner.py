@@ -1,0 +1,52 @@
+"""Run an aiohttp application until SIGINT/SIGTERM, then shut down gracefully.
+
+Shutdown order (aiohttp's runner): stop listening, close idle keep-alive connections, run the
+application's `on_shutdown` hooks (the tail server drains its batch queue there), wait up to
+`shutdown_timeout` for in-flight requests, then clean up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+
+from aiohttp import web
+
+
+async def start_site(
+    app: web.Application, host: str, port: int, shutdown_timeout: float = 30.0
+) -> tuple[web.AppRunner, str]:
+    """Start serving; returns the runner and the bound URL (port 0 picks a free port)."""
+    runner = web.AppRunner(
+        app, handle_signals=False, shutdown_timeout=shutdown_timeout, access_log=None
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, shutdown_timeout=shutdown_timeout, backlog=1024)
+    await site.start()
+    sockets = getattr(site._server, "sockets", None) or []
+    bound = sockets[0].getsockname()[1] if sockets else port
+    return runner, f"http://{host}:{bound}"
+
+
+async def serve_until_signal(
+    app: web.Application,
+    host: str,
+    port: int,
+    on_started: Callable[[str], None] | None = None,
+    on_stopping: Callable[[], None] | None = None,
+    shutdown_timeout: float = 30.0,
+) -> None:
+    runner, url = await start_site(app, host, port, shutdown_timeout)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if on_started is not None:
+        on_started(url)
+    try:
+        await stop.wait()
+    finally:
+        if on_stopping is not None:
+            on_stopping()
+        await runner.cleanup()
