@@ -26,6 +26,13 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, idx_dir: Path) -> 
     from privpart.training import train_to_checkpoint
 
     out = tmp_path_factory.mktemp("ckpt") / "tiny"
-    return train_to_checkpoint("tinycnn", f"idx:{idx_dir}", out, epochs=30, batch_size=16,
-                               show_progress=False,
-                               n_aux=100, n_victim=32)  # fmt: skip
+    return train_to_checkpoint(
+        "tinycnn",
+        f"idx:{idx_dir}",
+        out,
+        epochs=30,
+        batch_size=16,
+        show_progress=False,
+        n_aux=100,
+        n_victim=32,
+    )

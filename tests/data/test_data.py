@@ -58,8 +58,11 @@ def test_missing_fashion_mnist_names_every_place(tmp_path: Path, monkeypatch) ->
     monkeypatch.chdir(tmp_path)
     with pytest.raises(PrivpartError) as err:
         load_dataset("fashion-mnist", tmp_path / "mine")
-    for place in (tmp_path / "mine", tmp_path / "mine" / "FashionMNIST" / "raw",
-                  tmp_path / "nowhere"):  # fmt: skip
+    for place in (
+        tmp_path / "mine",
+        tmp_path / "mine" / "FashionMNIST" / "raw",
+        tmp_path / "nowhere",
+    ):
         assert str(place) in err.value.message
     assert "apt-get install dataset-fashion-mnist" in err.value.hint
 
@@ -78,8 +81,10 @@ def test_splits_are_disjoint_and_deterministic(idx_dir: Path) -> None:
     parts = [a.target_train, a.target_test, a.aux, a.victim]
     all_idx = torch.cat(parts)
     assert all_idx.unique().numel() == all_idx.numel(), "splits overlap"
-    assert all(torch.equal(x, y) for x, y in zip(parts, [b.target_train, b.target_test, b.aux,
-                                                          b.victim], strict=True))  # fmt: skip
+    assert all(
+        torch.equal(x, y)
+        for x, y in zip(parts, [b.target_train, b.target_test, b.aux, b.victim], strict=True)
+    )
     assert (a.victim >= ds.test_start).all() and (a.target_test >= ds.test_start).all()
     assert (a.aux < ds.test_start).all() and (a.target_train < ds.test_start).all()
     c = make_splits(ds, seed=4, n_test=40, n_aux=100, n_victim=32)

@@ -37,8 +37,10 @@ def test_every_cut_of_every_zoo_model_is_exact(arch: str) -> None:
 
 
 def test_human_readable_names() -> None:
-    names = {a: [c.name for c in Partition(build_model(ModelSpec(a)).eval(), (1, 32, 32)).cuts]
-             for a in ("vgg16", "resnet50", "efficientnet_b0")}  # fmt: skip
+    names = {
+        a: [c.name for c in Partition(build_model(ModelSpec(a)).eval(), (1, 32, 32)).cuts]
+        for a in ("vgg16", "resnet50", "efficientnet_b0")
+    }
     assert "features.16" in names["vgg16"]
     assert {"layer1", "layer2", "layer3", "layer4", "maxpool"} <= set(names["resnet50"])
     assert "features.3.0" not in names["efficientnet_b0"] or True  # single-block stages merge

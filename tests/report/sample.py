@@ -12,21 +12,38 @@ from privpart.audit import AuditConfig
 from privpart.report.grids import save_grid
 from privpart.selection import Constraints
 
-CUTS = [("features.4", [64, 16, 16], 0.86, 0.71), ("features.16", [256, 4, 4], 0.55, 0.52),
-        ("avgpool", [512, 1, 1], 0.24, 0.41)]  # fmt: skip
+CUTS = [
+    ("features.4", [64, 16, 16], 0.86, 0.71),
+    ("features.16", [256, 4, 4], 0.55, 0.52),
+    ("avgpool", [512, 1, 1], 0.24, 0.41),
+]
 
 
 def timing(ms: float) -> dict:
-    return {"median_ms": ms, "p10_ms": ms * 0.9, "p90_ms": ms * 1.1, "repeats": 5,
-            "device": "cpu", "threads": 1}  # fmt: skip
+    return {
+        "median_ms": ms,
+        "p10_ms": ms * 0.9,
+        "p90_ms": ms * 1.1,
+        "repeats": 5,
+        "device": "cpu",
+        "threads": 1,
+    }
 
 
 def latency(name: str, head: float, tail: float, nbytes: int) -> dict:
-    return {"cut": name, "head": timing(head), "tail": timing(tail), "head_ms": head,
-            "tail_ms": tail, "transfer_ms": 0.5 + nbytes * 8 / 1e9 * 1000,
-            "total_ms": head + tail + 0.5 + nbytes * 8 / 1e9 * 1000, "feature_bytes": nbytes,
-            "head_memory": {"weights": 1000, "activations": 2000, "total": 3000},
-            "enclave_slowdown": 1.0, "fits_epc": True}  # fmt: skip
+    return {
+        "cut": name,
+        "head": timing(head),
+        "tail": timing(tail),
+        "head_ms": head,
+        "tail_ms": tail,
+        "transfer_ms": 0.5 + nbytes * 8 / 1e9 * 1000,
+        "total_ms": head + tail + 0.5 + nbytes * 8 / 1e9 * 1000,
+        "feature_bytes": nbytes,
+        "head_memory": {"weights": 1000, "activations": 2000, "total": 3000},
+        "enclave_slowdown": 1.0,
+        "fits_epc": True,
+    }
 
 
 def write_sample(folder: Path, tabular: bool = False) -> Path:
@@ -37,8 +54,14 @@ def write_sample(folder: Path, tabular: bool = False) -> Path:
         nbytes = 4 * int(torch.Size(shape).numel())
         attacks = {}
         for attack, delta in (("cgan", 0.0), ("decoder", -0.05), ("whitebox", -0.1)):
-            res = {"attack": attack, "cut": name, "threat_model": "black-box query",
-                   "config": {}, "seconds": 3.0, "per_feature": None}  # fmt: skip
+            res = {
+                "attack": attack,
+                "cut": name,
+                "threat_model": "black-box query",
+                "config": {},
+                "seconds": 3.0,
+                "per_feature": None,
+            }
             if tabular:
                 res["metrics"] = {"feature_mae": 0.05 + 0.05 * i}
                 res["baselines"] = {"feature_mae": 0.2, "per_feature": {"proto": 0.3, "dur": 0.1}}
@@ -52,41 +75,85 @@ def write_sample(folder: Path, tabular: bool = False) -> Path:
                 save_grid(x, (x + 0.2 * i).clamp(0, 1), folder / rel)
                 res["grid"] = rel
             attacks[attack] = res
-        attacks["attribute"] = {"attack": "attribute", "cut": name, "threat_model": "attribute",
-                                "metrics": {"accuracy": acc}, "config": {"attribute": "group"},
-                                "baselines": {"accuracy": 0.4, "chance": 0.25}, "seconds": 1.0,
-                                "grid": None}  # fmt: skip
+        attacks["attribute"] = {
+            "attack": "attribute",
+            "cut": name,
+            "threat_model": "attribute",
+            "metrics": {"accuracy": acc},
+            "config": {"attribute": "group"},
+            "baselines": {"accuracy": 0.4, "chance": 0.25},
+            "seconds": 1.0,
+            "grid": None,
+        }
         lat = latency(name, 2.0 * (i + 1) ** 2, 30.0 / (i + 1), nbytes)
         status = {0: "rejected", 1: "rejected", 2: "selected"}[i]
         reason = "the fastest cut that no attack breaks" if i == 2 else "broken: cgan ..."
-        cuts.append({"cut": {"name": name, "index": i, "node": name, "shape": shape,
-                             "bytes_per_sample": nbytes, "head_params": 10, "tail_params": 10,
-                             "head_flops": 1, "tail_flops": 1, "position": "interior"},
-                     "attacks": attacks, "latency": lat,
-                     "verdict": {"status": status, "reason": reason}})  # fmt: skip
+        cuts.append(
+            {
+                "cut": {
+                    "name": name,
+                    "index": i,
+                    "node": name,
+                    "shape": shape,
+                    "bytes_per_sample": nbytes,
+                    "head_params": 10,
+                    "tail_params": 10,
+                    "head_flops": 1,
+                    "tail_flops": 1,
+                    "position": "interior",
+                },
+                "attacks": attacks,
+                "latency": lat,
+                "verdict": {"status": status, "reason": reason},
+            }
+        )
     cfg = AuditConfig(attacks=["cgan", "decoder", "whitebox", "attribute"])
     results = {
-        "schema_version": 1, "privpart_version": "0.1.0", "created": "2026-11-21T00:00:00+00:00",
+        "schema_version": 1,
+        "privpart_version": "0.1.0",
+        "created": "2026-11-21T00:00:00+00:00",
         "config": cfg.to_dict(),
         "environment": {"python": "3.11", "torch": "2.14.1", "cpu_threads": 2, "cuda": None},
-        "model": {"arch": "vgg16", "spec": {}, "checkpoint": "runs/x", "weights_sha256": "ab" * 32,
-                  "test_accuracy": 0.87, "train_seconds": 100.0, "task": "class", "classes": [],
-                  "defence": None},
-        "data": {"dataset": "ton-iot:x.csv" if tabular else "fashion-mnist",
-                 "kind": "tabular" if tabular else "image", "source": "/x",
-                 "split_sizes": {"aux": 2000, "victim": 256, "target_train": 1, "target_test": 1},
-                 "split_seed": 0, "feature_names": ["proto", "dur"] if tabular else None},
+        "model": {
+            "arch": "vgg16",
+            "spec": {},
+            "checkpoint": "runs/x",
+            "weights_sha256": "ab" * 32,
+            "test_accuracy": 0.87,
+            "train_seconds": 100.0,
+            "task": "class",
+            "classes": [],
+            "defence": None,
+        },
+        "data": {
+            "dataset": "ton-iot:x.csv" if tabular else "fashion-mnist",
+            "kind": "tabular" if tabular else "image",
+            "source": "/x",
+            "split_sizes": {"aux": 2000, "victim": 256, "target_train": 1, "target_test": 1},
+            "split_seed": 0,
+            "feature_names": ["proto", "dur"] if tabular else None,
+        },
         "cuts": cuts,
-        "extremes": {"whole_trusted": latency("classifier", 40.0, 0.0, 40),
-                     "whole_untrusted": latency("input", 0.0, 35.0, 4096)},
-        "selection": {"selected": "avgpool", "reasons": {"features.4": "broken: cgan ...",
-                      "features.16": "broken: ...", "whole model trusted": "passes, but slower"},
-                      "breaches": {}, "summary": "Cut at avgpool: the fastest cut no attack "
-                      "breaks (20.1 ms end to end).", "recommendation": "",
-                      "constraints": asdict(Constraints())},
-        "selected_cut": "avgpool", "stage_seconds": {"attacks": 60.0, "total": 70.0},
+        "extremes": {
+            "whole_trusted": latency("classifier", 40.0, 0.0, 40),
+            "whole_untrusted": latency("input", 0.0, 35.0, 4096),
+        },
+        "selection": {
+            "selected": "avgpool",
+            "reasons": {
+                "features.4": "broken: cgan ...",
+                "features.16": "broken: ...",
+                "whole model trusted": "passes, but slower",
+            },
+            "breaches": {},
+            "summary": "Cut at avgpool: the fastest cut no attack breaks (20.1 ms end to end).",
+            "recommendation": "",
+            "constraints": asdict(Constraints()),
+        },
+        "selected_cut": "avgpool",
+        "stage_seconds": {"attacks": 60.0, "total": 70.0},
         "defence": None,
-    }  # fmt: skip
+    }
     path = folder / "results.json"
     path.write_text(json.dumps(results, indent=1))
     return path

@@ -11,9 +11,15 @@ from tests.report.sample import write_sample
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def test_report_renders_from_results_json_only(tmp_path: Path) -> None:
@@ -43,8 +49,9 @@ def test_results_json_schema_round_trip(tmp_path: Path) -> None:
         assert key in r.cuts[0].attacks["cgan"]
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (scripts/test.sh "
-                                             "installs it)")  # fmt: skip
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian chromium not installed (scripts/test.sh installs it)"
+)
 def test_report_in_headless_chromium(tmp_path: Path) -> None:
     """Every image loads and the verdict is visible, in a real browser with no network."""
     playwright = pytest.importorskip("playwright.sync_api")

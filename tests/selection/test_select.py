@@ -34,8 +34,10 @@ def test_fastest_passing_cut_wins_and_every_loser_has_a_reason() -> None:
 
 def test_baseline_raises_the_ssim_threshold() -> None:
     # the aux-mean image already scores 0.45: 0.5 is no real leak, 0.6 is
-    cands = [CutEvidence("a", 1, 0, {"decoder": recon(0.5, base=0.45)}),
-             CutEvidence("b", 2, 0, {"decoder": recon(0.6, base=0.45)})]  # fmt: skip
+    cands = [
+        CutEvidence("a", 1, 0, {"decoder": recon(0.5, base=0.45)}),
+        CutEvidence("b", 2, 0, {"decoder": recon(0.6, base=0.45)}),
+    ]
     sel = select_cut(cands, None, Constraints())
     assert sel.selected == "a"
     sel2 = select_cut(cands[1:], None, Constraints())
@@ -77,6 +79,9 @@ def test_memory_limited() -> None:
 def test_tabular_feature_reconstruction() -> None:
     leak = {"metrics": {"feature_mae": 0.05}, "baselines": {"feature_mae": 0.2}}
     safe = {"metrics": {"feature_mae": 0.15}, "baselines": {"feature_mae": 0.2}}
-    sel = select_cut([CutEvidence("a", 1, 0, {"decoder": leak}),
-                      CutEvidence("b", 2, 0, {"decoder": safe})], None, Constraints())  # fmt: skip
+    sel = select_cut(
+        [CutEvidence("a", 1, 0, {"decoder": leak}), CutEvidence("b", 2, 0, {"decoder": safe})],
+        None,
+        Constraints(),
+    )
     assert sel.selected == "b" and "recovers features (MAE 0.050 < 0.100" in sel.reasons["a"]

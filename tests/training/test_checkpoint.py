@@ -20,8 +20,16 @@ def test_checkpoint_round_trip(tiny_checkpoint: Path, monkeypatch) -> None:
     monkeypatch.setattr(pickle, "loads", refuse)
     monkeypatch.setattr(torch, "load", refuse)
     model, meta = load_checkpoint(tiny_checkpoint, expect_arch="tinycnn")
-    for key in ("spec", "input_shape", "classes", "dataset", "split_seed", "test_accuracy",
-                "train_seconds", "weights_sha256"):  # fmt: skip
+    for key in (
+        "spec",
+        "input_shape",
+        "classes",
+        "dataset",
+        "split_seed",
+        "test_accuracy",
+        "train_seconds",
+        "weights_sha256",
+    ):
         assert key in meta
     assert meta["test_accuracy"] > 0.5, "the synthetic task is easy"
     model2, _ = load_checkpoint(tiny_checkpoint)

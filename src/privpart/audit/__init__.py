@@ -6,6 +6,12 @@ from privpart.audit.results import AuditResult, CutReport
 from privpart.audit.runner import Auditor, validate
 
 __all__ = [
-    "DEFAULT_ATTACK_NAMES", "AuditConfig", "AuditResult", "Auditor", "CutReport",
-    "block_boundary_cuts", "resolve_cuts", "validate",
-]  # fmt: skip
+    "DEFAULT_ATTACK_NAMES",
+    "AuditConfig",
+    "AuditResult",
+    "Auditor",
+    "CutReport",
+    "block_boundary_cuts",
+    "resolve_cuts",
+    "validate",
+]

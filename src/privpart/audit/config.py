@@ -25,6 +25,7 @@ class AuditConfig:
     attacks: list[str] = field(default_factory=lambda: list(DEFAULT_ATTACK_NAMES))
     attribute: str | None = None
     budget_scale: float = 1.0
+    attack_steps: int | None = None  # exact step budget for every attack: reproducible runs
     train_limit: int | None = 12000
     train_epochs: int = 1
     task: str | None = None

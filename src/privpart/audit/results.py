@@ -61,5 +61,6 @@ class AuditResult:
         except FileNotFoundError:
             raise PrivpartError(f"{path} does not exist", "run `privpart audit` first") from None
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise PrivpartError(f"{path} is not a privpart results.json: {exc}",
-                                "re-run the audit to regenerate it") from exc  # fmt: skip
+            raise PrivpartError(
+                f"{path} is not a privpart results.json: {exc}", "re-run the audit to regenerate it"
+            ) from exc

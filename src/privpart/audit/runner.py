@@ -40,12 +40,21 @@ def validate(cfg: AuditConfig) -> None:
         attack_pkg.ATTACKS.get(name)
     if not cfg.attacks:
         raise PrivpartError("no attacks to run", "pass --attacks cgan,decoder,whitebox,attribute")
+    if cfg.attack_steps is not None and cfg.attack_steps <= 0:
+        raise PrivpartError(
+            f"--attack-steps must be positive, got {cfg.attack_steps}",
+            "omit it to use time budgets",
+        )
     if cfg.budget_scale <= 0:
-        raise PrivpartError(f"--budget-scale must be positive, got {cfg.budget_scale}",
-                            "use e.g. 0.5 for a quick look or 4 for a stronger audit")  # fmt: skip
+        raise PrivpartError(
+            f"--budget-scale must be positive, got {cfg.budget_scale}",
+            "use e.g. 0.5 for a quick look or 4 for a stronger audit",
+        )
     if cfg.checkpoint and not (Path(cfg.checkpoint) / "meta.json").is_file():
-        raise PrivpartError(f"{cfg.checkpoint} is not a privpart checkpoint",
-                            "create one with `privpart train` or omit --checkpoint")  # fmt: skip
+        raise PrivpartError(
+            f"{cfg.checkpoint} is not a privpart checkpoint",
+            "create one with `privpart train` or omit --checkpoint",
+        )
 
 
 def environment() -> dict:
@@ -60,15 +69,14 @@ def environment() -> dict:
     }
 
 
-def _budget(name: str, scale: float) -> attack_pkg.Budget | None:
+def _budget(name: str, scale: float, steps: int | None = None) -> attack_pkg.Budget | None:
+    """Exactly `steps` if given, else the attack's default budget times `scale`."""
+    if steps is not None:
+        return attack_pkg.Budget(steps=steps)
+    if scale == 1.0:
+        return None
     cls = attack_pkg.ATTACKS.get(name)
-    base = getattr(cls, "default_budget", None)
-    if base is None or scale == 1.0:
-        return base
-    return attack_pkg.Budget(
-        seconds=None if base.seconds is None else base.seconds * scale,
-        steps=None if base.steps is None else max(1, int(base.steps * scale)),
-    )
+    return attack_pkg.Budget().scaled(scale, float(cls.default_seconds))
 
 
 class Auditor:
@@ -99,27 +107,48 @@ class Auditor:
             "epoch(s); raise --train-limit for accuracy"
         )
         path = train_to_checkpoint(
-            self.cfg.model, self.cfg.dataset, target,
+            self.cfg.model,
+            self.cfg.dataset,
+            target,
             data_dir=Path(self.cfg.data_dir) if self.cfg.data_dir else None,
-            limit=self.cfg.train_limit, epochs=self.cfg.train_epochs, seed=self.cfg.seed,
-            task=self.cfg.task, n_aux=self.cfg.n_aux, n_victim=self.cfg.n_victim,
+            limit=self.cfg.train_limit,
+            epochs=self.cfg.train_epochs,
+            seed=self.cfg.seed,
+            task=self.cfg.task,
+            n_aux=self.cfg.n_aux,
+            n_victim=self.cfg.n_victim,
             show_progress=self.show,
-        )  # fmt: skip
+        )
         self._stage("train", t)
         return path
 
     def _attack_key(self, meta: dict, cut: str, attack: str, budget: object) -> str:
         return cache_key(
-            weights=meta["weights_sha256"], dataset=meta.get("dataset_spec"),
-            splits=meta["split_sizes"], seed=self.cfg.seed, split_seed=meta["split_seed"],
-            cut=cut, attack=attack, budget=repr(budget), attribute=self.cfg.attribute,
+            weights=meta["weights_sha256"],
+            dataset=meta.get("dataset_spec"),
+            splits=meta["split_sizes"],
+            seed=self.cfg.seed,
+            split_seed=meta["split_seed"],
+            cut=cut,
+            attack=attack,
+            budget=repr(budget),
+            attribute=self.cfg.attribute,
             version=privpart.__version__,
-        )  # fmt: skip
+        )
 
-    def _attack_params(self, name: str, ds: Dataset) -> dict:
-        if name == "attribute":
-            return {"attribute": self.cfg.attribute or attack_pkg.default_attribute(ds)}
-        return {}
+    def _attack_params(self, name: str, ds: Dataset, task: str) -> dict:
+        if name != "attribute":
+            return {}
+        available = attack_pkg.available_attributes(ds)
+        if self.cfg.attribute and self.cfg.attribute not in available:
+            raise PrivpartError(
+                f"dataset {ds.name} has no attribute {self.cfg.attribute!r}",
+                f"choose --attribute from: {', '.join(sorted(available))}",
+            )
+        return {
+            "attribute": self.cfg.attribute
+            or attack_pkg.default_attribute(ds.name, task, available)
+        }
 
     def run(self) -> AuditResult:
         validate(self.cfg)
@@ -135,18 +164,21 @@ class Auditor:
         if meta.get("task") and meta["task"] != "class":
             ds = ds.with_task(meta["task"])
         splits = splits_from_meta(ds, meta)
+        task = meta.get("task", "class")
         input_shape = tuple(meta["input_shape"])
         part = Partition(model, input_shape)
         cuts = resolve_cuts(part, self.cfg.cuts)
         self._stage("prepare", t)
-        console.print(f"auditing {len(cuts)} cuts of {meta['spec']['arch']}: "
-                      f"{', '.join(c.name for c in cuts)}")  # fmt: skip
+        console.print(
+            f"auditing {len(cuts)} cuts of {meta['spec']['arch']}: "
+            f"{', '.join(c.name for c in cuts)}"
+        )
 
         # Which (cut, attack) results are already cached?
         plan = {}
         for cut in cuts:
             for name in self.cfg.attacks:
-                budget = _budget(name, self.cfg.budget_scale)
+                budget = _budget(name, self.cfg.budget_scale, self.cfg.attack_steps)
                 key = self._attack_key(meta, cut.name, name, budget)
                 plan[(cut.name, name)] = (key, budget, self.cache.get(key))
         need = [c for c in cuts if any(plan[(c.name, a)][2] is None for a in self.cfg.attacks)]
@@ -155,7 +187,7 @@ class Auditor:
         feature_sets = (
             attack_pkg.compute_feature_sets(
                 part, ds, splits, need, input_shape[1:], show_progress=self.show
-            )  # fmt: skip
+            )
             if need
             else {}
         )
@@ -171,9 +203,13 @@ class Auditor:
                     key, budget, cached = plan[(cut.name, name)]
                     bar.update(task, info=f"{cut.name} / {name}")
                     if cached is None:
-                        res = attack_pkg.run_attack(name, feature_sets[cut.name], budget=budget,
-                                                    seed=self.cfg.seed,
-                                                    **self._attack_params(name, ds))  # fmt: skip
+                        res = attack_pkg.run_attack(
+                            name,
+                            feature_sets[cut.name],
+                            budget=budget,
+                            seed=self.cfg.seed,
+                            **self._attack_params(name, ds, task),
+                        )
                         cached = res.to_dict()
                         cached["grid"] = self._grid(cut.name, name, feature_sets[cut.name], res)
                         self.cache.put(key, cached)
@@ -195,7 +231,7 @@ class Auditor:
                 prof.cuts[c.name].total_ms,
                 prof.cuts[c.name].head_memory["total"],
                 results[c.name],
-            )  # fmt: skip
+            )
             for c in cuts
         ]
         wt = prof.whole_trusted
@@ -208,8 +244,14 @@ class Auditor:
             reason = sel.reasons.get(c.name, "the fastest cut that no attack breaks")
             if status == "rejected" and reason.startswith("passes"):
                 status = "passes"
-            reports.append(CutReport(c.to_dict(), results[c.name], prof.cuts[c.name].to_dict(),
-                                     {"status": status, "reason": reason}))  # fmt: skip
+            reports.append(
+                CutReport(
+                    c.to_dict(),
+                    results[c.name],
+                    prof.cuts[c.name].to_dict(),
+                    {"status": status, "reason": reason},
+                )
+            )
         self.stage_seconds["total"] = time.perf_counter() - started
         result = AuditResult(
             schema_version=SCHEMA_VERSION,
@@ -218,24 +260,34 @@ class Auditor:
             config=self.cfg.to_dict(),
             environment=environment(),
             model={
-                "arch": meta["spec"]["arch"], "spec": meta["spec"], "checkpoint": str(ckpt),
-                "weights_sha256": meta["weights_sha256"], "test_accuracy": meta["test_accuracy"],
-                "train_seconds": meta.get("train_seconds"), "task": meta.get("task", "class"),
-                "classes": meta.get("classes"), "defence": meta.get("defence"),
+                "arch": meta["spec"]["arch"],
+                "spec": meta["spec"],
+                "checkpoint": str(ckpt),
+                "weights_sha256": meta["weights_sha256"],
+                "test_accuracy": meta["test_accuracy"],
+                "train_seconds": meta.get("train_seconds"),
+                "task": meta.get("task", "class"),
+                "classes": meta.get("classes"),
+                "defence": meta.get("defence"),
             },
             data={
-                "dataset": ds.name, "kind": ds.kind, "source": ds.source,
-                "split_sizes": splits.sizes(), "split_seed": meta["split_seed"],
+                "dataset": ds.name,
+                "kind": ds.kind,
+                "source": ds.source,
+                "split_sizes": splits.sizes(),
+                "split_seed": meta["split_seed"],
                 "feature_names": ds.feature_names,
             },
             cuts=reports,
-            extremes={"whole_trusted": prof.whole_trusted.to_dict(),
-                      "whole_untrusted": prof.whole_untrusted.to_dict()},
+            extremes={
+                "whole_trusted": prof.whole_trusted.to_dict(),
+                "whole_untrusted": prof.whole_untrusted.to_dict(),
+            },
             selection=sel.to_dict(),
             selected_cut=sel.selected,
             stage_seconds=self.stage_seconds,
             defence=meta.get("defence"),
-        )  # fmt: skip
+        )
         result.save(self.out / "results.json")
         return result
 
@@ -244,5 +296,8 @@ class Auditor:
         if samples is None or getattr(fs, "kind", "image") != "image":
             return None
         rel = Path("grids") / f"{cut}__{attack}.png"
-        save_grid(fs.victim_inputs[: samples.shape[0]], samples, self.out / rel)
+        originals = getattr(res, "sample_inputs", None)
+        if originals is None:
+            originals = fs.victim_inputs[: samples.shape[0]]
+        save_grid(originals, samples, self.out / rel)
         return str(rel)

@@ -14,8 +14,15 @@ from privpart.models import ModelSpec, build_model, parse_input_shape
 from privpart.partition import Partition
 from privpart.ui import console
 
-JSON_KEYS = ("name", "shape", "bytes_per_sample", "head_params", "tail_params", "head_flops",
-             "tail_flops")  # fmt: skip
+JSON_KEYS = (
+    "name",
+    "shape",
+    "bytes_per_sample",
+    "head_params",
+    "tail_params",
+    "head_flops",
+    "tail_flops",
+)
 
 
 def _human(n: float) -> str:
@@ -51,13 +58,26 @@ def cuts(
         print(json.dumps(rows, indent=2))
         return
     table = Table(title=f"{model}: {len(found)} legal cuts at input {c}x{h}x{w}")
-    for col in ("#", "cut", "shape", "bytes/sample", "head params", "tail params",
-                "head FLOPs", "tail FLOPs"):  # fmt: skip
+    for col in (
+        "#",
+        "cut",
+        "shape",
+        "bytes/sample",
+        "head params",
+        "tail params",
+        "head FLOPs",
+        "tail FLOPs",
+    ):
         table.add_column(col, justify="left" if col in ("cut", "shape") else "right")
     for i, cut in enumerate(found):
         table.add_row(
-            str(i), cut.name, "x".join(map(str, cut.shape)), _human(cut.bytes_per_sample),
-            _human(cut.head_params), _human(cut.tail_params), _human(cut.head_flops),
+            str(i),
+            cut.name,
+            "x".join(map(str, cut.shape)),
+            _human(cut.bytes_per_sample),
+            _human(cut.head_params),
+            _human(cut.tail_params),
+            _human(cut.head_flops),
             _human(cut.tail_flops),
-        )  # fmt: skip
+        )
     console.print(table)

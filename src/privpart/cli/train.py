@@ -47,9 +47,20 @@ def train(
 ) -> None:
     """Train a target model; writes OUT/model.safetensors and OUT/meta.json."""
     path = train_to_checkpoint(
-        model, dataset, out, data_dir=data_dir, limit=limit, epochs=epochs, seed=seed,
-        task=task, lr=lr, batch_size=batch_size, weights=weights, n_aux=aux, n_victim=victim,
-    )  # fmt: skip
+        model,
+        dataset,
+        out,
+        data_dir=data_dir,
+        limit=limit,
+        epochs=epochs,
+        seed=seed,
+        task=task,
+        lr=lr,
+        batch_size=batch_size,
+        weights=weights,
+        n_aux=aux,
+        n_victim=victim,
+    )
     meta = read_meta(path)
     console.print(
         f"[green]saved[/] {path} — test accuracy {meta['test_accuracy']:.2%}, "

@@ -13,9 +13,17 @@ from privpart.data.registry import DATASETS
 from privpart.errors import PrivpartError
 
 FASHION_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-]  # fmt: skip
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 # Coarse groups: a task the server may learn while the fine class stays private (see defences).
 FASHION_GROUPS = ["tops", "bottoms", "footwear", "bags"]
 FASHION_GROUP_OF = [0, 1, 0, 0, 0, 2, 0, 2, 3, 2]

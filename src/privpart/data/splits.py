@@ -59,7 +59,7 @@ def make_splits(
         test_pool = ds.test_start + torch.randperm(n - ds.test_start, generator=g)
     else:
         perm = torch.randperm(n, generator=g)
-        n_test_side = max(n // 7, (n_test or 0) + (n_victim or 0))
+        n_test_side = max(n // 5, (n_victim or 0) + 1)  # 20% test side, no official test set
         test_pool, train_pool = perm[:n_test_side], perm[n_test_side:]
     if n_aux is None:
         n_aux = min(2000, train_pool.numel() // 3)
@@ -70,8 +70,9 @@ def make_splits(
     train = _take(train_pool, n_aux, left_train if n_train is None else n_train, "train", "--limit")
     victim = _take(test_pool, 0, n_victim, "victim", "victim")
     left_test = test_pool.numel() - n_victim
-    test = _take(test_pool, n_victim, left_test if n_test is None else min(n_test, left_test),
-                 "test", "test")  # fmt: skip
+    test = _take(
+        test_pool, n_victim, left_test if n_test is None else min(n_test, left_test), "test", "test"
+    )
     return DataSplits(target_train=train, target_test=test, aux=aux, victim=victim, seed=seed)
 
 

@@ -12,6 +12,14 @@ from privpart.profiling.profiler import (
 from privpart.profiling.timing import Timing, time_module
 
 __all__ = [
-    "SGX1_EPC_BYTES", "CutProfile", "ProfileConfig", "ProfileResult", "Timing", "peak_memory_bytes",
-    "profile_cut", "profile_cuts", "time_module", "transfer_ms",
-]  # fmt: skip
+    "SGX1_EPC_BYTES",
+    "CutProfile",
+    "ProfileConfig",
+    "ProfileResult",
+    "Timing",
+    "peak_memory_bytes",
+    "profile_cut",
+    "profile_cuts",
+    "time_module",
+    "transfer_ms",
+]

@@ -145,8 +145,11 @@ def profile_cut(part: Partition, cut: Cut, cfg: ProfileConfig) -> CutProfile:
         tail_t = time_module(s.tail, feats, device, cfg.untrusted_threads, **kw)
         s.tail.to("cpu")
     n_bytes = feats.numel() * feats.element_size()
-    mem = peak_memory_bytes(s.head, x) if cut.position != "input" else {
-        "weights": 0, "activations": 0, "total": 0}  # fmt: skip
+    mem = (
+        peak_memory_bytes(s.head, x)
+        if cut.position != "input"
+        else {"weights": 0, "activations": 0, "total": 0}
+    )
     return CutProfile(
         cut=cut.name,
         head=head_t,
@@ -175,5 +178,9 @@ def profile_cuts(
             bar.advance(task)
     whole_untrusted, whole_trusted = out[first.name], out[last.name]
     chosen = {c.name: out[c.name] for c in cuts}
-    return ProfileResult(chosen, whole_trusted, whole_untrusted,
-                         {**cfg.to_dict(), "resolved_device": cfg.resolved_device()})  # fmt: skip
+    return ProfileResult(
+        chosen,
+        whole_trusted,
+        whole_untrusted,
+        {**cfg.to_dict(), "resolved_device": cfg.resolved_device()},
+    )

@@ -10,8 +10,9 @@ from PIL import Image
 from torchvision.utils import make_grid
 
 
-def save_grid(originals: torch.Tensor, reconstructions: torch.Tensor, path: Path,
-              n: int = 8, scale: int = 3) -> Path:  # fmt: skip
+def save_grid(
+    originals: torch.Tensor, reconstructions: torch.Tensor, path: Path, n: int = 8, scale: int = 3
+) -> Path:
     """Write a 2-row PNG (originals, reconstructions), nearest-upscaled so small images show."""
     k = min(n, originals.shape[0], reconstructions.shape[0])
     rows = torch.cat([originals[:k], reconstructions[:k].to(originals.dtype)]).float().clamp(0, 1)

@@ -35,15 +35,24 @@ def leakage_plot(r: AuditResult, out: Path) -> str:
     for attack in r.config["attacks"]:
         ys = [cr.attacks.get(attack, {}).get("metrics", {}).get(recon) for cr in r.cuts]
         if any(y is not None for y in ys):
-            ax.plot(x, [float("nan") if y is None else y for y in ys], "o-", label=attack,
-                    color=COLORS.get(attack))  # fmt: skip
-            bases = [cr.attacks[attack]["baselines"].get(recon) for cr in r.cuts
-                     if attack in cr.attacks]  # fmt: skip
+            ax.plot(
+                x,
+                [float("nan") if y is None else y for y in ys],
+                "o-",
+                label=attack,
+                color=COLORS.get(attack),
+            )
+            bases = [
+                cr.attacks[attack]["baselines"].get(recon) for cr in r.cuts if attack in cr.attacks
+            ]
             base_line = base_line if base_line is not None else (bases[0] if bases else None)
     if base_line is not None:
         ax.axhline(base_line, color="grey", ls="--", label="baseline (aux-mean guess)")
-        limit = (max(c.max_ssim, base_line + c.ssim_margin) if recon == "ssim"
-                 else c.max_mae_ratio * base_line)  # fmt: skip
+        limit = (
+            max(c.max_ssim, base_line + c.ssim_margin)
+            if recon == "ssim"
+            else c.max_mae_ratio * base_line
+        )
         ax.axhline(limit, color="red", ls=":", label="threshold")
     ax.set_title(
         "Input reconstruction" + (" (lower MAE = more leakage)" if recon != "ssim" else "")
@@ -56,10 +65,18 @@ def leakage_plot(r: AuditResult, out: Path) -> str:
     ax = axes[1]
     accs = [cr.attacks.get("attribute", {}).get("metrics", {}).get("accuracy") for cr in r.cuts]
     if any(a is not None for a in accs):
-        bases = [cr.attacks["attribute"]["baselines"].get("accuracy", 0) for cr in r.cuts
-                 if "attribute" in cr.attacks]  # fmt: skip
-        ax.plot(x, [float("nan") if a is None else a for a in accs], "o-",
-                color=COLORS["attribute"], label="attribute attack")  # fmt: skip
+        bases = [
+            cr.attacks["attribute"]["baselines"].get("accuracy", 0)
+            for cr in r.cuts
+            if "attribute" in cr.attacks
+        ]
+        ax.plot(
+            x,
+            [float("nan") if a is None else a for a in accs],
+            "o-",
+            color=COLORS["attribute"],
+            label="attribute attack",
+        )
         ax.axhline(bases[0], color="grey", ls="--", label="majority-class baseline")
         ax.axhline(bases[0] + c.max_attribute_advantage, color="red", ls=":", label="threshold")
         attr = r.cuts[0].attacks.get("attribute", {}).get("config", {}).get("attribute", "")
@@ -84,13 +101,26 @@ def latency_plot(r: AuditResult, out: Path) -> str:
     x = range(len(names))
     ax.bar(x, head, label="head (trusted)", color="#ff7f0e")
     ax.bar(x, xfer, bottom=head, label="feature transfer", color="#7f7f7f")
-    ax.bar(x, tail, bottom=[h + t for h, t in zip(head, xfer, strict=True)],
-           label="tail (accelerator)", color="#1f77b4")  # fmt: skip
+    ax.bar(
+        x,
+        tail,
+        bottom=[h + t for h, t in zip(head, xfer, strict=True)],
+        label="tail (accelerator)",
+        color="#1f77b4",
+    )
     wt, wu = r.extremes["whole_trusted"], r.extremes["whole_untrusted"]
-    ax.axhline(wt["total_ms"], color="#ff7f0e", ls="--",
-               label=f"whole model trusted ({wt['total_ms']:.1f} ms)")  # fmt: skip
-    ax.axhline(wu["total_ms"], color="#1f77b4", ls="--",
-               label=f"whole model untrusted ({wu['total_ms']:.1f} ms, input exposed)")  # fmt: skip
+    ax.axhline(
+        wt["total_ms"],
+        color="#ff7f0e",
+        ls="--",
+        label=f"whole model trusted ({wt['total_ms']:.1f} ms)",
+    )
+    ax.axhline(
+        wu["total_ms"],
+        color="#1f77b4",
+        ls="--",
+        label=f"whole model untrusted ({wu['total_ms']:.1f} ms, input exposed)",
+    )
     ax.set_xticks(list(x), names, rotation=30, ha="right")
     ax.set_ylabel("ms per inference (median)")
     ax.set_title("End-to-end latency by cut")
@@ -108,8 +138,14 @@ def pareto_plot(r: AuditResult, out: Path) -> str:
         pts.append((cr.latency["total_ms"], leakage_score(ev), cr.name, cr.verdict["status"]))
     colors = {"selected": "#2ca02c", "passes": "#1f77b4", "rejected": "#d62728"}
     for lat, leak, name, status in pts:
-        ax.scatter(lat, leak, s=160 if status == "selected" else 50, c=colors[status],
-                   marker="*" if status == "selected" else "o", zorder=3)  # fmt: skip
+        ax.scatter(
+            lat,
+            leak,
+            s=160 if status == "selected" else 50,
+            c=colors[status],
+            marker="*" if status == "selected" else "o",
+            zorder=3,
+        )
         ax.annotate(name, (lat, leak), textcoords="offset points", xytext=(5, 5), fontsize=8)
     frontier, best = [], float("inf")
     for lat, leak, *_ in sorted(pts):

@@ -45,9 +45,11 @@ def _baselines(r: AuditResult) -> dict[str, str]:
 
 def _thresholds(r: AuditResult) -> str:
     c = r.selection["constraints"]
-    return (f"SSIM > max({c['max_ssim']}, baseline + {c['ssim_margin']}); attribute accuracy > "
-            f"baseline + {c['max_attribute_advantage']}; feature MAE < {c['max_mae_ratio']} x "
-            f"baseline; head memory <= {c['memory_budget_bytes'] / 2**20:.0f} MiB")  # fmt: skip
+    return (
+        f"SSIM > max({c['max_ssim']}, baseline + {c['ssim_margin']}); attribute accuracy > "
+        f"baseline + {c['max_attribute_advantage']}; feature MAE < {c['max_mae_ratio']} x "
+        f"baseline; head memory <= {c['memory_budget_bytes'] / 2**20:.0f} MiB"
+    )
 
 
 def _feature_tables(r: AuditResult, top: int = 8) -> list[tuple[str, list[dict]]]:
@@ -63,9 +65,15 @@ def _feature_tables(r: AuditResult, top: int = 8) -> list[tuple[str, list[dict]]
         if best is None:
             continue
         base = best.get("baselines", {}).get("per_feature", {})
-        rows = [{"name": k, "mae": v, "base": base.get(k, float("nan")),
-                 "ratio": v / base[k] if base.get(k) else float("nan")}
-                for k, v in best["per_feature"].items()]  # fmt: skip
+        rows = [
+            {
+                "name": k,
+                "mae": v,
+                "base": base.get(k, float("nan")),
+                "ratio": v / base[k] if base.get(k) else float("nan"),
+            }
+            for k, v in best["per_feature"].items()
+        ]
         rows.sort(key=lambda f: f["ratio"] if f["ratio"] == f["ratio"] else 9e9)
         tables.append((f"{cr.name} ({best['attack']})", rows[:top]))
     return tables
@@ -76,17 +84,25 @@ def render_report(results_json: Path, out: Path | None = None) -> Path:
     r = AuditResult.load(results_json)
     out = out or results_json.parent
     out.mkdir(parents=True, exist_ok=True)
-    figs = {"leakage": leakage_plot(r, out), "latency": latency_plot(r, out),
-            "pareto": pareto_plot(r, out)}  # fmt: skip
+    figs = {
+        "leakage": leakage_plot(r, out),
+        "latency": latency_plot(r, out),
+        "pareto": pareto_plot(r, out),
+    }
     env = Environment(loader=PackageLoader("privpart.report"), autoescape=select_autoescape())
     env.filters["filesize"] = _filesize
     env.filters["headline"] = _headline
-    grid_attacks = [a for a in r.config["attacks"]
-                    if any(cr.attacks.get(a, {}).get("grid") for cr in r.cuts)]  # fmt: skip
+    grid_attacks = [
+        a for a in r.config["attacks"] if any(cr.attacks.get(a, {}).get("grid") for cr in r.cuts)
+    ]
     html = env.get_template("index.html").render(
-        r=r, figs=figs, baselines=_baselines(r), thresholds=_thresholds(r),
-        grid_attacks=grid_attacks, feature_tables=_feature_tables(r),
-    )  # fmt: skip
+        r=r,
+        figs=figs,
+        baselines=_baselines(r),
+        thresholds=_thresholds(r),
+        grid_attacks=grid_attacks,
+        feature_tables=_feature_tables(r),
+    )
     page = out / "index.html"
     page.write_text(html)
     return page

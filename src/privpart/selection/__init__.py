@@ -12,6 +12,12 @@ from privpart.selection.select import (
 )
 
 __all__ = [
-    "WHOLE_TRUSTED", "Breach", "Constraints", "CutEvidence", "Selection", "breaches",
-    "leakage_score", "select_cut",
-]  # fmt: skip
+    "WHOLE_TRUSTED",
+    "Breach",
+    "Constraints",
+    "CutEvidence",
+    "Selection",
+    "breaches",
+    "leakage_score",
+    "select_cut",
+]

@@ -68,23 +68,44 @@ def breaches(ev: CutEvidence, c: Constraints) -> list[Breach]:
         if "ssim" in m:
             limit = c.ssim_limit(name, b.get("ssim", 0.0))
             if m["ssim"] > limit:
-                out.append(Breach(name, "ssim", m["ssim"], limit,
-                                  f"{name} reconstructs inputs (SSIM {m['ssim']:.2f} > "
-                                  f"{limit:.2f}; baseline {b.get('ssim', 0.0):.2f})"))  # fmt: skip
+                out.append(
+                    Breach(
+                        name,
+                        "ssim",
+                        m["ssim"],
+                        limit,
+                        f"{name} reconstructs inputs (SSIM {m['ssim']:.2f} > "
+                        f"{limit:.2f}; baseline {b.get('ssim', 0.0):.2f})",
+                    )
+                )
         if "feature_mae" in m and "feature_mae" in b:
             limit = c.max_mae_ratio * b["feature_mae"]
             if m["feature_mae"] < limit:
-                out.append(Breach(name, "feature_mae", m["feature_mae"], limit,
-                                  f"{name} recovers features (MAE {m['feature_mae']:.3f} < "
-                                  f"{limit:.3f}; baseline {b['feature_mae']:.3f})"))  # fmt: skip
+                out.append(
+                    Breach(
+                        name,
+                        "feature_mae",
+                        m["feature_mae"],
+                        limit,
+                        f"{name} recovers features (MAE {m['feature_mae']:.3f} < "
+                        f"{limit:.3f}; baseline {b['feature_mae']:.3f})",
+                    )
+                )
         if "accuracy" in m:
             base = b.get("accuracy", 0.0)
             limit = base + c.max_attribute_advantage
             if m["accuracy"] > limit:
-                out.append(Breach(name, "accuracy", m["accuracy"], limit,
-                                  f"{name} infers the private attribute (accuracy "
-                                  f"{m['accuracy']:.2f} > {limit:.2f}; majority baseline "
-                                  f"{base:.2f})"))  # fmt: skip
+                out.append(
+                    Breach(
+                        name,
+                        "accuracy",
+                        m["accuracy"],
+                        limit,
+                        f"{name} infers the private attribute (accuracy "
+                        f"{m['accuracy']:.2f} > {limit:.2f}; majority baseline "
+                        f"{base:.2f})",
+                    )
+                )
     return out
 
 
@@ -107,16 +128,23 @@ def select_cut(
         if broken:
             reasons[ev.cut] = "broken: " + "; ".join(b.text for b in broken)
         if over:
-            mem = (f"over memory: the head needs {ev.memory_bytes / 2**20:.1f} MiB > "
-                   f"{c.memory_budget_bytes / 2**20:.0f} MiB budget")  # fmt: skip
+            mem = (
+                f"over memory: the head needs {ev.memory_bytes / 2**20:.1f} MiB > "
+                f"{c.memory_budget_bytes / 2**20:.0f} MiB budget"
+            )
             reasons[ev.cut] = f"{reasons[ev.cut]}; {mem}" if ev.cut in reasons else mem
         if not broken and not over:
             passing.append(ev)
 
     if not passing:
-        return Selection(None, reasons, found, _nothing_summary(candidates),
-                         _nothing_recommendation(candidates, whole_trusted, c),
-                         c.to_dict())  # fmt: skip
+        return Selection(
+            None,
+            reasons,
+            found,
+            _nothing_summary(candidates),
+            _nothing_recommendation(candidates, whole_trusted, c),
+            c.to_dict(),
+        )
 
     fastest = min(ev.total_ms for ev in passing)
     tied = [ev for ev in passing if ev.total_ms <= fastest * (1 + c.tie_tolerance)]
@@ -125,17 +153,24 @@ def select_cut(
         if ev is best:
             continue
         if ev in tied:
-            reasons[ev.cut] = (f"tie on latency ({ev.total_ms:.2f} ms vs {best.total_ms:.2f} ms) "
-                               f"lost on leakage/memory")  # fmt: skip
+            reasons[ev.cut] = (
+                f"tie on latency ({ev.total_ms:.2f} ms vs {best.total_ms:.2f} ms) "
+                f"lost on leakage/memory"
+            )
         else:
-            reasons[ev.cut] = (f"passes, but slower: {ev.total_ms:.2f} ms vs "
-                               f"{best.total_ms:.2f} ms for {best.cut}")  # fmt: skip
+            reasons[ev.cut] = (
+                f"passes, but slower: {ev.total_ms:.2f} ms vs {best.total_ms:.2f} ms for {best.cut}"
+            )
     if best.cut == WHOLE_TRUSTED:
-        summary = (f"Keep the whole model trusted ({best.total_ms:.1f} ms): no cut is both safe "
-                   f"and faster.")  # fmt: skip
+        summary = (
+            f"Keep the whole model trusted ({best.total_ms:.1f} ms): no cut is both safe "
+            f"and faster."
+        )
     else:
-        summary = (f"Cut at {best.cut}: the fastest cut no attack breaks "
-                   f"({best.total_ms:.1f} ms end to end).")  # fmt: skip
+        summary = (
+            f"Cut at {best.cut}: the fastest cut no attack breaks "
+            f"({best.total_ms:.1f} ms end to end)."
+        )
     return Selection(best.cut, reasons, found, summary, "", c.to_dict())
 
 
@@ -150,12 +185,16 @@ def _nothing_recommendation(
     parts = []
     if fits:
         target = min(fits, key=lambda ev: (leakage_score(ev), ev.total_ms))
-        parts.append(f"train a defended head at {target.cut} (`privpart audit ... --defence "
-                     f"adversarial --defence-cut {target.cut}`) and re-audit")  # fmt: skip
+        parts.append(
+            f"train a defended head at {target.cut} (`privpart audit ... --defence "
+            f"adversarial --defence-cut {target.cut}`) and re-audit"
+        )
     if whole_trusted is not None:
         if whole_trusted.memory_bytes <= c.memory_budget_bytes or not c.enforce_memory:
             parts.append(f"or keep the whole model trusted ({whole_trusted.total_ms:.1f} ms)")
         else:
-            parts.append("keeping the whole model trusted exceeds the memory budget; use a "
-                         "larger enclave (SGX2/TDX) or a smaller model")  # fmt: skip
+            parts.append(
+                "keeping the whole model trusted exceeds the memory budget; use a "
+                "larger enclave (SGX2/TDX) or a smaller model"
+            )
     return "; ".join(parts) or "audit deeper cuts (`--cuts all`)"

@@ -10,7 +10,14 @@ from privpart.training.pipeline import DEFAULT_LR, train_to_checkpoint
 from privpart.training.train import TrainConfig, TrainReport, evaluate_accuracy, train_target
 
 __all__ = [
-    "DEFAULT_LR", "TrainConfig", "TrainReport", "checkpoint_spec", "evaluate_accuracy",
+    "DEFAULT_LR",
+    "TrainConfig",
+    "TrainReport",
+    "checkpoint_spec",
+    "evaluate_accuracy",
     "load_checkpoint",
-    "read_meta", "save_checkpoint", "train_target", "train_to_checkpoint",
-]  # fmt: skip
+    "read_meta",
+    "save_checkpoint",
+    "train_target",
+    "train_to_checkpoint",
+]

@@ -43,8 +43,9 @@ def train_to_checkpoint(
     spec = ModelSpec(arch, ds.channels, len(ds.classes), size)
     torch.manual_seed(seed)
     model = build_model(spec, weights)
-    cfg = TrainConfig(epochs=epochs, lr=lr or DEFAULT_LR.get(arch, 1e-3), seed=seed,
-                      batch_size=batch_size)  # fmt: skip
+    cfg = TrainConfig(
+        epochs=epochs, lr=lr or DEFAULT_LR.get(arch, 1e-3), seed=seed, batch_size=batch_size
+    )
     report = train_target(model, ds, splits, size, cfg, show_progress)
     meta = {
         "dataset": ds.name,

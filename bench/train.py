@@ -1,0 +1,62 @@
+"""Target-model training on a Fashion-MNIST subset, 2 CPU cores: test accuracy and minutes.
+
+Target (issue: Foundation): VGG-16 reaches >= 85% test accuracy within 10 minutes.
+Run: .venv/bin/python bench/train.py [--only vgg16] [--out runs/bench-train]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from _common import machine, write
+from privpart.training import read_meta, train_to_checkpoint
+
+# (limit, epochs) chosen to fit each model in ~10 CPU minutes.
+PLAN = {"vgg16": (24000, 2), "resnet50": (24000, 2), "efficientnet_b0": (24000, 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", nargs="*", default=list(PLAN))
+    ap.add_argument("--out", type=Path, default=Path("runs/bench-train"))
+    args = ap.parse_args()
+    rows = {}
+    for arch in args.only:
+        limit, epochs = PLAN[arch]
+        t = time.perf_counter()
+        ckpt = train_to_checkpoint(
+            arch, "fashion-mnist", args.out / arch, limit=limit, epochs=epochs
+        )
+        meta = read_meta(ckpt)
+        rows[arch] = {
+            "limit": limit,
+            "epochs": epochs,
+            "test_accuracy": meta["test_accuracy"],
+            "train_minutes": meta["train_seconds"] / 60,
+            "wall_minutes": (time.perf_counter() - t) / 60,
+            "test_samples": meta["split_sizes"]["target_test"],
+        }
+    lines = [
+        "# Target training on Fashion-MNIST (CPU)",
+        "",
+        f"machine: {machine()}",
+        "",
+        "| model | train samples x epochs | test accuracy | train minutes |",
+        "| --- | --- | --- | --- |",
+    ]
+    for arch, r in rows.items():
+        lines.append(
+            f"| {arch} | {r['limit']} x {r['epochs']} | {r['test_accuracy']:.2%} | "
+            f"{r['train_minutes']:.1f} |"
+        )
+    if "vgg16" in rows:
+        v = rows["vgg16"]
+        ok = v["test_accuracy"] >= 0.85 and v["train_minutes"] <= 10
+        lines += ["", f"VGG-16 target (>= 85% within 10 min): {'met' if ok else 'MISSED'}"]
+    write("train", {"machine": machine(), "models": rows}, "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
