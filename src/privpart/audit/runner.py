@@ -92,6 +92,35 @@ class Auditor:
     def _stage(self, name: str, started: float) -> None:
         self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + time.perf_counter() - started
 
+    def defended(self, base: Path) -> Path:
+        """With `--defence`, a defended copy of `base` (trained once, reused on re-runs).
+
+        The audit then attacks it with fresh attackers trained from scratch against the frozen
+        defended head, never the adversary used inside the defence's training loop.
+        """
+        from privpart.defences import defend  # only imported when a defence is asked for
+
+        cut = self.cfg.defence_cut
+        if not cut:
+            raise PrivpartError("--defence needs --defence-cut", "name the cut to defend")
+        target = self.out / f"defended-{self.cfg.defence}-{cut}"
+        if (target / "meta.json").is_file():
+            console.print(f"reusing the defended model trained earlier in {target}")
+            return target
+        t = time.perf_counter()
+        console.rule(f"training the {self.cfg.defence} defence at {cut}")
+        path = defend(
+            base,
+            self.cfg.defence,
+            cut,
+            target,
+            dict(self.cfg.defence_params),
+            data_dir=Path(self.cfg.data_dir) if self.cfg.data_dir else None,
+            show_progress=self.show,
+        )
+        self._stage("defence", t)
+        return path
+
     def checkpoint(self) -> Path:
         """The given checkpoint, else one trained by an earlier run of this audit, else train."""
         if self.cfg.checkpoint:
@@ -156,6 +185,9 @@ class Auditor:
         started = time.perf_counter()
         ckpt = self.checkpoint()
         expect = None if self.cfg.checkpoint else self.cfg.model
+        if self.cfg.defence:
+            load_checkpoint(ckpt, expect_arch=expect)  # check the base before training on it
+            ckpt, expect = self.defended(ckpt), None
         model, meta = load_checkpoint(ckpt, expect_arch=expect)
 
         t = time.perf_counter()
