@@ -1,0 +1,123 @@
+"""The main job, timed: `privpart audit` on VGG-16 / Fashion-MNIST with the README's defaults
+(training included), then ResNet-50 and EfficientNet-B0, so every seed model has a verdict.
+
+Target (issue: audit): the default audit finishes in <= 15 minutes on 2 CPU cores.
+Run: .venv/bin/python bench/audit.py [--models vgg16 resnet50 efficientnet_b0] [--resume]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+from _common import RESULTS, machine, write
+from privpart.audit import AuditConfig, Auditor
+from privpart.report import render_report
+
+
+def summarise(r) -> dict:  # noqa: ANN001 (AuditResult)
+    cuts = []
+    for c in r.cuts:
+        recon = {a: v["metrics"]["ssim"] for a, v in c.attacks.items() if "ssim" in v["metrics"]}
+        attr = c.attacks.get("attribute", {})
+        cuts.append(
+            {
+                "cut": c.name,
+                "ssim": recon,
+                "ssim_baseline": next(
+                    (
+                        v["baselines"]["ssim"]
+                        for v in c.attacks.values()
+                        if "ssim" in v["baselines"]
+                    ),
+                    None,
+                ),
+                "attribute_accuracy": attr.get("metrics", {}).get("accuracy"),
+                "attribute_baseline": attr.get("baselines", {}).get("accuracy"),
+                "total_ms": c.latency["total_ms"],
+                "verdict": c.verdict["status"],
+                "reason": c.verdict["reason"],
+            }
+        )
+    return {
+        "selected_cut": r.selected_cut,
+        "summary": r.selection["summary"],
+        "recommendation": r.selection["recommendation"],
+        "test_accuracy": r.model["test_accuracy"],
+        "stage_minutes": {k: v / 60 for k, v in r.stage_seconds.items()},
+        "whole_trusted_ms": r.extremes["whole_trusted"]["total_ms"],
+        "whole_untrusted_ms": r.extremes["whole_untrusted"]["total_ms"],
+        "cuts": cuts,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", nargs="*", default=["vgg16", "resnet50", "efficientnet_b0"])
+    ap.add_argument("--out", type=Path, default=Path("runs/bench-audit"))
+    ap.add_argument("--resume", action="store_true", help="keep earlier runs' caches")
+    args = ap.parse_args()
+    rows = {}
+    for model in args.models:
+        out = args.out / model
+        if out.exists() and not args.resume:
+            shutil.rmtree(out)
+        t = time.perf_counter()
+        r = Auditor(AuditConfig(model=model), out).run()
+        render_report(out / "results.json")
+        rows[model] = {"wall_minutes": (time.perf_counter() - t) / 60, **summarise(r)}
+        shutil.copy(out / "leakage.png", RESULTS / f"audit_{model}_leakage.png")
+        shutil.copy(out / "latency.png", RESULTS / f"audit_{model}_latency.png")
+
+    lines = [
+        "# privpart audit on Fashion-MNIST (README defaults, CPU)",
+        "",
+        f"machine: {machine()}",
+        "",
+    ]
+    for model, s in rows.items():
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in s["stage_minutes"].items() if k != "total")
+        lines += [
+            f"## {model}: {s['wall_minutes']:.1f} min wall ({stages} min)",
+            "",
+            f"test accuracy {s['test_accuracy']:.1%}; verdict: {s['summary']} "
+            f"{s['recommendation']}",
+            "",
+            "| cut | cgan SSIM | decoder SSIM | whitebox SSIM | SSIM baseline | attribute acc "
+            "(baseline) | total ms | verdict |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for c in s["cuts"]:
+            ss = [
+                f"{c['ssim'][a]:.2f}" if a in c["ssim"] else "-"
+                for a in ("cgan", "decoder", "whitebox")
+            ]
+            acc = (
+                f"{c['attribute_accuracy']:.2f} ({c['attribute_baseline']:.2f})"
+                if c["attribute_accuracy"] is not None
+                else "-"
+            )
+            base = f"{c['ssim_baseline']:.2f}" if c["ssim_baseline"] is not None else "-"
+            lines.append(
+                f"| {c['cut']} | {' | '.join(ss)} | {base} | {acc} | "
+                f"{c['total_ms']:.2f} | {c['verdict']} |"
+            )
+        lines += [
+            "",
+            f"whole model trusted {s['whole_trusted_ms']:.2f} ms; whole model "
+            f"untrusted {s['whole_untrusted_ms']:.2f} ms",
+            "",
+        ]
+    if "vgg16" in rows:
+        m = rows["vgg16"]["wall_minutes"]
+        lines.append(
+            f"Default audit (vgg16) within 15 minutes: {'met' if m <= 15 else 'MISSED'} "
+            f"({m:.1f} min)"
+        )
+    write("audit", {"machine": machine(), "models": rows}, "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
