@@ -269,7 +269,10 @@ async def _infer(
         table.add_column(col, justify="left" if col in ("image", "prediction") else "right")
     for r in rows:
         table.add_row(
-            r["image"], r["prediction"], f"{r['confidence']:.1%}", f"{r['median_ms']:.1f}"
+            Path(r["image"]).name,
+            r["prediction"],
+            f"{r['confidence']:.1%}",
+            f"{r['median_ms']:.1f}",
         )
     console.print(table)
     parts = ", ".join(f"{k} {v:.2f}" for k, v in rows[-1]["timing_ms"].items() if k != "total")

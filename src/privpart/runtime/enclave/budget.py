@@ -69,8 +69,9 @@ def apply_budget(budget_bytes: int) -> int:
     return limit
 
 
+OOM_SIGNS = ("can't allocate memory", "Cannot allocate", "could not create a primitive")
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
-    text = str(exc)
-    return (
-        isinstance(exc, MemoryError) or "can't allocate memory" in text or "Cannot allocate" in text
-    )
+    """An allocation refused under the cap (torch's allocator and oneDNN word it differently)."""
+    return isinstance(exc, MemoryError) or any(sign in str(exc) for sign in OOM_SIGNS)

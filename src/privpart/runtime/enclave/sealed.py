@@ -77,6 +77,8 @@ def read_header(blob: bytes) -> tuple[HeadInfo, bytes, int]:
             raise ValueError(f"format {header.get('format')!r}")
         nonce = bytes.fromhex(header["nonce"])
         info = HeadInfo.from_json(header["head"])
+    except PrivpartError as exc:
+        raise _corrupt(exc.message) from None
     except (
         json.JSONDecodeError,
         UnicodeDecodeError,

@@ -190,11 +190,10 @@ def _load(args: argparse.Namespace, inp: BinaryIO, out: BinaryIO) -> tuple[Worke
         with torch.inference_mode():
             head(torch.zeros(args.max_batch, *info.input_shape))
     except (RuntimeError, MemoryError) as exc:
-        if not budget.is_out_of_memory(exc):
-            raise
+        why = "out of memory" if budget.is_out_of_memory(exc) else str(exc).splitlines()[0]
         raise PrivpartError(
-            f"the head does not fit the enclave budget of {args.epc_bytes >> 20} MiB "
-            f"at batch {args.max_batch}",
+            f"the head failed a batch of {args.max_batch} within the enclave budget of "
+            f"{args.epc_bytes >> 20} MiB ({why})",
             "raise --epc-mib, lower --max-batch, or choose an earlier cut",
         ) from None
     peak = max(budget.peak_resident() - rss0, 0)

@@ -22,7 +22,7 @@ async def start_site(
         app, handle_signals=False, shutdown_timeout=shutdown_timeout, access_log=None
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, shutdown_timeout=shutdown_timeout, backlog=1024)
+    site = web.TCPSite(runner, host, port, backlog=1024)
     await site.start()
     sockets = getattr(site._server, "sockets", None) or []
     bound = sockets[0].getsockname()[1] if sockets else port
