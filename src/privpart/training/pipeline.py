@@ -15,7 +15,7 @@ from privpart.training.checkpoint import save_checkpoint
 from privpart.training.train import TrainConfig, train_target
 
 # Learning rates that converge within one or two CPU epochs (AdamW, one-cycle).
-DEFAULT_LR = {"vgg16": 2e-4, "resnet50": 1e-3, "efficientnet_b0": 2e-3, "tinycnn": 3e-3}
+DEFAULT_LR = {"vgg16": 4e-4, "resnet50": 1e-3, "efficientnet_b0": 2e-3, "tinycnn": 3e-3}
 
 
 def train_to_checkpoint(
