@@ -169,9 +169,11 @@ def infer(
     ] = None,
     repeat: Annotated[int, typer.Option(min=1, help="run each image N times (timing)")] = 1,
     timeout: Annotated[float, typer.Option(help="seconds to wait for an answer")] = 30.0,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads (device mode)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Classify images through the split: via the attested enclave, or head-on-device."""
+    _set_threads(threads)
     if (enclave_url is None) == (not device):
         raise PrivpartError(
             "choose one mode: --enclave URL or --device",

@@ -72,7 +72,7 @@ class Session:
             nonce, plaintext, self._aad(self._send_dir, seq)
         )
 
-    def open(self, record: bytes | memoryview) -> bytes:
+    def open(self, record: bytes | bytearray | memoryview) -> bytes:
         """Decrypt the next incoming record; anything but the expected, authentic one closes."""
         if self.closed_reason is not None:
             raise ChannelError("session_closed", f"session closed: {self.closed_reason}", REATTEST)
@@ -91,7 +91,7 @@ class Session:
         nonce = self._nonce(self._recv_iv, seq)
         try:
             plaintext = self._recv_aead.decrypt(
-                nonce, bytes(record[SEQ.size :]), self._aad(self._recv_dir, seq)
+                nonce, memoryview(record)[SEQ.size :], self._aad(self._recv_dir, seq)
             )
         except InvalidTag:
             raise self._refuse(

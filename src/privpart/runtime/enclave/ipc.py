@@ -20,18 +20,27 @@ class PipeClosed(Exception):
     """The other end of the pipe went away."""
 
 
-def pack(header: dict[str, Any], payload: bytes | memoryview = b"") -> bytes:
+Payload = bytes | bytearray | memoryview
+
+
+def pack_parts(header: dict[str, Any], payload: Payload = b"") -> tuple[bytes, Payload]:
+    """(prefix + header, payload): written one after the other, the payload is never copied."""
     head = json.dumps(header, separators=(",", ":")).encode()
-    return b"".join((LENGTHS.pack(len(head) + len(payload), len(head)), head, payload))
+    return LENGTHS.pack(len(head) + len(payload), len(head)) + head, payload
 
 
-def _unpack(total: int, hlen: int, body: bytes) -> tuple[dict[str, Any], bytes]:
+def pack(header: dict[str, Any], payload: Payload = b"") -> bytes:
+    return b"".join(pack_parts(header, payload))
+
+
+def _unpack(total: int, hlen: int, body: bytes) -> tuple[dict[str, Any], memoryview]:
     if hlen > total:
         raise PipeClosed(f"malformed message (header {hlen} > total {total})")
-    return json.loads(body[:hlen]), body[hlen:]
+    view = memoryview(body)
+    return json.loads(view[:hlen].tobytes()), view[hlen:]
 
 
-def read_sync(stream: BinaryIO) -> tuple[dict[str, Any], bytes]:
+def read_sync(stream: BinaryIO) -> tuple[dict[str, Any], memoryview]:
     """Blocking read of one message (worker side)."""
     prefix = stream.read(LENGTHS.size)
     if len(prefix) < LENGTHS.size:
@@ -39,18 +48,20 @@ def read_sync(stream: BinaryIO) -> tuple[dict[str, Any], bytes]:
     total, hlen = LENGTHS.unpack(prefix)
     if total > MAX_MESSAGE:
         raise PipeClosed(f"message of {total} bytes exceeds the pipe limit")
-    body = stream.read(total)
-    if len(body) < total:
+    body = bytearray(total)  # writable: a frame decoded from it needs no copy
+    got = stream.readinto(body)
+    if got < total:
         raise PipeClosed("supervisor closed the pipe mid-message")
     return _unpack(total, hlen, body)
 
 
-def write_sync(stream: BinaryIO, header: dict[str, Any], payload: bytes | memoryview = b"") -> None:
-    stream.write(pack(header, payload))
+def write_sync(stream: BinaryIO, header: dict[str, Any], payload: Payload = b"") -> None:
+    for part in pack_parts(header, payload):
+        stream.write(part)
     stream.flush()
 
 
-async def read_async(reader: asyncio.StreamReader) -> tuple[dict[str, Any], bytes]:
+async def read_async(reader: asyncio.StreamReader) -> tuple[dict[str, Any], memoryview]:
     """Read one message (supervisor side)."""
     try:
         prefix = await reader.readexactly(LENGTHS.size)

@@ -23,6 +23,9 @@ from privpart.runtime.enclave import ipc
 from privpart.runtime.enclave.sealed import read_header
 from privpart.runtime.errors import EnclaveError, RuntimeFailure
 
+# a large stream limit: feature-sized messages are read without pausing the pipe every 128 KiB
+PIPE_BUFFER = 16 << 20
+
 if TYPE_CHECKING:
     from privpart.runtime.enclave.base import TEEBackend
 
@@ -192,7 +195,8 @@ class WorkerSupervisor:
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self._pending[msg_id] = fut
         try:
-            proc.stdin.write(ipc.pack({**(header or {}), "op": op, "id": msg_id}, payload))
+            for part in ipc.pack_parts({**(header or {}), "op": op, "id": msg_id}, payload):
+                proc.stdin.write(part)
             await proc.stdin.drain()
             reply, body = await asyncio.wait_for(fut, timeout)
         except (ConnectionError, BrokenPipeError):

@@ -3,9 +3,9 @@
 Policy:
 - requests queue whole (a request is never split); a batch takes queued requests in arrival
   order up to `max_batch` samples;
-- an idle server never delays a lone request. When requests arrive while the server is busy
-  (the queue holds more than one, or the first arrived within `max_wait_ms` of the previous batch
-  finishing), the batch waits up to `max_wait_ms` to fill;
+- a lone client is never delayed: the batch waits up to `max_wait_ms` to fill only when there is
+  evidence of concurrency (more than one request queued, or the previous batch held more than
+  one request); a sequential client, however fast, gets its batch of one at once;
 - the queue holds at most `max_queue` samples; beyond that `submit` raises `busy` (HTTP 429 with
   Retry-After) at once, so overload is explicit and nothing is dropped silently;
 - `drain()` stops intake (HTTP 503) and returns when everything queued has been answered.
@@ -46,6 +46,7 @@ class BatchStats:
     batches: int = 0
     samples: int = 0
     last_batch: int = 0
+    last_requests: int = 0
 
 
 class Batcher:
@@ -67,7 +68,6 @@ class Batcher:
         self._idle = asyncio.Event()
         self._idle.set()
         self._accepting = True
-        self._last_done = -1e9
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="privpart-batch")
         self._task: asyncio.Task | None = None
 
@@ -124,7 +124,7 @@ class Batcher:
 
     async def _fill(self, batch: list[_Item], size: int) -> int:
         wait = self.config.max_wait_ms / 1e3
-        busy = len(self._queue) > 1 or (self._queue[0].arrived - self._last_done) < wait
+        busy = len(self._queue) > 1 or self.stats.last_requests > 1
         size = self._take(batch, size)
         if not busy or wait <= 0:
             return size
@@ -162,14 +162,13 @@ class Batcher:
                 for b in batch:
                     if not b.future.done():
                         b.future.set_exception(failure)
-                self._last_done = time.perf_counter()
                 continue
             done = time.perf_counter()
-            self._last_done = done
             compute = (done - start) * 1e3
             self.stats.batches += 1
             self.stats.samples += size
             self.stats.last_batch = size
+            self.stats.last_requests = len(batch)
             if self.on_batch is not None:
                 self.on_batch(size, compute / 1e3)
             offset = 0

@@ -63,10 +63,12 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         )
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
+async def read_body(request: web.Request, limit: int) -> bytearray:
     """The request body, refused with 413 before reading when it declares more than `limit`.
 
-    The application's `client_max_size` bounds bodies without a Content-Length as well.
+    With a Content-Length the body is read straight into one buffer of that size (one copy,
+    and the frame decoder can then use it in place); without one, the application's
+    `client_max_size` bounds it.
     """
     declared = request.content_length
     if declared is not None and declared > limit:
@@ -77,7 +79,23 @@ async def read_body(request: web.Request, limit: int) -> bytes:
             status=413,
         )
     try:
-        body = await request.read()
+        if declared is None:
+            body = bytearray(await request.read())
+        else:
+            body = bytearray(declared)
+            view, pos = memoryview(body), 0
+            while pos < declared:
+                chunk = await request.content.readany()
+                if not chunk:
+                    break
+                view[pos : pos + len(chunk)] = chunk
+                pos += len(chunk)
+            if pos < declared:
+                raise RuntimeFailure(
+                    "truncated",
+                    f"body ended after {pos} of {declared} bytes",
+                    "send the whole frame",
+                )
     except ClientPayloadError as exc:
         raise RuntimeFailure(
             "truncated", f"request body is incomplete: {exc}", "send the whole frame"

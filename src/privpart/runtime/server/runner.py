@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+READ_BUFFER = 4 << 20
+
 
 async def start_site(
     app: web.Application, host: str, port: int, shutdown_timeout: float = 30.0

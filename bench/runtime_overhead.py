@@ -1,0 +1,241 @@
+"""End-to-end latency of the split runtime against a plain in-process forward.
+
+ResNet-50 @224, batch 1, CPU, cut at `layer2` (default). Three processes on loopback, as a user
+runs them: `privpart serve` (tail), `privpart enclave` (host + worker process, head), and this
+script as the client. Each round times, in rotating order:
+
+- plain:   `model(x)` in this process (the baseline);
+- enclave: seed A end to end: encrypt -> host -> worker (decrypt, head) -> tail server ->
+           worker (encrypt) -> client (decrypt);
+- device:  seed B end to end: head here -> tail server -> logits;
+- split:   head then tail in this process (what splitting costs before any transport).
+
+Target (issue 6): median(enclave) / median(plain) <= 1.05, same for device. Ratios are taken
+within one run because the machine is shared and noisy. The breakdown splits end-to-end time
+into crypto, serialisation, compute and transport (HTTP + pipes + scheduling, the remainder).
+
+Run: flock /tmp/privpart-cpu.lock .venv/bin/python bench/runtime_overhead.py [--rounds 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from _common import machine, write
+from privpart.runtime.channel.attestation import read_pin
+from privpart.runtime.client import DeviceClient, EnclaveClient
+from privpart.runtime.head import split_checkpoint
+from privpart.training import load_checkpoint
+from runtime_stack import Server, free_port, resnet50_checkpoint
+
+CRYPTO = ("client_encrypt", "client_decrypt", "enclave_decrypt", "enclave_encrypt")
+SERIAL = ("client_encode", "client_decode", "enclave_decode", "enclave_encode")
+COMPUTE = ("enclave_head", "head", "tail_compute")
+
+
+def breakdown(timing: dict[str, float]) -> dict[str, float]:
+    parts = {
+        "crypto": sum(timing.get(k, 0.0) for k in CRYPTO),
+        "serialisation": sum(timing.get(k, 0.0) for k in SERIAL),
+        "compute": sum(timing.get(k, 0.0) for k in COMPUTE),
+    }
+    parts["transport"] = timing["total"] - sum(parts.values())
+    return parts
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+async def measure(args: argparse.Namespace, work: Path) -> dict:
+    ck = resnet50_checkpoint(work / "resnet50-224")
+    torch.set_num_threads(args.threads)
+    model, _ = load_checkpoint(ck)
+    split = split_checkpoint(ck, args.cut)
+    threads = ["--threads", str(args.threads)]
+    tail_port, enclave_port = free_port(), free_port()
+    tail = Server(
+        [
+            "serve",
+            "--checkpoint",
+            str(ck),
+            "--cut",
+            args.cut,
+            "--port",
+            str(tail_port),
+            "--device",
+            "cpu",
+            *threads,
+        ],
+        tail_port,
+        work / "tail.log",
+    ).start()
+    enclave = Server(
+        [
+            "enclave",
+            "--checkpoint",
+            str(ck),
+            "--cut",
+            args.cut,
+            "--tail",
+            tail.url,
+            "--port",
+            str(enclave_port),
+            "--platform-dir",
+            str(work / "platform"),
+            "--max-batch",
+            "1",
+            *threads,
+        ],
+        enclave_port,
+        work / "enclave.log",
+    ).start()
+    try:
+        pin = read_pin(work / "platform" / "platform.pub")
+        ec = EnclaveClient(enclave.url, [pin], split.info.measurement, timeout=120)
+        dc = DeviceClient(split, tail.url, timeout=120)
+        await dc.check_tail()
+        attested = await ec.attest()
+        x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+        with torch.inference_mode():
+            reference = model(x)
+
+        def plain() -> tuple[float, dict]:
+            t = time.perf_counter()
+            with torch.inference_mode():
+                model(x)
+            return (time.perf_counter() - t) * 1e3, {}
+
+        def in_process_split() -> tuple[float, dict]:
+            t = time.perf_counter()
+            with torch.inference_mode():
+                split.tail(split.head(x))
+            return (time.perf_counter() - t) * 1e3, {}
+
+        async def remote(client: EnclaveClient | DeviceClient) -> tuple[float, dict]:
+            t = time.perf_counter()
+            r = await client.infer(x)
+            total = (time.perf_counter() - t) * 1e3
+            assert torch.allclose(r.logits, reference, atol=1e-4), "split answer differs"
+            return total, r.timing
+
+        modes = {
+            "plain": plain,
+            "enclave": lambda: remote(ec),
+            "device": lambda: remote(dc),
+            "split": in_process_split,
+        }
+        samples: dict[str, list[float]] = {m: [] for m in modes}
+        timings: dict[str, list[dict]] = {"enclave": [], "device": []}
+        names = list(modes)
+        for r in range(args.warmup + args.rounds):
+            order = names[r % len(names) :] + names[: r % len(names)]  # rotate the order
+            for name in order:
+                out = modes[name]()
+                total, timing = await out if asyncio.iscoroutine(out) else out
+                if r >= args.warmup:
+                    samples[name].append(total)
+                    if name in timings:
+                        timings[name].append({**timing, "total": total})
+            if r >= args.warmup and (r - args.warmup) % 10 == 9:
+                print(
+                    f"round {r - args.warmup + 1}: "
+                    + ", ".join(f"{m} {med(v):.1f} ms" for m, v in samples.items()),
+                    flush=True,
+                )
+        await ec.close()
+        await dc.close()
+        plain_ms = med(samples["plain"])
+        result = {
+            "model": "resnet50",
+            "input": [1, 3, 224, 224],
+            "cut": args.cut,
+            "feature_bytes": split.info.cut.bytes_per_sample,
+            "threads": args.threads,
+            "rounds": args.rounds,
+            "simulated": attested.simulated,
+            "machine": machine(),
+            "median_ms": {m: round(med(v), 2) for m, v in samples.items()},
+            "ratio": {m: round(med(v) / plain_ms, 4) for m, v in samples.items()},
+            "ratio_of_paired_rounds": {
+                m: round(med([a / b for a, b in zip(v, samples["plain"], strict=True)]), 4)
+                for m, v in samples.items()
+            },
+            "breakdown_ms": {},
+            "parts_ms": {},
+        }
+        for mode, rows in timings.items():
+            parts = [breakdown(t) for t in rows]
+            result["breakdown_ms"][mode] = {
+                k: round(med([p[k] for p in parts]), 3) for k in parts[0]
+            }
+            keys = sorted({k for t in rows for k in t})
+            result["parts_ms"][mode] = {
+                k: round(med([t.get(k, 0.0) for t in rows]), 3) for k in keys
+            }
+        return result
+    finally:
+        enclave.stop()
+        tail.stop()
+
+
+def markdown(r: dict) -> str:
+    rows = "\n".join(
+        f"| {m} | {r['median_ms'][m]:.1f} | {r['ratio'][m]:.3f} | "
+        f"{r['ratio_of_paired_rounds'][m]:.3f} |"
+        for m in ("plain", "split", "device", "enclave")
+    )
+    parts = "\n".join(
+        f"| {mode} | "
+        + " | ".join(
+            f"{r['breakdown_ms'][mode][k]:.2f}"
+            for k in ("compute", "crypto", "serialisation", "transport")
+        )
+        + " |"
+        for mode in ("device", "enclave")
+    )
+    ok = {m: r["ratio"][m] <= 1.05 for m in ("enclave", "device")}
+    verdict = ", ".join(f"{m} {'meets' if v else 'MISSES'} <= 1.05" for m, v in ok.items())
+    return f"""# Runtime overhead: ResNet-50 @224, batch 1, CPU, cut `{r["cut"]}`
+
+{r["machine"]["cpu"]}, torch {r["machine"]["torch"]}, {r["threads"]} threads per process,
+{r["rounds"]} rounds (order rotated each round); enclave backend `process`
+(**simulated: {str(r["simulated"]).lower()}**). Features at the cut: {r["feature_bytes"]:,} bytes.
+
+| mode | median ms | median / plain | median of paired ratios |
+|---|---:|---:|---:|
+{rows}
+
+Target: end-to-end / plain <= 1.05 -> {verdict}.
+
+Median breakdown (ms; transport = total - the other parts: HTTP on loopback, the host <-> worker
+pipes, the tail's frame validation and queueing, process wake-ups):
+
+| mode | compute | crypto | serialisation | transport |
+|---|---:|---:|---:|---:|
+{parts}
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=40)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--cut", default="layer2")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--work", type=Path, default=Path("runs/bench-runtime"))
+    ap.add_argument("--name", default="runtime_overhead")
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    result = asyncio.run(measure(args, args.work))
+    write(args.name, result, markdown(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Shared by the runtime benchmarks: a seeded ResNet-50 checkpoint and the servers as processes.
+
+The servers run exactly as a user runs them (`privpart serve`, `privpart enclave`), each in its
+own process on loopback, so the measured path includes real HTTP, pipes and process switches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import torch
+
+from privpart.models import ModelSpec, build_model
+from privpart.training import save_checkpoint
+
+CLI = [sys.executable, "-c", "from privpart.cli import main; main()"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def resnet50_checkpoint(folder: Path, size: int = 224, classes: int = 1000) -> Path:
+    """A seeded, untrained ResNet-50 (timing does not depend on the weights' values)."""
+    if (folder / "meta.json").is_file():
+        return folder
+    torch.manual_seed(0)
+    spec = ModelSpec("resnet50", 3, classes, (size, size))
+    meta = {"input_shape": [3, size, size], "classes": [str(i) for i in range(classes)]}
+    return save_checkpoint(folder, build_model(spec).eval(), spec, meta)
+
+
+class Server:
+    """A `privpart serve|enclave` process; stops with SIGTERM (graceful) or SIGKILL."""
+
+    def __init__(self, args: list[str], port: int, log: Path) -> None:
+        self.args, self.url, self.log = args, f"http://127.0.0.1:{port}", log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 300.0) -> Server:
+        fh = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [*CLI, *self.args],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.args[0]} exited:\n{self.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"{self.args[0]} did not start:\n{self.log.read_text()[-3000:]}")
+
+    def info(self) -> dict:
+        with urllib.request.urlopen(self.url + "/v1/info", timeout=5) as r:
+            return json.loads(r.read())
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)

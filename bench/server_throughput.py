@@ -1,0 +1,209 @@
+"""Tail-server throughput under 32 concurrent clients against an offline batched forward.
+
+The tail server runs as `privpart serve` in its own process (dynamic batching: max batch 32,
+max wait 10 ms). 32 closed-loop clients in this process each send one sample's features per
+request (every answer is checked against a local forward of that sample). Offline = the same
+tail module forwarding batches of 32 in this process, with the same thread count. Windows of
+server load and offline timing alternate, and the ratio is taken within the run.
+
+Target (issue 6): server samples/s / offline samples/s >= 0.9, for ResNet-50 @224 cut at
+layer2 (the deployment of bench/runtime_overhead.py). The tiny CNN is reported as well: its tail
+costs microseconds per sample, so per-request HTTP cost, not batching, bounds it.
+
+Run: flock /tmp/privpart-cpu.lock .venv/bin/python bench/server_throughput.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+import urllib.request
+from pathlib import Path
+
+import aiohttp
+import torch
+
+from _common import machine, write
+from privpart.models import ModelSpec, build_model
+from privpart.runtime import frames
+from privpart.runtime.client import TailClient
+from privpart.runtime.client.load import closed_loop
+from privpart.runtime.head import split_checkpoint
+from privpart.training import save_checkpoint
+from runtime_stack import Server, free_port, resnet50_checkpoint
+
+CONFIGS = {
+    "resnet50": {"cut": "layer2", "window_s": 45.0, "windows": 2, "warmup_s": 15.0},
+    "tinycnn": {"cut": "block2", "window_s": 15.0, "windows": 2, "warmup_s": 5.0},
+}
+
+
+def tinycnn_checkpoint(folder: Path) -> Path:
+    if (folder / "meta.json").is_file():
+        return folder
+    torch.manual_seed(0)
+    spec = ModelSpec("tinycnn", 1, 10, (28, 28))
+    return save_checkpoint(folder, build_model(spec), spec, {"input_shape": [1, 28, 28]})
+
+
+def batch_histogram(url: str) -> dict[str, float]:
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(("privpart_tail_batch_size_count", "privpart_tail_batch_size_sum")):
+            name, value = line.split()
+            out[name.rsplit("_", 1)[1]] = float(value)
+    return out
+
+
+async def measure(model: str, args: argparse.Namespace, work: Path) -> dict:
+    cfg = CONFIGS[model]
+    ck = (
+        resnet50_checkpoint(work / "resnet50-224")
+        if model == "resnet50"
+        else tinycnn_checkpoint(work / "tinycnn")
+    )
+    torch.set_num_threads(args.threads)
+    split = split_checkpoint(ck, cfg["cut"])
+    tail_module = split.tail
+    g = torch.Generator().manual_seed(0)
+    feats = [torch.rand(1, *split.info.cut.shape, generator=g) for _ in range(args.clients)]
+    with torch.inference_mode():
+        expected = [tail_module(f) for f in feats]
+    encoded = [frames.encode(f) for f in feats]
+    batch = torch.cat(feats)
+    port = free_port()
+    server = Server(
+        [
+            "serve",
+            "--checkpoint",
+            str(ck),
+            "--cut",
+            cfg["cut"],
+            "--port",
+            str(port),
+            "--device",
+            "cpu",
+            "--threads",
+            str(args.threads),
+            "--max-batch",
+            str(args.max_batch),
+            "--max-wait-ms",
+            str(args.max_wait_ms),
+            "--max-queue",
+            "256",
+        ],
+        port,
+        work / f"tail-{model}.log",
+    ).start()
+    spec = frames.FrameSpec(max_batch=1 << 16)
+
+    def offline(reps: int) -> list[float]:
+        rates = []
+        with torch.inference_mode():
+            tail_module(batch)
+            for _ in range(reps):
+                t = time.perf_counter()
+                tail_module(batch)
+                rates.append(len(feats) / (time.perf_counter() - t))
+        return rates
+
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            clients = [TailClient(server.url, 600, session) for _ in range(args.clients)]
+
+            async def request(c: int, i: int) -> bool:
+                body, _ = await clients[c].infer_frame(encoded[c])
+                return torch.allclose(frames.decode(body, spec), expected[c], atol=1e-4)
+
+            await closed_loop(args.clients, cfg["warmup_s"], request)  # warm-up, discarded
+            offline_rates: list[float] = []
+            server_ok, server_seconds, reports = 0, 0.0, []
+            before = batch_histogram(server.url)
+            for w in range(cfg["windows"]):
+                offline_rates += offline(args.offline_reps)
+                report = await closed_loop(args.clients, cfg["window_s"], request)
+                reports.append(report.to_json())
+                server_ok += report.ok
+                server_seconds += report.seconds
+                print(
+                    f"{model} window {w + 1}: server {report.ok / report.seconds:.1f}/s, "
+                    f"offline {statistics.median(offline_rates):.1f}/s",
+                    flush=True,
+                )
+            offline_rates += offline(args.offline_reps)
+            after = batch_histogram(server.url)
+    finally:
+        server.stop()
+    served = server_ok / server_seconds
+    off = statistics.median(offline_rates)
+    batches = after["count"] - before["count"]
+    return {
+        "model": model,
+        "cut": cfg["cut"],
+        "feature_shape": list(split.info.cut.shape),
+        "clients": args.clients,
+        "max_batch": args.max_batch,
+        "max_wait_ms": args.max_wait_ms,
+        "threads": args.threads,
+        "server_samples_per_s": round(served, 2),
+        "offline_samples_per_s": round(off, 2),
+        "ratio": round(served / off, 4),
+        "mean_batch": round((after["sum"] - before["sum"]) / max(batches, 1), 2),
+        "mismatched": sum(r["mismatched"] for r in reports),
+        "errors": [r["errors"] for r in reports],
+        "lost": sum(r["lost"] for r in reports),
+        "p50_ms": [r["p50_ms"] for r in reports],
+        "p99_ms": [r["p99_ms"] for r in reports],
+        "windows": reports,
+    }
+
+
+def markdown(r: dict) -> str:
+    rows = "\n".join(
+        f"| {x['model']} | {x['cut']} | {x['server_samples_per_s']:.1f} | "
+        f"{x['offline_samples_per_s']:.1f} | **{x['ratio']:.3f}** | {x['mean_batch']:.1f} | "
+        f"{'/'.join(f'{v:.0f}' for v in x['p50_ms'])} | {'/'.join(f'{v:.0f}' for v in x['p99_ms'])}"
+        f" | {x['mismatched']} | {x['lost']} |"
+        for x in r["runs"]
+    )
+    head = "| model | cut | server/s | offline/s | ratio | mean batch | p50 ms | p99 ms | bad |"
+    head += " lost |"
+    n = r["runs"][0]["clients"]
+    return f"""# Tail server throughput: {n} clients vs offline batched forward
+
+{r["machine"]["cpu"]}, torch {r["machine"]["torch"]}, {r["runs"][0]["threads"]} threads in the
+server and offline; dynamic batching max {r["runs"][0]["max_batch"]}, max wait
+{r["runs"][0]["max_wait_ms"]:g} ms; one sample per request; every answer checked.
+
+{head}
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|
+{rows}
+
+Samples per second; bad = answers that differ from a local forward of the same sample.
+Target: ratio >= 0.9 (ResNet-50). p50/p99 are per window.
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="*", default=list(CONFIGS))
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--max-batch", type=int, default=32)
+    ap.add_argument("--max-wait-ms", type=float, default=10.0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--offline-reps", type=int, default=3)
+    ap.add_argument("--work", type=Path, default=Path("runs/bench-runtime"))
+    ap.add_argument("--name", default="runtime_throughput")
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    runs = [asyncio.run(measure(m, args, args.work)) for m in args.models]
+    result = {"machine": machine(), "runs": runs}
+    write(args.name, result, markdown(result))
+
+
+if __name__ == "__main__":
+    main()
