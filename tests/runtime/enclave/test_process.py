@@ -247,3 +247,17 @@ def test_a_head_over_the_enclave_budget_refuses_to_start(enclave_stack) -> None:
 
     with pytest.raises(PrivpartError, match="enclave budget"):
         asyncio.run(start())
+
+
+def test_an_overloaded_enclave_host_says_busy(enclave_stack: SimpleNamespace) -> None:
+    http = RawHttp(enclave_stack.url)
+    session = raw_session(enclave_stack, http)
+    record = session.seal(frames.encode(torch.rand(1, *enclave_stack.host.info.input_shape)))
+    enclave_stack.host.max_inflight = 0
+    try:
+        status, body, headers = http.request(
+            "POST", f"/v1/sessions/{session.session_id}/infer", record, RECORD
+        )
+    finally:
+        enclave_stack.host.max_inflight = 256
+    assert status == 429 and json.loads(body)["error"] == "busy" and headers["Retry-After"] == "1"

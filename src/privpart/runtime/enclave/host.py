@@ -55,6 +55,7 @@ class EnclaveHost:
     info: HeadInfo
     tail_url: str
     tail_timeout_s: float = 60.0
+    max_inflight: int = 256  # requests inside the enclave path before answering 429 busy
 
     def __post_init__(self) -> None:
         self.record_limit = (
@@ -77,6 +78,7 @@ class EnclaveHost:
         self.simulated = m.gauge("privpart_enclave_simulated", "1 when no hardware TEE is used")
         self.simulated.set(1 if self.backend.simulated else 0)
         self.tail: TailClient | None = None
+        self.inflight = 0
 
     def describe(self) -> dict:
         return {
@@ -116,11 +118,9 @@ class EnclaveHost:
             logits, tail_timing = await self.tail.infer_frame(features)
         except RuntimeFailure as exc:
             await self.supervisor.call("close", {"session": session})
+            status = exc.status if exc.status in (429, 503, 504) else 502  # keep "busy" visible
             raise RuntimeFailure(
-                f"tail_{exc.code}",
-                f"tail server failed: {exc.message}",
-                exc.hint,
-                status=502 if exc.status < 500 else exc.status,
+                f"tail_{exc.code}", f"tail server failed: {exc.message}", exc.hint, status=status
             ) from None
         t2 = time.perf_counter()
         sealed_info, sealed = await self.supervisor.call("seal", {"session": session}, logits)
@@ -169,8 +169,19 @@ def build_enclave_app(host: EnclaveHost) -> web.Application:
                 "attest first: POST /v1/attest",
                 status=410,
             )
-        record = await read_body(request, host.record_limit)
-        sealed, timing = await host.infer(session, record)
+        if host.inflight >= host.max_inflight:
+            raise RuntimeFailure(
+                "busy",
+                f"enclave busy: {host.inflight} requests in flight",
+                "retry after a short backoff (Retry-After)",
+                status=429,
+            )
+        host.inflight += 1
+        try:
+            record = await read_body(request, host.record_limit)
+            sealed, timing = await host.infer(session, record)
+        finally:
+            host.inflight -= 1
         host.latency.observe(time.perf_counter() - start)
         return web.Response(
             body=sealed, content_type=RECORD_TYPE, headers={"Server-Timing": server_timing(timing)}
