@@ -6,6 +6,7 @@ import sys
 
 from privpart.cli import audit as _audit  # noqa: F401  (registers commands)
 from privpart.cli import cuts as _cuts  # noqa: F401
+from privpart.cli import defend as _defend  # noqa: F401
 from privpart.cli import serve as _serve  # noqa: F401  (serve, enclave, infer)
 from privpart.cli import train as _train  # noqa: F401
 from privpart.cli.app import app

@@ -61,6 +61,10 @@ def load_checkpoint(ckpt: Path, expect_arch: str | None = None) -> tuple[nn.Modu
             f"pass a {expect_arch} checkpoint, or audit {spec.arch}",
         )
     model = build_model(spec)
+    if meta.get("defence"):  # a defended model: re-apply inference-time behaviour (cut noise)
+        from privpart.defences import restore
+
+        model = restore(model, meta)
     try:
         state = load_file(str(ckpt / WEIGHTS))
     except (OSError, SafetensorError) as exc:

@@ -1,0 +1,58 @@
+"""Defences that make an earlier cut safe: fine-tune the model so the features at the cut keep
+what the task needs and lose what reveals the input or a private attribute.
+
+    path = defend(Path("runs/target"), "adversarial", "features.9", Path("runs/defended"),
+                  {"alpha": 1.0, "beta": 1.0, "private_attribute": "class"})
+
+`adversarial` (privacy-partitioning min-max), `nopeek` (distance correlation), `noise`
+(calibrated Gaussian noise at the cut, also at inference); one file each, a registry, a
+contract (base.py). A defended checkpoint is only ever judged by a fresh audit: attackers
+trained from scratch against its frozen head (`privpart audit --defence METHOD`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from privpart.defences import adversarial as _adversarial  # noqa: F401  (fill the registry)
+from privpart.defences import noise as _noise  # noqa: F401
+from privpart.defences import nopeek as _nopeek  # noqa: F401
+from privpart.defences.base import COMMON, Defence, DefenceContext, Param
+from privpart.defences.registry import DEFENCES
+
+
+def make_defence(method: str, **params: Any) -> Defence:
+    """A new defence with validated parameters: unknown methods and bad values fail here."""
+    return DEFENCES.get(method)(**params)
+
+
+def defend(
+    base_ckpt: Path,
+    method: str,
+    cut: str,
+    out_dir: Path,
+    params: dict[str, Any] | None = None,
+    data_dir: Path | None = None,
+    show_progress: bool = True,
+) -> Path:
+    """Fine-tune `base_ckpt` with defence `method` at `cut`; the defended checkpoint's folder."""
+    defence = make_defence(method, **(params or {}))
+    return defence.train(Path(base_ckpt), cut, Path(out_dir), data_dir, show_progress)
+
+
+def restore(model: nn.Module, meta: dict) -> nn.Module:
+    """Re-apply a defended checkpoint's inference-time behaviour (noise) to a freshly built
+    model, before its weights are loaded; models without a defence come back unchanged."""
+    record = meta.get("defence")
+    if not record:
+        return model
+    return DEFENCES.get(record["method"]).restore(model, record)
+
+
+__all__ = [
+    "COMMON", "DEFENCES", "Defence", "DefenceContext", "Param", "defend", "make_defence",
+    "restore",
+]  # fmt: skip

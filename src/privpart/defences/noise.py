@@ -1,0 +1,156 @@
+"""`noise`: calibrated Gaussian noise added at the cut, in training AND at inference
+(Shredder-style noise without the learned part).
+
+    f~ = f + sigma * c * e,   e ~ N(0, I),   c = per-channel std of the clean features
+
+c is measured once on the defender's training data, so `sigma` reads as a noise-to-signal
+ratio: sigma = 1 adds noise as strong as the features themselves, at every cut alike. The head
+stays frozen (a trainable head could simply scale its features up until the fixed noise stops
+mattering); only the tail is fine-tuned, on noisy features, to keep the task.
+
+At inference the noise belongs to the head: the deployed model wraps the module at the cut in
+`NoisyOutput(inner, CutNoise)`, so `Partition(model, shape).cut(<cut>)` still exists and its
+head ends with the noise (the pre-noise value becomes the cut `<cut>.inner`). The noise reads
+the global torch RNG; `CutNoise.sigma` is a buffer, so noise can be switched off after tracing.
+"Exact split" therefore means: for the same RNG state, tail(head(x)) is bit-identical to
+model(x) (the same draws, in the same order); with sigma = 0 it is the deterministic function.
+Loading a defended checkpoint rebuilds the wrapper from meta.json (`restore`) before the
+weights are loaded; nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from privpart.defences.base import Defence, DefenceContext, Param
+from privpart.defences.registry import DEFENCES
+from privpart.errors import PrivpartError
+from privpart.models import build_model
+from privpart.partition import Partition
+
+CALIBRATION_SAMPLES = 1024
+
+
+class CutNoise(nn.Module):
+    """x + sigma * scale * N(0, 1); `scale` (per channel) and `sigma` are buffers."""
+
+    def __init__(self, scale: Tensor, sigma: float) -> None:
+        super().__init__()
+        self.register_buffer("scale", scale.float())
+        self.register_buffer("sigma", torch.tensor(float(sigma)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        # Each buffer meets a traced value directly, so tracing reads the buffers (get_attr)
+        # instead of baking sigma * scale into a constant: set_noise still acts after a split.
+        return x + torch.randn_like(x) * self.scale * self.sigma
+
+
+class NoisyOutput(nn.Module):
+    """A module whose output gets `noise`: keeps the module's name, so the cut keeps its name."""
+
+    def __init__(self, inner: nn.Module, noise: CutNoise) -> None:
+        super().__init__()
+        self.inner = inner
+        self.noise = noise
+
+    def forward(self, *args: Tensor) -> Tensor:
+        return self.noise(self.inner(*args))
+
+
+def scale_shape(feature_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """(1, C, 1, 1) for C x H x W maps, (1, D) for vectors: one scale per channel."""
+    return (1, feature_shape[0], *([1] * (len(feature_shape) - 1)))
+
+
+def calibrate(features: Tensor) -> Tensor:
+    """Per-channel standard deviation of clean features, shaped to broadcast over a batch."""
+    dims = [0, *range(2, features.dim())]
+    std = features.float().std(dims, keepdim=True)
+    return std.clamp_min(1e-6 * float(std.max()) + 1e-12)
+
+
+def wrap_at(model: nn.Module, path: str, noise: CutNoise) -> nn.Module:
+    """Replace the module at `path` with NoisyOutput(module, noise), in place."""
+    parent_path, _, child = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    setattr(parent, child, NoisyOutput(parent.get_submodule(child), noise))
+    return model
+
+
+def noise_modules(model: nn.Module) -> list[CutNoise]:
+    return [m for m in model.modules() if isinstance(m, CutNoise)]
+
+
+def set_noise(model: nn.Module, sigma: float) -> None:
+    """Set every cut noise's sigma (0 switches noise off, e.g. to compare with the clean model)."""
+    for m in noise_modules(model):
+        m.sigma.fill_(float(sigma))
+
+
+@DEFENCES.register("noise")
+class NoiseDefence(Defence):
+    name: ClassVar[str] = "noise"
+    summary: ClassVar[str] = "calibrated Gaussian noise at the cut, in training and inference"
+    params: ClassVar[dict[str, Param]] = {
+        "sigma": Param(
+            1.0, "noise std relative to the features' per-channel std", float, 0.0, exclusive=True
+        ),
+    }
+
+    def check(self, ctx: DefenceContext) -> None:
+        """The noise attaches to the module whose output is the cut: verify it, before training."""
+        name = ctx.cut.name
+        try:
+            ctx.model.get_submodule(name)
+        except AttributeError:
+            raise PrivpartError(
+                f"the noise defence attaches to a module's output, and cut {name!r} is not a "
+                "module (it is a function in forward())",
+                "choose a cut named after a module (see `privpart cuts`), e.g. a block boundary",
+            ) from None
+        probe = wrap_at(build_model(ctx.spec), name, CutNoise(torch.ones(1), 0.0))
+        head = Partition(probe, ctx.partition.input_shape).split(name).head
+        if not any(n.op == "get_attr" and "noise" in str(n.target) for n in head.graph.nodes):
+            raise PrivpartError(
+                f"cut {name!r} does not end where module {name!r} returns",
+                "choose another cut for the noise defence (e.g. a block boundary)",
+            )
+
+    def setup(self, ctx: DefenceContext) -> None:
+        ctx.split.head.eval()
+        with torch.no_grad():
+            x = ctx.ds.inputs(ctx.train_index[:CALIBRATION_SAMPLES], ctx.input_size)
+            scale = calibrate(ctx.split.head(x))
+        self.noise = CutNoise(scale, self.values["sigma"])
+        head_params = {id(p) for p in ctx.split.head.parameters()}
+        for p in ctx.split.head.parameters():
+            p.requires_grad_(False)
+        self.tail_params = [p for p in ctx.split.tail.parameters() if id(p) not in head_params]
+        ctx.state["calibration"] = {
+            "samples": int(x.shape[0]),
+            "mean_channel_std": float(scale.mean()),
+        }
+
+    def trainable(self, ctx: DefenceContext) -> list[nn.Parameter]:
+        return self.tail_params
+
+    def loss(self, ctx: DefenceContext, x: Tensor, y: Tensor, idx: Tensor) -> tuple[Tensor, dict]:
+        ctx.split.head.eval()  # frozen: no batch-norm statistics drift either
+        with torch.no_grad():
+            f = self.noise(ctx.split.head(x))
+        task = F.cross_entropy(ctx.split.tail(f), y)
+        return task, {"task": task.item()}
+
+    def deploy(self, ctx: DefenceContext) -> nn.Module:
+        for p in ctx.model.parameters():
+            p.requires_grad_(True)
+        return wrap_at(ctx.model, ctx.cut.name, self.noise)
+
+    @classmethod
+    def restore(cls, model: nn.Module, record: dict) -> nn.Module:
+        shape = scale_shape(tuple(record["feature_shape"]))
+        return wrap_at(model, record["cut"], CutNoise(torch.ones(shape), record["params"]["sigma"]))
