@@ -12,6 +12,7 @@ from rich.table import Table
 
 from privpart.audit import AuditConfig, Auditor, AuditResult, resolve_cuts
 from privpart.cli.app import app
+from privpart.cli.defend import check_defence_options, defence_params
 from privpart.partition import Partition
 from privpart.profiling import ProfileConfig, profile_cuts
 from privpart.report import render_report
@@ -104,12 +105,38 @@ def audit(
         float, Opt(help="attribute accuracy above majority baseline + this breaks a cut")
     ] = 0.1,
     ignore_memory: Annotated[bool, Opt(help="do not reject cuts over the memory budget")] = False,
+    defence: Annotated[
+        str | None, Opt(help="audit a defended model: adversarial, nopeek or noise")
+    ] = None,
+    defence_cut: Annotated[str | None, Opt(help="the cut the defence protects")] = None,
+    alpha: Annotated[float | None, Opt(help="defence: reconstruction / dCor weight")] = None,
+    beta: Annotated[float | None, Opt(help="defence: attribute weight (adversarial)")] = None,
+    sigma: Annotated[float | None, Opt(help="defence: relative noise std (noise)")] = None,
+    private_attribute: Annotated[
+        str | None, Opt(help="defence: attribute to hide (adversarial)")
+    ] = None,
+    defence_epochs: Annotated[int | None, Opt(help="defence: fine-tuning epochs")] = None,
+    defence_limit: Annotated[int | None, Opt(help="defence: training samples")] = None,
+    ray: Annotated[
+        str | None,
+        Opt(
+            metavar="[ADDRESS]",
+            help="run the attack jobs as Ray tasks: bare --ray starts a local Ray, or auto, "
+            "ray://HOST:10001, HOST:6379 (docs/scale.md)",
+        ),
+    ] = None,
+    ray_resources: Annotated[
+        str | None, Opt(help="per Ray job, e.g. cpus=1,gpus=0.5 (default cpus=1)")
+    ] = None,
 ) -> None:
     """The main job: train (or load) the target, attack and profile every cut, pick the cut.
 
     Writes OUT/results.json and OUT/index.html. Re-running with the same settings resumes:
-    finished (cut, attack) results are reused.
+    finished (cut, attack) results are reused. With --defence, the model is first fine-tuned
+    with that defence at --defence-cut, then audited by fresh attackers.
     """
+    params = defence_params(alpha, beta, sigma, private_attribute, defence_epochs, defence_limit)
+    check_defence_options(defence, defence_cut, params)  # fail before any training
     cfg = AuditConfig(
         model=model,
         dataset=dataset,
@@ -132,8 +159,17 @@ def audit(
             memory_budget_bytes=int(epc_mib * 2**20),
             enforce_memory=not ignore_memory,
         ),
+        defence=defence,
+        defence_cut=defence_cut,
+        defence_params=params,
     )
-    result = Auditor(cfg, out).run()
+    executor = None
+    if ray is not None:
+        from privpart.audit.executors import EXECUTORS
+        from privpart.cluster import Resources
+
+        executor = EXECUTORS.get("ray")(ray, Resources.parse(ray_resources))
+    result = Auditor(cfg, out, executor=executor).run()
     page = render_report(out / "results.json")
     print_summary(result)
     console.print(
