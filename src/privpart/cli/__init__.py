@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from privpart.cli import audit as _audit  # noqa: F401  (registers commands)
+from privpart.cli import attack as _attack  # noqa: F401  (registers commands)
+from privpart.cli import audit as _audit  # noqa: F401
 from privpart.cli import cuts as _cuts  # noqa: F401
 from privpart.cli import defend as _defend  # noqa: F401
 from privpart.cli import serve as _serve  # noqa: F401  (serve, enclave, infer)
