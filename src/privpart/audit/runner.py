@@ -19,6 +19,7 @@ from privpart import attacks as attack_pkg
 from privpart.audit.cache import ResultCache, cache_key
 from privpart.audit.config import AuditConfig
 from privpart.audit.cutpick import resolve_cuts
+from privpart.audit.executors import AttackJob, Executor, LocalExecutor
 from privpart.audit.results import SCHEMA_VERSION, AuditResult, CutReport
 from privpart.data import Dataset, load_dataset, splits_from_meta
 from privpart.errors import PrivpartError
@@ -82,10 +83,17 @@ def _budget(name: str, scale: float, steps: int | None = None) -> attack_pkg.Bud
 class Auditor:
     """Runs one audit into `out`; each stage reads the previous stage's typed result."""
 
-    def __init__(self, cfg: AuditConfig, out: Path, show_progress: bool = True) -> None:
+    def __init__(
+        self,
+        cfg: AuditConfig,
+        out: Path,
+        show_progress: bool = True,
+        executor: Executor | None = None,
+    ) -> None:
         self.cfg = cfg
         self.out = out
         self.show = show_progress
+        self.executor = executor or LocalExecutor()
         self.stage_seconds: dict[str, float] = {}
         self.cache = ResultCache(out / "cache")
 
@@ -227,31 +235,40 @@ class Auditor:
 
         t = time.perf_counter()
         results: dict[str, dict[str, dict]] = {c.name: {} for c in cuts}
-        todo = sum(1 for v in plan.values() if v[2] is None)
-        with progress(disable=not self.show) as bar:
-            task = bar.add_task("attacks", total=len(plan), info=f"{len(plan) - todo} cached")
-            for cut in cuts:
-                for name in self.cfg.attacks:
-                    key, budget, cached = plan[(cut.name, name)]
-                    bar.update(task, info=f"{cut.name} / {name}")
-                    if cached is None:
-                        res = attack_pkg.run_attack(
-                            name,
-                            feature_sets[cut.name],
-                            budget=budget,
-                            seed=self.cfg.seed,
-                            **self._attack_params(name, ds, task),
-                        )
-                        cached = res.to_dict()
-                        cached["grid"] = self._grid(cut.name, name, feature_sets[cut.name], res)
-                        self.cache.put(key, cached)
-                        cached["cached"] = False
-                    else:
-                        cached["cached"] = True
+        jobs = []
+        for cut in cuts:
+            for name in self.cfg.attacks:
+                key, budget, cached = plan[(cut.name, name)]
+                if cached is None:
+                    params = self._attack_params(name, ds, task)
+                    jobs.append(AttackJob(cut.name, name, budget, self.cfg.seed, params))
+                else:
+                    cached["cached"] = True
                     results[cut.name][name] = cached
-                    bar.advance(task)
+        with progress(disable=not self.show) as bar:
+            bar_id = bar.add_task(
+                "attacks",
+                total=len(plan),
+                completed=len(plan) - len(jobs),
+                info=f"{len(plan) - len(jobs)} cached, {self.executor.name}",
+            )
+
+            def job_started(job: AttackJob) -> None:
+                bar.update(bar_id, info=job.label)
+
+            def job_done(job: AttackJob, res: attack_pkg.AttackResult) -> None:
+                done = res.to_dict()
+                done["grid"] = self._grid(job.cut, job.attack, feature_sets[job.cut], res)
+                self.cache.put(plan[(job.cut, job.attack)][0], done)
+                done["cached"] = False
+                results[job.cut][job.attack] = done
+                bar.update(bar_id, advance=1, info=f"{job.label} done")
+
+            self.executor.run(jobs, feature_sets, job_done, job_started)
+        # Executors may finish jobs in any order; results.json keeps cut x attack order.
+        results = {c.name: {a: results[c.name][a] for a in self.cfg.attacks} for c in cuts}
         self._stage("attacks", t)
-        del feature_sets
+        feature_sets.clear()  # free the features before profiling
 
         t = time.perf_counter()
         prof = profile_cuts(part, cuts, self.cfg.profile, self.show)
@@ -290,7 +307,7 @@ class Auditor:
             privpart_version=privpart.__version__,
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             config=self.cfg.to_dict(),
-            environment=environment(),
+            environment={**environment(), "executor": self.executor.describe()},
             model={
                 "arch": meta["spec"]["arch"],
                 "spec": meta["spec"],
