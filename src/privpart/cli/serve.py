@@ -11,7 +11,7 @@ import asyncio
 import json
 import statistics
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import torch
 import typer
@@ -20,6 +20,10 @@ from rich.table import Table
 from privpart.cli.app import app
 from privpart.errors import PrivpartError
 from privpart.ui import console
+
+if TYPE_CHECKING:  # the runtime is imported lazily, inside the commands
+    from privpart.runtime.server import TailConfig
+    from privpart.runtime.server.ray_serve import RayTail
 
 LOOPBACK = "127.0.0.1"
 CheckpointOpt = Annotated[Path, typer.Option(help="checkpoint folder (privpart train)")]
@@ -44,17 +48,40 @@ def serve(
     max_queue: Annotated[int, typer.Option(min=1, help="queued samples before 'busy'")] = 256,
     device: Annotated[str, typer.Option(help="auto (CUDA if present), cpu or cuda")] = "auto",
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            metavar="[ADDRESS]",
+            help="serve on Ray Serve: bare --ray starts a local Ray, or auto, ray://HOST:10001, "
+            "HOST:6379 (docs/scale.md)",
+        ),
+    ] = None,
+    replicas: Annotated[int, typer.Option(min=1, help="Ray: tail replicas")] = 1,
+    autoscale: Annotated[
+        str | None,
+        typer.Option(help="Ray: MIN,MAX replicas, or a JSON Ray Serve autoscaling_config"),
+    ] = None,
+    ray_resources: Annotated[
+        str | None, typer.Option(help="Ray: per replica, e.g. cpus=1,gpus=0.5 (default cpus=1)")
+    ] = None,
 ) -> None:
     """Serve the tail of a split over HTTP: dynamic batching, backpressure, /metrics."""
+    from privpart.runtime.server import BatchConfig, TailConfig, build_tail_app, tail_service
+
+    batch = BatchConfig(max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue)
+    if ray is not None:
+        config = TailConfig(batch=batch, device=device)
+        _serve_on_ray(
+            ray, checkpoint, cut, host, port, config, replicas, autoscale, ray_resources, threads
+        )
+        return
     from privpart.runtime.head import split_checkpoint
     from privpart.runtime.nopickle import forbid_unpickling
-    from privpart.runtime.server import BatchConfig, TailConfig, build_tail_app, tail_service
     from privpart.runtime.server.runner import serve_until_signal
 
     _set_threads(threads)
     forbid_unpickling()
     split = split_checkpoint(checkpoint, cut)
-    batch = BatchConfig(max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue)
     web_app = build_tail_app(split, TailConfig(batch=batch, device=device))
     service = tail_service(web_app)
     service.warm_up()
@@ -73,6 +100,46 @@ def serve(
         serve_until_signal(web_app, host, port, started, lambda: console.print("draining..."))
     )
     console.print("[green]stopped[/] (queue drained)")
+
+
+def _serve_on_ray(
+    address: str,
+    checkpoint: Path,
+    cut: str,
+    host: str,
+    port: int,
+    config: TailConfig,
+    replicas: int,
+    autoscale: str | None,
+    resources: str | None,
+    threads: int | None,
+) -> None:
+    """`serve --ray`: the same tail as Ray Serve replicas (runtime/server/ray_serve.py)."""
+    from privpart.cluster import Resources, check_address, import_ray
+
+    check_address(address)
+    import_ray()  # a missing extra fails here with the install hint
+    from privpart.runtime.server.ray_serve import Scale, serve_on_ray
+
+    scale = Scale.parse(replicas, autoscale)
+    res = Resources.parse(resources, gpus=1.0 if config.device == "cuda" else 0.0)
+
+    def started(tail: RayTail) -> None:
+        how = ", ".join(f"{k} {v}" for k, v in scale.describe().items())
+        console.print(
+            f"[green]tail on Ray Serve[/] {tail.split.info.spec.arch} after cut [bold]{cut}[/] "
+            f"at [bold]{tail.url}[/]\n  {how}; each cpus={res.cpus:g} gpus={res.gpus:g}\n"
+            "  same endpoints as `privpart serve`; /metrics per replica (X-Privpart-Replica); "
+            "Ctrl-C drains and stops"
+        )
+
+    def stopping() -> None:
+        console.print("draining...")
+
+    serve_on_ray(
+        address, checkpoint, cut, config, scale, res, host, port, threads, started, stopping
+    )
+    console.print("[green]stopped[/] (replicas drained)")
 
 
 @app.command()
