@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up: virtual environment with pinned packages, plus the Debian data/browser
 # packages where apt is available and we are root. Re-running is fast: a stamp records what was
-# installed. Usage: scripts/setup.sh [--test]   (--test adds test tools and Chromium)
+# installed. Usage: scripts/setup.sh [--test]   (--test adds test tools, Ray and Chromium)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,7 +23,7 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 
 extras="."
-[[ $want_test == 1 ]] && extras=".[test]"
+[[ $want_test == 1 ]] && extras=".[test,ray]"  # CI runs the Ray tests too
 stamp="$VENV/.privpart-stamp"
 fingerprint="$(cat pyproject.toml requirements/constraints.txt | sha256sum | cut -c1-16) $extras"
 if [[ ! -f "$stamp" ]] || ! grep -qxF "$fingerprint" "$stamp"; then
