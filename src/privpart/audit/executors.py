@@ -54,6 +54,7 @@ class AttackJob:
         )
 
 
+RAY_RESOURCE = {"cpus": "CPU", "gpus": "GPU"}  # our names -> Ray's resource names
 OnDone = Callable[[AttackJob, AttackResult], None]
 OnStart = Callable[[AttackJob], None]
 
@@ -187,9 +188,8 @@ class RayExecutor(Executor):
     def _check_fits(self, ray: Any) -> None:
         """A request that no node can satisfy would wait forever: refuse it up front."""
         nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
-        for key, want in self.resources.ray_options().items():
-            what = key.removeprefix("num_")
-            have = max((float(n.get(what.upper(), 0.0)) for n in nodes), default=0.0)
+        for what, want in self.resources.to_dict().items():
+            have = max((float(n.get(RAY_RESOURCE[what], 0.0)) for n in nodes), default=0.0)
             if want > have:
                 raise PrivpartError(
                     f"each job asks for {want:g} {what}; the largest Ray node has {have:g}",
