@@ -65,3 +65,37 @@ def test_unknown_backend_lists_the_known_ones() -> None:
     with pytest.raises(PrivpartError) as err:
         TEE_BACKENDS.get("sev")
     assert "gramine" in err.value.hint and "process" in err.value.hint
+
+
+def test_prepare_renders_expands_and_signs_with_the_gramine_tools(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stub gramine-* tools record their arguments: the pipeline a real SGX host would run."""
+    import privpart.runtime.enclave.gramine as gramine
+
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
+    bin_dir.mkdir()
+    for tool in (*gramine.TOOLS, "gramine-sgx-gen-private-key"):
+        script = bin_dir / tool
+        script.write_text(f'#!/bin/sh\necho "{tool} $*" >> {log}\n')
+        script.chmod(0o755)
+    device = tmp_path / "sgx_enclave"
+    device.touch()
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setattr(gramine, "SGX_DEVICES", (device,))
+    monkeypatch.setattr(gramine, "SIGNING_KEY", tmp_path / "no-key.pem")
+    sealed = tmp_path / "heads" / "head-block2-abc.sealed"
+    sealed.parent.mkdir()
+    sealed.write_bytes(b"x")
+    backend = GramineBackend(PlatformKeys.load_or_create(tmp_path / "p"))
+    backend.check_available()
+    argv, env, cwd = backend.worker_command(sealed)
+    assert argv == ["gramine-sgx", "privpart-worker"] and cwd is not None
+    calls = log.read_text().splitlines()
+    assert [c.split()[0] for c in calls] == [
+        "gramine-sgx-gen-private-key",
+        "gramine-manifest",
+        "gramine-sgx-sign",
+    ]
+    assert "-Darch_libdir=/lib/" in calls[1] and calls[1].endswith("privpart-worker.manifest")
+    tomllib.loads((cwd / "privpart-worker.manifest.template").read_text())

@@ -13,6 +13,7 @@ instead of the host pipe, and verifying DCAP quotes on the client (needs Intel's
 
 from __future__ import annotations
 
+import platform
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from privpart.runtime.enclave.base import TEE_BACKENDS, TEEBackend
 from privpart.runtime.version import RUNTIME_VERSION
 
 TOOLS = ("gramine-manifest", "gramine-sgx-sign", "gramine-sgx")
+SIGNING_KEY = Path.home() / ".config" / "gramine" / "enclave-key.pem"
 SGX_DEVICES = (Path("/dev/sgx_enclave"), Path("/dev/sgx/enclave"))
 SEALED_IN_ENCLAVE = "/privpart/head.sealed"
 RUNTIME_FOOTPRINT_MIB = 4096  # interpreter + torch + privpart mapped in the enclave
@@ -152,8 +154,17 @@ class GramineBackend(TEEBackend):
         template = workdir / "privpart-worker.manifest.template"
         c = self.config
         template.write_text(render_manifest(sealed, self.worker_args(sealed), c.epc_mib, c.threads))
-        steps = [
-            ["gramine-manifest", str(template), str(workdir / "privpart-worker.manifest")],
+        arch_libdir = f"/lib/{platform.machine()}-linux-gnu"
+        steps = []
+        if not SIGNING_KEY.exists():  # Gramine's enclave signing key, made once per user
+            steps.append(["gramine-sgx-gen-private-key"])
+        steps += [
+            [
+                "gramine-manifest",
+                f"-Darch_libdir={arch_libdir}",
+                str(template),
+                str(workdir / "privpart-worker.manifest"),
+            ],
             [
                 "gramine-sgx-sign",
                 "--manifest",
