@@ -1,8 +1,9 @@
 """The enclave host: the untrusted HTTP front of the enclave (seed A).
 
-It relays bytes it cannot read: a client's sealed request goes to the worker, which returns the
-features (which the tail sees anyway); the host posts them to the tail server, hands the logits
-back to the worker to seal, and returns the sealed record. Keys never leave the worker.
+It relays bytes it cannot read: a client's sealed request goes down the pipe to the worker,
+which decrypts it, runs the head, posts the features to the tail server itself (over the
+host's network, as an SGX enclave does through Gramine), seals the logits and returns the sealed
+record, which the host hands back. Keys and plaintext inputs never leave the worker.
 
 Endpoints (errors are JSON `{error, message, hint}`):
 
@@ -22,11 +23,9 @@ import re
 import time
 from dataclasses import dataclass
 
-import aiohttp
 from aiohttp import web
 
 from privpart.runtime import frames
-from privpart.runtime.client.tail import TailClient
 from privpart.runtime.enclave.base import TEEBackend
 from privpart.runtime.enclave.supervisor import WorkerSupervisor
 from privpart.runtime.errors import RuntimeFailure
@@ -77,7 +76,6 @@ class EnclaveHost:
         self.generation = m.gauge("privpart_enclave_worker_generation", "current worker number")
         self.simulated = m.gauge("privpart_enclave_simulated", "1 when no hardware TEE is used")
         self.simulated.set(1 if self.backend.simulated else 0)
-        self.tail: TailClient | None = None
         self.inflight = 0
 
     def describe(self) -> dict:
@@ -109,29 +107,22 @@ class EnclaveHost:
         quote = self.backend.quote(self.info.measurement, report_data, reply.get("evidence", {}))
         return {"session": reply["session"], "enclave_pub": reply["enclave_pub"], "quote": quote}
 
-    async def infer(self, session: str, record: bytes) -> tuple[bytes, dict[str, float]]:
+    async def infer(self, session: str, record: bytearray) -> tuple[bytes, dict[str, float]]:
+        """One sealed request through the worker (head, tail round trip, seal): sealed answer."""
         t0 = time.perf_counter()
-        opened, features = await self.supervisor.call("open", {"session": session}, record)
-        t1 = time.perf_counter()
-        assert self.tail is not None
-        try:
-            logits, tail_timing = await self.tail.infer_frame(features)
-        except RuntimeFailure as exc:
-            await self.supervisor.call("close", {"session": session})
-            status = exc.status if exc.status in (429, 503, 504) else 502  # keep "busy" visible
-            raise RuntimeFailure(
-                f"tail_{exc.code}", f"tail server failed: {exc.message}", exc.hint, status=status
-            ) from None
-        t2 = time.perf_counter()
-        sealed_info, sealed = await self.supervisor.call("seal", {"session": session}, logits)
-        t3 = time.perf_counter()
-        timing = {f"enclave_{k}": v for k, v in opened["timing"].items()}
-        timing["enclave_encrypt"] = sealed_info["timing"]["encrypt"]
-        timing["enclave_ipc"] = (t1 - t0 + t3 - t2) * 1e3 - sum(
-            v for k, v in timing.items() if k.startswith("enclave_")
+        reply, sealed = await self.supervisor.call(
+            "infer",
+            {"session": session, "tail": self.tail_url},
+            record,
+            timeout=self.tail_timeout_s + 30,
         )
-        timing.update({f"tail_{k}": v for k, v in tail_timing.items()})
-        timing["tail_roundtrip"] = (t2 - t1) * 1e3
+        worker_ms = (time.perf_counter() - t0) * 1e3
+        timing = {
+            f"enclave_{k}" if not k.startswith("tail_") else k: v
+            for k, v in reply["timing"].items()
+        }
+        inside = sum(v for k, v in timing.items() if k.startswith("enclave_"))
+        timing["enclave_ipc"] = worker_ms - inside - timing.get("tail_roundtrip", 0.0)
         return sealed, timing
 
 
@@ -201,15 +192,7 @@ def build_enclave_app(host: EnclaveHost) -> web.Application:
             body=host.metrics.render().encode(), headers={"Content-Type": PROMETHEUS_TYPE}
         )
 
-    async def on_startup(_: web.Application) -> None:
-        connector = aiohttp.TCPConnector(limit=0)
-        host.tail = TailClient(
-            host.tail_url, host.tail_timeout_s, aiohttp.ClientSession(connector=connector)
-        )
-
     async def on_cleanup(_: web.Application) -> None:
-        if host.tail is not None:
-            await host.tail.peer.session.close()
         await host.supervisor.stop()
 
     app.router.add_get("/v1/info", info)
@@ -217,6 +200,5 @@ def build_enclave_app(host: EnclaveHost) -> web.Application:
     app.router.add_post("/v1/sessions/{session}/infer", infer)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
-    app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
     return app

@@ -3,7 +3,7 @@
 Started by the supervisor as `python -m privpart.runtime.enclave.worker --sealed FILE ...`
 (or by `gramine-sgx`). Start-up, in this order:
 
-1. forbid unpickling; import the runtime; start torch's threads;
+1. forbid unpickling; import the runtime; start torch's threads and the tail threads;
 2. cap the address space at the enclave budget (`budget.py`): from here on, every byte the head
    needs is charged;
 3. read the sealed head, send its claimed measurement to the supervisor (`hello`), and receive
@@ -11,7 +11,10 @@ Started by the supervisor as `python -m privpart.runtime.enclave.worker --sealed
 4. decrypt, rebuild the head from its spec (no pickle), re-measure it and refuse to serve if the
    measurement differs; run one full batch to prove the head fits the budget; report `ready`.
 
-Then it answers one message at a time (see `OPS`); a failed request never stops the worker.
+Then it answers messages (see `OPS`): `attest` (handshake), `infer` (decrypt, head; a tail
+thread posts the features to the tail server, seals the logits and answers), `close`, `stats`.
+The main thread keeps running heads while tail round trips are in flight. A failed request
+closes its session and never stops the worker.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ import contextlib
 import fcntl
 import os
 import sys
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -36,12 +41,13 @@ from privpart.runtime.channel.handshake import accept_hello
 from privpart.runtime.channel.session import Session
 from privpart.runtime.enclave import budget, ipc
 from privpart.runtime.enclave.sealed import read_header, unseal_bytes
+from privpart.runtime.enclave.tail_link import TailLink, TailPool
 from privpart.runtime.errors import EnclaveError, RuntimeFailure
 from privpart.runtime.head import HeadInfo, measure_head, rebuild_head
 from privpart.runtime.nopickle import forbid_unpickling
 
 Reply = tuple[dict[str, Any], bytes]
-OPS: dict[str, Callable[[Worker, dict[str, Any], bytes], Reply]] = {}
+OPS: dict[str, Callable[[Worker, dict[str, Any], memoryview], Reply | None]] = {}
 
 
 def op(name: str) -> Callable:
@@ -55,7 +61,14 @@ def op(name: str) -> Callable:
 class Worker:
     """The loaded head, its input contract, and the live sessions (oldest dropped first)."""
 
-    def __init__(self, head: torch.nn.Module, info: HeadInfo, args: argparse.Namespace) -> None:
+    def __init__(
+        self,
+        head: torch.nn.Module,
+        info: HeadInfo,
+        args: argparse.Namespace,
+        out: BinaryIO,
+        pool: TailPool,
+    ) -> None:
         self.head = head
         self.info = info
         self.max_sessions = args.max_sessions
@@ -63,6 +76,16 @@ class Worker:
         self.input_spec = frames.FrameSpec.for_samples(info.input_shape, args.max_batch)
         self.output_spec = frames.FrameSpec(max_batch=args.max_batch, max_bytes=64 << 20)
         self.sessions: OrderedDict[str, Session] = OrderedDict()
+        self.busy: set[str] = set()
+        self.lock = threading.Lock()  # sessions: no two threads seal (nonce reuse) or mutate
+        self.out = out
+        self.write_lock = threading.Lock()
+        self.pool = pool
+        self.link = TailLink(args.tail_timeout)
+
+    def reply(self, header: dict[str, Any], body: bytes | memoryview = b"") -> None:
+        with self.write_lock:
+            ipc.write_sync(self.out, header, body)
 
     def session(self, header: dict[str, Any]) -> Session:
         sid = header.get("session")
@@ -77,7 +100,8 @@ class Worker:
         return session
 
     def drop(self, header: dict[str, Any]) -> None:
-        self.sessions.pop(header.get("session"), None)  # type: ignore[arg-type]
+        with self.lock:
+            self.sessions.pop(header.get("session"), None)  # type: ignore[arg-type]
 
 
 def _gramine_quote(report_data: bytes) -> str:
@@ -89,9 +113,10 @@ def _gramine_quote(report_data: bytes) -> str:
 @op("attest")
 def _attest(w: Worker, header: dict[str, Any], _: bytes) -> Reply:
     session, enclave_pub, report_data = accept_hello(w.info.measurement, header.get("hello"))
-    w.sessions[session.session_id] = session
-    while len(w.sessions) > w.max_sessions:
-        w.sessions.popitem(last=False)
+    with w.lock:
+        w.sessions[session.session_id] = session
+        while len(w.sessions) > w.max_sessions:
+            w.sessions.popitem(last=False)
     evidence = {"sgx_quote": _gramine_quote(report_data)} if w.quote_source == "gramine" else {}
     return {
         "session": session.session_id,
@@ -101,13 +126,21 @@ def _attest(w: Worker, header: dict[str, Any], _: bytes) -> Reply:
     }, b""
 
 
-@op("open")
-def _open(w: Worker, header: dict[str, Any], record: bytes) -> Reply:
-    """Decrypt a client request, run the head, return the features frame for the tail."""
+@op("infer")
+def _infer(w: Worker, header: dict[str, Any], record: memoryview) -> Reply | None:
+    """Decrypt a client request and run the head; a tail thread finishes it (see `TailJob`)."""
     session = w.session(header)
     t0 = time.perf_counter()
     try:
-        plain = session.open(record)
+        if session.session_id in w.busy:
+            raise RuntimeFailure(
+                "session_busy",
+                "this session already has a request in flight",
+                "send one request at a time per session",
+                status=409,
+            )
+        with w.lock:
+            plain = session.open(record)
         t1 = time.perf_counter()
         x = frames.decode(plain, w.input_spec)
         t2 = time.perf_counter()
@@ -130,26 +163,72 @@ def _open(w: Worker, header: dict[str, Any], record: bytes) -> Reply:
         w.drop(header)
         raise
     ms = {"decrypt": t1 - t0, "decode": t2 - t1, "head": t3 - t2, "encode": t4 - t3}
-    return {"timing": {k: v * 1e3 for k, v in ms.items()}}, out
+    w.busy.add(session.session_id)
+    w.pool.submit(
+        TailJob(
+            w,
+            header.get("id"),
+            session,
+            str(header.get("tail", "")),
+            out,
+            {k: v * 1e3 for k, v in ms.items()},
+        )
+    )
+    return None
 
 
-@op("seal")
-def _seal(w: Worker, header: dict[str, Any], logits: bytes) -> Reply:
-    """Encrypt the tail's answer for the client (after checking it is a well-formed frame)."""
-    session = w.session(header)
-    t0 = time.perf_counter()
-    try:
-        frames.decode(logits, w.output_spec)
-    except RuntimeFailure as exc:
-        w.drop(header)
-        raise RuntimeFailure(
-            "bad_tail_answer",
-            f"tail server answered a bad frame: {exc.message}",
-            "check the tail server",
-            status=502,
-        ) from None
-    record = session.seal(logits)
-    return {"timing": {"encrypt": (time.perf_counter() - t0) * 1e3}}, record
+@dataclass
+class TailJob:
+    """The second half of a request, on a tail thread: features to the tail, logits sealed."""
+
+    worker: Worker
+    msg_id: object
+    session: Session
+    tail: str
+    features: bytes
+    timing: dict[str, float]
+
+    def run(self) -> None:
+        w, sid = self.worker, self.session.session_id
+        try:
+            t0 = time.perf_counter()
+            logits, tail_timing = w.link.post(self.tail, self.features)
+            t1 = time.perf_counter()
+            try:
+                frames.decode(logits, w.output_spec)
+            except RuntimeFailure as exc:
+                raise RuntimeFailure(
+                    "bad_tail_answer",
+                    f"tail server answered a bad frame: {exc.message}",
+                    "check the tail server",
+                    status=502,
+                ) from None
+            with w.lock:
+                record = self.session.seal(logits)
+            t2 = time.perf_counter()
+            timing = {
+                **self.timing,
+                "encrypt": (t2 - t1) * 1e3,
+                "tail_roundtrip": (t1 - t0) * 1e3,
+                **{f"tail_{k}": v for k, v in tail_timing.items()},
+            }
+            w.reply({"id": self.msg_id, "timing": timing}, record)
+        except RuntimeFailure as exc:
+            w.drop({"session": sid})
+            w.reply({**exc.to_json(), "status": exc.status, "id": self.msg_id})
+        except Exception as exc:  # a request must never take the enclave down
+            w.drop({"session": sid})
+            w.reply(
+                {
+                    "error": "enclave_internal",
+                    "status": 500,
+                    "id": self.msg_id,
+                    "message": f"enclave failed on this request: {type(exc).__name__}: {exc}",
+                    "hint": "report this with the request that caused it",
+                }
+            )
+        finally:
+            w.busy.discard(sid)
 
 
 @op("close")
@@ -167,7 +246,9 @@ def _stats(w: Worker, header: dict[str, Any], _: bytes) -> Reply:
     }, b""
 
 
-def _load(args: argparse.Namespace, inp: BinaryIO, out: BinaryIO) -> tuple[Worker, dict]:
+def _load(
+    args: argparse.Namespace, inp: BinaryIO, out: BinaryIO, pool: TailPool
+) -> tuple[Worker, dict]:
     blob = Path(args.sealed).read_bytes()
     claimed, _, _ = read_header(blob)
     ipc.write_sync(out, {"op": "hello", "measurement": claimed.measurement, "pid": os.getpid()})
@@ -198,7 +279,7 @@ def _load(args: argparse.Namespace, inp: BinaryIO, out: BinaryIO) -> tuple[Worke
         ) from None
     peak = max(budget.peak_resident() - rss0, 0)
     params = sum(t.numel() * t.element_size() for t in head.state_dict().values())
-    worker = Worker(head, info, args)
+    worker = Worker(head, info, args, out, pool)
     return worker, {
         "measurement": measured,
         "head_param_bytes": params,
@@ -207,7 +288,8 @@ def _load(args: argparse.Namespace, inp: BinaryIO, out: BinaryIO) -> tuple[Worke
     }
 
 
-def serve(worker: Worker, inp: BinaryIO, out: BinaryIO) -> None:
+def serve(worker: Worker, inp: BinaryIO) -> None:
+    """Answer messages until the supervisor closes the pipe; `infer` answers from a tail thread."""
     while True:
         try:
             header, payload = ipc.read_sync(inp)
@@ -215,11 +297,14 @@ def serve(worker: Worker, inp: BinaryIO, out: BinaryIO) -> None:
             return
         handler = OPS.get(header.get("op", ""))
         reply: dict[str, Any]
-        body = b""
+        body: bytes | memoryview = b""
         try:
             if handler is None:
                 raise RuntimeFailure("bad_op", f"unknown worker operation {header.get('op')!r}")
-            reply, body = handler(worker, header, payload)
+            answer = handler(worker, header, payload)
+            if answer is None:
+                continue
+            reply, body = answer
         except RuntimeFailure as exc:
             reply = {**exc.to_json(), "status": exc.status}
         except PrivpartError as exc:
@@ -237,7 +322,7 @@ def serve(worker: Worker, inp: BinaryIO, out: BinaryIO) -> None:
                 "hint": "report this with the request that caused it",
             }
         reply["id"] = header.get("id")
-        ipc.write_sync(out, reply, body)
+        worker.reply(reply, body)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -248,6 +333,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--max-sessions", type=int, default=1024)
     parser.add_argument("--quote-source", choices=("platform", "gramine"), default="platform")
+    parser.add_argument("--tail-threads", type=int, default=4)
+    parser.add_argument("--tail-timeout", type=float, default=60.0)
     args = parser.parse_args(argv)
     forbid_unpickling()
     # the protocol owns the original stdout; stray prints go to stderr
@@ -258,9 +345,10 @@ def main(argv: list[str] | None = None) -> None:
         with contextlib.suppress(OSError, AttributeError):
             fcntl.fcntl(stream.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
     budget.warm_runtime(args.threads)
+    pool = TailPool(args.tail_threads, lambda job: job.run())  # threads before the budget
     budget.apply_budget(args.epc_bytes)
     try:
-        worker, ready = _load(args, inp, out)
+        worker, ready = _load(args, inp, out, pool)
     except PrivpartError as exc:
         ipc.write_sync(out, {"op": "fatal", "message": exc.message, "hint": exc.hint})
         sys.exit(3)
@@ -275,8 +363,8 @@ def main(argv: list[str] | None = None) -> None:
             },
         )
         sys.exit(3)
-    ipc.write_sync(out, {"op": "ready", **ready})
-    serve(worker, inp, out)
+    worker.reply({"op": "ready", **ready})
+    serve(worker, inp)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,12 @@ from collections.abc import Awaitable, Callable
 from aiohttp import ClientPayloadError, web
 
 from privpart.runtime.errors import RuntimeFailure
+from privpart.runtime.frames import MEDIA_TYPE
+from privpart.runtime.timing import parse_server_timing, server_timing
 
-FRAME_TYPE = "application/x-privpart-frame"
+__all__ = ["parse_server_timing", "server_timing"]
+
+FRAME_TYPE = MEDIA_TYPE
 RECORD_TYPE = "application/x-privpart-record"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -105,19 +109,3 @@ async def read_body(request: web.Request, limit: int) -> bytearray:
             "too_large", f"request body exceeds {limit} bytes", "send smaller batches", status=413
         )
     return body
-
-
-def server_timing(timings: dict[str, float]) -> str:
-    """The standard `Server-Timing` header value: `name;dur=milliseconds, ...`."""
-    return ", ".join(f"{k};dur={v:.3f}" for k, v in timings.items())
-
-
-def parse_server_timing(value: str | None) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for part in (value or "").split(","):
-        name, _, dur = part.strip().partition(";dur=")
-        try:
-            out[name] = float(dur)
-        except ValueError:
-            continue
-    return out
