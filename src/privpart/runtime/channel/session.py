@@ -59,20 +59,25 @@ class Session:
         self.close(message)
         return ChannelError(code, f"{message}; session {self.session_id[:8]} closed", REATTEST)
 
-    def seal(self, plaintext: bytes) -> bytes:
-        """Encrypt the next outgoing record."""
+    def seal(self, plaintext: bytes | bytearray | memoryview) -> bytearray:
+        """Encrypt the next outgoing record (straight into one buffer: no copy of the payload)."""
         if self.closed_reason is not None:
             raise ChannelError("session_closed", f"session closed: {self.closed_reason}", REATTEST)
         seq = self.send_seq
         if seq >= 2**63:
             raise self._refuse("sequence_exhausted", "sequence numbers exhausted")
         self.send_seq += 1
-        nonce = self._nonce(self._send_iv, seq)
-        return SEQ.pack(seq) + self._send_aead.encrypt(
-            nonce, plaintext, self._aad(self._send_dir, seq)
+        record = bytearray(SEQ.size + len(plaintext) + TAG_BYTES)
+        SEQ.pack_into(record, 0, seq)
+        self._send_aead.encrypt_into(
+            self._nonce(self._send_iv, seq),
+            plaintext,
+            self._aad(self._send_dir, seq),
+            memoryview(record)[SEQ.size :],
         )
+        return record
 
-    def open(self, record: bytes | bytearray | memoryview) -> bytes:
+    def open(self, record: bytes | bytearray | memoryview) -> bytearray:
         """Decrypt the next incoming record; anything but the expected, authentic one closes."""
         if self.closed_reason is not None:
             raise ChannelError("session_closed", f"session closed: {self.closed_reason}", REATTEST)
@@ -89,9 +94,10 @@ class Session:
                 f"out-of-order record (expected sequence {self.recv_seq}, got {seq})",
             )
         nonce = self._nonce(self._recv_iv, seq)
+        plaintext = bytearray(len(record) - SEQ.size - TAG_BYTES)  # writable: decoded in place
         try:
-            plaintext = self._recv_aead.decrypt(
-                nonce, memoryview(record)[SEQ.size :], self._aad(self._recv_dir, seq)
+            self._recv_aead.decrypt_into(
+                nonce, memoryview(record)[SEQ.size :], self._aad(self._recv_dir, seq), plaintext
             )
         except InvalidTag:
             raise self._refuse(
