@@ -116,8 +116,10 @@ class TailReplica:
         from ray import serve
 
         torch.set_num_threads(threads)
-        files: dict[str, bytes] = await checkpoint[0]  # an ObjectRef; a list keeps Ray from
-        with tempfile.TemporaryDirectory(prefix="privpart-tail-") as tmp:  # resolving it early
+        # The checkpoint's files, as an ObjectRef wrapped in a list so that Ray hands over the
+        # reference instead of resolving it at deploy time.
+        files: dict[str, bytes] = await checkpoint[0]
+        with tempfile.TemporaryDirectory(prefix="privpart-tail-") as tmp:
             for name, data in files.items():
                 (Path(tmp) / name).write_bytes(data)
             split = split_checkpoint(Path(tmp), cut)
