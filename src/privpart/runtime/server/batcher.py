@@ -68,7 +68,13 @@ class Batcher:
         self._idle = asyncio.Event()
         self._idle.set()
         self._accepting = True
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="privpart-batch")
+        # OpenMP's thread count is per calling thread: a new thread would use every core again
+        self._pool = ThreadPoolExecutor(
+            1,
+            thread_name_prefix="privpart-batch",
+            initializer=torch.set_num_threads,
+            initargs=(torch.get_num_threads(),),
+        )
         self._task: asyncio.Task | None = None
 
     @property
