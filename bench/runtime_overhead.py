@@ -200,8 +200,8 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
 
 def markdown(r: dict) -> str:
     rows = "\n".join(
-        f"| {m} | {r['median_ms'][m]:.1f} | {r['ratio'][m]:.3f} | "
-        f"{r['ratio_of_paired_rounds'][m]:.3f} |"
+        f"| {m} | {r['median_ms'][m]:.1f} | **{r['ratio'][m]:.3f}** | "
+        f"{r['ratio_of_paired_rounds'][m]:.3f} | {r['p10_ms'][m]:.1f} | {r['ratio_p10'][m]:.3f} |"
         for m in ("plain", "split", "device", "enclave")
     )
     parts = "\n".join(
