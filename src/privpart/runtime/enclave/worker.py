@@ -191,44 +191,50 @@ class TailJob:
     def run(self) -> None:
         w, sid = self.worker, self.session.session_id
         try:
-            t0 = time.perf_counter()
-            logits, tail_timing = w.link.post(self.tail, self.features)
-            t1 = time.perf_counter()
-            try:
-                frames.decode(logits, w.output_spec)
-            except RuntimeFailure as exc:
-                raise RuntimeFailure(
-                    "bad_tail_answer",
-                    f"tail server answered a bad frame: {exc.message}",
-                    "check the tail server",
-                    status=502,
-                ) from None
-            with w.lock:
-                record = self.session.seal(logits)
-            t2 = time.perf_counter()
-            timing = {
-                **self.timing,
-                "encrypt": (t2 - t1) * 1e3,
-                "tail_roundtrip": (t1 - t0) * 1e3,
-                **{f"tail_{k}": v for k, v in tail_timing.items()},
-            }
-            w.reply({"id": self.msg_id, "timing": timing}, record)
+            reply = self._finish()
         except RuntimeFailure as exc:
             w.drop({"session": sid})
-            w.reply({**exc.to_json(), "status": exc.status, "id": self.msg_id})
+            reply = ({**exc.to_json(), "status": exc.status, "id": self.msg_id},)
         except Exception as exc:  # a request must never take the enclave down
             w.drop({"session": sid})
-            w.reply(
+            reply = (
                 {
                     "error": "enclave_internal",
                     "status": 500,
                     "id": self.msg_id,
                     "message": f"enclave failed on this request: {type(exc).__name__}: {exc}",
                     "hint": "report this with the request that caused it",
-                }
+                },
             )
-        finally:
-            w.busy.discard(sid)
+        # Free the session before answering: a client may send its next request the moment
+        # the answer arrives, and must not find its own finished request still "in flight".
+        w.busy.discard(sid)
+        w.reply(*reply)
+
+    def _finish(self) -> tuple[dict[str, Any], bytes]:
+        w = self.worker
+        t0 = time.perf_counter()
+        logits, tail_timing = w.link.post(self.tail, self.features)
+        t1 = time.perf_counter()
+        try:
+            frames.decode(logits, w.output_spec)
+        except RuntimeFailure as exc:
+            raise RuntimeFailure(
+                "bad_tail_answer",
+                f"tail server answered a bad frame: {exc.message}",
+                "check the tail server",
+                status=502,
+            ) from None
+        with w.lock:
+            record = self.session.seal(logits)
+        t2 = time.perf_counter()
+        timing = {
+            **self.timing,
+            "encrypt": (t2 - t1) * 1e3,
+            "tail_roundtrip": (t1 - t0) * 1e3,
+            **{f"tail_{k}": v for k, v in tail_timing.items()},
+        }
+        return {"id": self.msg_id, "timing": timing}, record
 
 
 @op("close")
