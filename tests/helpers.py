@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from privpart.data.idx import write_idx
+from privpart.data.tabular import TON_IOT_NETWORK_COLUMNS
 
 
 def synthetic_images(n: int, seed: int, size: int = 28) -> tuple[np.ndarray, np.ndarray]:
@@ -32,53 +33,7 @@ def make_idx_dir(folder: Path, n_train: int = 300, n_test: int = 120, gz: bool =
     return folder
 
 
-TON_COLUMNS = [
-    "ts",
-    "src_ip",
-    "src_port",
-    "dst_ip",
-    "dst_port",
-    "proto",
-    "service",
-    "duration",
-    "src_bytes",
-    "dst_bytes",
-    "conn_state",
-    "missed_bytes",
-    "src_pkts",
-    "src_ip_bytes",
-    "dst_pkts",
-    "dst_ip_bytes",
-    "dns_query",
-    "dns_qclass",
-    "dns_qtype",
-    "dns_rcode",
-    "dns_AA",
-    "dns_RD",
-    "dns_RA",
-    "dns_rejected",
-    "ssl_version",
-    "ssl_cipher",
-    "ssl_resumed",
-    "ssl_established",
-    "ssl_subject",
-    "ssl_issuer",
-    "http_trans_depth",
-    "http_method",
-    "http_uri",
-    "http_version",
-    "http_request_body_len",
-    "http_response_body_len",
-    "http_status_code",
-    "http_user_agent",
-    "http_orig_mime_types",
-    "http_resp_mime_types",
-    "weird_name",
-    "weird_addl",
-    "weird_notice",
-    "label",
-    "type",
-]
+TON_COLUMNS = list(TON_IOT_NETWORK_COLUMNS)
 TON_TYPES = ["normal", "ddos", "scanning", "password"]
 
 

@@ -9,6 +9,7 @@ import torch
 
 from privpart.data import load_dataset, make_splits
 from privpart.data.idx import read_idx, write_idx
+from privpart.data.tabular import TON_IOT_NETWORK, TON_IOT_NETWORK_COLUMNS
 from privpart.errors import PrivpartError
 from tests.helpers import make_idx_dir
 
@@ -124,3 +125,10 @@ def test_generic_csv_and_malformed_rows(tmp_path: Path) -> None:
 def test_unknown_dataset() -> None:
     with pytest.raises(PrivpartError, match="unknown dataset 'cifar'"):
         load_dataset("cifar")
+
+
+def test_ton_iot_schema_names_every_published_column_once() -> None:
+    s = TON_IOT_NETWORK
+    named = [*s.categorical, *s.numeric, *s.drop, s.label]
+    assert sorted(named) == sorted(TON_IOT_NETWORK_COLUMNS)
+    assert len(set(named)) == len(named) and set(s.attributes) <= set(s.categorical)
