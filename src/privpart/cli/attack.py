@@ -18,6 +18,7 @@ from privpart.attacks import (
     make_attack,
 )
 from privpart.cli.app import app
+from privpart.cli.options import DataDirOpt
 from privpart.data import load_dataset, splits_from_meta
 from privpart.errors import PrivpartError
 from privpart.partition import Partition
@@ -77,7 +78,7 @@ def attack(
     attribute: Annotated[
         str | None, typer.Option(help="private attribute for --attack attribute")
     ] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="folder holding the dataset")] = None,
+    data_dir: DataDirOpt = None,
     model: Annotated[
         str | None, typer.Option(help="expected architecture: refuse a checkpoint of another")
     ] = None,

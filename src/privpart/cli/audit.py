@@ -13,6 +13,7 @@ from rich.table import Table
 from privpart.audit import AuditConfig, Auditor, AuditResult, resolve_cuts
 from privpart.cli.app import app
 from privpart.cli.defend import check_defence_options, defence_params
+from privpart.cli.options import DataDirOpt, DatasetOpt, ModelArg, SeedOpt, TaskOpt
 from privpart.partition import Partition
 from privpart.profiling import ProfileConfig, profile_cuts
 from privpart.report import render_report
@@ -71,15 +72,13 @@ def print_summary(r: AuditResult) -> None:
 
 @app.command()
 def audit(
-    model: Annotated[str, typer.Argument(help="zoo name or path/to/file.py:factory")] = "vgg16",
-    dataset: Annotated[
-        str, Opt(help="fashion-mnist, idx:DIR, imagefolder:DIR, csv:FILE, ton-iot:FILE")
-    ] = "fashion-mnist",
+    model: ModelArg = "vgg16",
+    dataset: DatasetOpt = "fashion-mnist",
     out: Annotated[Path, Opt(help="output folder (results.json, index.html)")] = Path("runs/audit"),
     checkpoint: Annotated[
         Path | None, Opt(help="audit this checkpoint instead of training")
     ] = None,
-    data_dir: Annotated[Path | None, Opt(help="folder holding the dataset")] = None,
+    data_dir: DataDirOpt = None,
     cuts: Annotated[str, Opt(help="default (block boundaries), all, or a,b,c")] = "default",
     attacks: Annotated[
         str, Opt(help="comma-separated attacks")
@@ -88,10 +87,8 @@ def audit(
     budget_scale: Annotated[float, Opt(help="multiply every attack's default budget")] = 1.0,
     train_limit: Annotated[int, Opt(help="training samples when no checkpoint is given")] = 12000,
     epochs: Annotated[int, Opt(min=1, help="training epochs when no checkpoint is given")] = 1,
-    task: Annotated[
-        str | None, Opt(help="train on this attribute as the task (e.g. group)")
-    ] = None,
-    seed: Annotated[int, Opt()] = 0,
+    task: TaskOpt = None,
+    seed: SeedOpt = 0,
     trusted_threads: Annotated[int, Opt(help="CPU threads for the head (the enclave)")] = 1,
     device: Annotated[str, Opt(help="tail device: auto, cpu, cuda")] = "auto",
     bandwidth: Annotated[float, Opt(help="link bandwidth, Mbit/s")] = 1000.0,

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from privpart.cli.app import app
+from privpart.cli.options import DataDirOpt
 from privpart.defences import DEFENCES, make_defence
 from privpart.defences import defend as run_defence
 from privpart.errors import PrivpartError
@@ -76,7 +77,7 @@ def defend(
     epochs: Annotated[int | None, Opt(help="fine-tuning epochs (default 1)")] = None,
     limit: Annotated[int | None, Opt(help="defender's training samples (default 10000)")] = None,
     steps: Annotated[int | None, Opt(help="cap on optimisation steps")] = None,
-    data_dir: Annotated[Path | None, Opt(help="folder holding the dataset")] = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Fine-tune CHECKPOINT with a defence at CUT; writes OUT/model.safetensors + meta.json.
 

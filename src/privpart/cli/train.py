@@ -8,30 +8,26 @@ from typing import Annotated
 import typer
 
 from privpart.cli.app import app
+from privpart.cli.options import DataDirOpt, DatasetOpt, ModelArg, SeedOpt, TaskOpt
 from privpart.training import read_meta, train_to_checkpoint
 from privpart.ui import console
 
 
 @app.command()
 def train(
-    model: Annotated[str, typer.Argument(help="zoo name or path/to/file.py:factory")],
-    dataset: Annotated[
-        str, typer.Option(help="fashion-mnist, idx:DIR, imagefolder:DIR, csv:FILE or ton-iot:FILE")
-    ] = "fashion-mnist",
+    model: ModelArg,
+    dataset: DatasetOpt = "fashion-mnist",
     out: Annotated[Path, typer.Option(help="checkpoint folder to write")] = Path("runs/target"),
-    data_dir: Annotated[Path | None, typer.Option(help="folder holding the dataset")] = None,
+    data_dir: DataDirOpt = None,
     limit: Annotated[int | None, typer.Option(help="train on this many samples")] = None,
     epochs: Annotated[int, typer.Option(min=1)] = 1,
     lr: Annotated[float | None, typer.Option(help="peak learning rate (default per model)")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
-    task: Annotated[
-        str | None,
-        typer.Option(help="attribute to use as the task label, e.g. group for fashion-mnist"),
-    ] = None,
+    task: TaskOpt = None,
     weights: Annotated[
         Path | None, typer.Option(help="local pretrained weights to start from")
     ] = None,
-    seed: Annotated[int, typer.Option(help="seed for splits, init and order")] = 0,
+    seed: SeedOpt = 0,
     aux: Annotated[
         int | None,
         typer.Option(

@@ -1,0 +1,19 @@
+"""Option types shared by several commands, so the same flag reads the same everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+ModelArg = Annotated[str, typer.Argument(help="zoo name or path/to/file.py:factory")]
+DatasetOpt = Annotated[
+    str, typer.Option(help="fashion-mnist, idx:DIR, imagefolder:DIR, csv:FILE or ton-iot:FILE")
+]
+DataDirOpt = Annotated[Path | None, typer.Option(help="folder holding the dataset")]
+TaskOpt = Annotated[
+    str | None,
+    typer.Option(help="attribute to use as the task label, e.g. group for fashion-mnist"),
+]
+SeedOpt = Annotated[int, typer.Option(help="seed for splits, initialisation and order")]
