@@ -11,6 +11,27 @@ import torch
 RESULTS = Path(__file__).parent / "results"
 
 
+def _cpu_ticks() -> list[int] | None:
+    try:
+        return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+
+
+_START_TICKS = _cpu_ticks()
+
+
+def cpu_steal_percent() -> float | None:
+    """Share of CPU time the hypervisor took from this VM since the bench started (/proc/stat
+    `steal`): a noisy neighbour slows every timing here, so results say how much there was."""
+    now = _cpu_ticks()
+    if not now or not _START_TICKS or len(now) < 8:
+        return None
+    delta = [b - a for a, b in zip(_START_TICKS, now, strict=False)]
+    total = sum(delta[:8])
+    return 100.0 * delta[7] / total if total else None
+
+
 def machine() -> dict:
     cpu = platform.processor() or platform.machine()
     try:
@@ -29,6 +50,10 @@ def machine() -> dict:
 
 
 def write(name: str, data: dict, markdown: str) -> None:
+    steal = cpu_steal_percent()
+    data = {**data, "cpu_steal_percent": steal}
+    if steal is not None:
+        markdown += f"\nCPU steal during the run (hypervisor, /proc/stat): {steal:.1f}%\n"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2))
     (RESULTS / f"{name}.md").write_text(markdown)

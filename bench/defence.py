@@ -1,0 +1,344 @@
+"""Adversarial defence on VGG-16 / Fashion-MNIST (2 CPU cores): the accuracy-leakage trade-off
+at a cut the undefended audit rejects, and whether the audit then selects an earlier cut.
+
+Setup (a sound private attribute): the server's task is the coarse `group` (tops / bottoms /
+footwear / bags), the private attribute is the fine `class` within it. The server learns the
+group from the output anyway, so the attribute attack is read against two baselines: the
+majority class (what the audit's default threshold uses) and the *task floor* (the accuracy of
+guessing the class from the group alone). Constraints "task-aware" move the attribute threshold
+from majority + 0.1 to task floor + 0.1; reconstruction thresholds are the audit's defaults
+(SSIM <= max(0.4, baseline + 0.1)).
+
+Steps, each cached under --work so the bench resumes where it stopped:
+  base        train VGG-16 on `group` (12,000 samples, 1 epoch; the audit's defaults)
+  undefended  audit it on the five default block-boundary cuts (all four attacks)
+  sweep       per (alpha, beta) in --grid: `privpart audit --defence adversarial` at --cut only
+  select      for the best grid point: audit the defended model on the default cuts up to the
+              undefended selection, compare selected cuts and latency
+  report      bench/results/defence.{json,md,png}
+
+Run: .venv/bin/python bench/defence.py [--step all|base|undefended|sweep|select|report]
+     [--grid 1:1,4:4] [--cut features.9] [--budget-scale 1.0]
+One grid point alone: --step sweep --grid 4:4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from _common import RESULTS, machine, write  # noqa: E402
+from privpart.attacks import Budget  # noqa: E402
+from privpart.audit import AuditConfig, Auditor, AuditResult, runner  # noqa: E402
+from privpart.data import load_dataset, splits_from_meta  # noqa: E402
+from privpart.selection import Constraints  # noqa: E402
+from privpart.training import read_meta, train_to_checkpoint  # noqa: E402
+
+ATTACKS = ["cgan", "decoder", "whitebox", "attribute"]
+# Fixed per-attack step budgets (at least what the audit's default time budgets bought on an
+# idle 2-core machine at features.9): on a shared machine time budgets buy fewer steps under
+# load, which would make defended and undefended audits incomparable. --budget time restores
+# the audit's own time budgets.
+STEPS = {"cgan": 400, "decoder": 500, "whitebox": 200, "attribute": 1000}
+DEFAULT_GRID = "1:1,4:4"
+
+
+def use_step_budgets(scale: float) -> None:
+    """Make every Auditor in this process give each attack exactly STEPS[attack] * scale steps."""
+
+    def budget(name: str, _scale: float, _steps: int | None = None) -> Budget:
+        return Budget(steps=max(1, round(STEPS[name] * scale)))
+
+    runner._budget = budget
+
+
+def parse_grid(text: str) -> list[tuple[float, float]]:
+    out = []
+    for item in text.split(","):
+        a, _, b = item.partition(":")
+        out.append((float(a), float(b or a)))
+    return out
+
+
+def task_floor(base: Path) -> dict[str, float]:
+    """Class accuracy from the group alone: the aux majority class within each group."""
+    meta = read_meta(base)
+    ds = load_dataset(meta["dataset_spec"]).with_task(meta["task"])
+    splits = splits_from_meta(ds, meta)
+    cls, grp = ds.attributes["class"].values, ds.attributes["group"].values
+    aux_c, aux_g = cls[splits.aux], grp[splits.aux]
+    guess = torch.zeros(len(ds.attributes["group"].classes), dtype=torch.long)
+    for g in range(guess.numel()):
+        guess[g] = torch.bincount(aux_c[aux_g == g], minlength=10).argmax()
+    victim_c, victim_g = cls[splits.victim], grp[splits.victim]
+    majority = int(torch.bincount(aux_c, minlength=10).argmax())
+    return {
+        "task_floor": float((guess[victim_g] == victim_c).float().mean()),
+        "majority": float((victim_c == majority).float().mean()),
+    }
+
+
+def task_aware(floor: dict[str, float], margin: float = 0.1) -> Constraints:
+    """The audit's constraints, with the attribute threshold at task floor + margin."""
+    return replace(Constraints(), max_attribute_advantage=floor["task_floor"] - floor["majority"]
+                   + margin)  # fmt: skip
+
+
+def audit_cfg(args: argparse.Namespace, base: Path, cuts: str, **kw) -> AuditConfig:  # noqa: ANN003
+    return AuditConfig(
+        checkpoint=str(base),
+        cuts=cuts,
+        attacks=list(ATTACKS),
+        attribute="class",
+        budget_scale=args.budget_scale,
+        **kw,
+    )
+
+
+def steps(config: dict) -> int | None:
+    """Steps an attack actually ran (time budgets buy fewer on a loaded machine)."""
+    return (config.get("fit") or config.get("inversion") or {}).get("steps")
+
+
+def summarise(r: AuditResult) -> dict:
+    cuts = {}
+    for c in r.cuts:
+        ssim = {a: v["metrics"]["ssim"] for a, v in c.attacks.items() if "ssim" in v["metrics"]}
+        base = next((v["baselines"]["ssim"] for v in c.attacks.values()
+                     if "ssim" in v["baselines"]), None)  # fmt: skip
+        attr = c.attacks.get("attribute", {})
+        best = max(ssim, key=ssim.get) if ssim else None
+        cuts[c.name] = {
+            "ssim": ssim,
+            "best_attack": best,
+            "best_ssim": ssim[best] if best else None,
+            "ssim_baseline": base,
+            "ssim_limit": Constraints().ssim_limit(best or "", base or 0.0),
+            "attribute_accuracy": attr.get("metrics", {}).get("accuracy"),
+            "attribute_majority": attr.get("baselines", {}).get("accuracy"),
+            "attack_steps": {a: steps(v["config"]) for a, v in c.attacks.items()},
+            "total_ms": c.latency["total_ms"],
+            "head_ms": c.latency["head_ms"],
+            "verdict": c.verdict,
+        }
+    return {
+        "selected_cut": r.selected_cut,
+        "summary": r.selection["summary"],
+        "test_accuracy": r.model["test_accuracy"],
+        "whole_trusted_ms": r.extremes["whole_trusted"]["total_ms"],
+        "defence": r.defence,
+        "stage_seconds": r.stage_seconds,
+        "cuts": cuts,
+    }
+
+
+def step_base(args: argparse.Namespace) -> Path:
+    base = args.work / "base"
+    if not (base / "meta.json").is_file():
+        train_to_checkpoint("vgg16", "fashion-mnist", base, limit=12000, epochs=1, task="group",
+                            n_aux=2000, n_victim=256)  # fmt: skip
+    return base
+
+
+def step_undefended(args: argparse.Namespace, base: Path, cons: Constraints) -> dict:
+    cfg = audit_cfg(args, base, args.undefended_cuts, constraints=cons)
+    r = Auditor(cfg, args.work / "undefended").run()
+    return summarise(r)
+
+
+# Grid values per method: "a:b" -> defence parameters.
+PARAMS = {
+    "adversarial": lambda a, b: {"alpha": a, "beta": b, "private_attribute": "class"},
+    "nopeek": lambda a, b: {"alpha": a},
+    "noise": lambda a, b: {"sigma": a},
+}
+NAMES = {"adversarial": "a{a:g}-b{b:g}", "nopeek": "a{a:g}", "noise": "s{a:g}"}
+
+
+def point_key(cut: str, method: str, a: float, b: float, lr: float | None) -> str:
+    return f"{cut}|{method}|{a:g}:{b:g}" + (f"|lr{lr:g}" if lr else "")
+
+
+def step_point(args: argparse.Namespace, base: Path, cut: str, method: str, a: float, b: float,
+               cons: Constraints, cuts: str | None = None) -> dict:  # fmt: skip
+    params = PARAMS[method](a, b)
+    if args.lr:
+        params["lr"] = args.lr
+    cfg = audit_cfg(args, base, cuts or cut, constraints=cons, defence=method,
+                    defence_cut=cut, defence_params=params)  # fmt: skip
+    name = f"{method}-" + NAMES[method].format(a=a, b=b) + (f"-lr{args.lr:g}" if args.lr else "")
+    t = time.perf_counter()
+    r = Auditor(cfg, args.work / name).run()
+    seconds = time.perf_counter() - t
+    return {"method": method, "alpha": a, "beta": b, "lr": args.lr, "params": params,
+            "wall_seconds": seconds, **summarise(r)}  # fmt: skip
+
+
+def passes(point: dict, cut: str) -> bool:
+    return point["cuts"][cut]["verdict"]["status"] != "rejected"
+
+
+def label(p: dict) -> str:
+    method = p.get("method", "adversarial")
+    values = {"adversarial": f"a={p['alpha']:g} b={p['beta']:g}", "nopeek": f"a={p['alpha']:g}",
+              "noise": f"sigma={p['alpha']:g}"}[method]  # fmt: skip
+    return f"{method} {values}" + (f" lr={p['lr']:g}" if p.get("lr") else "")
+
+
+def plot(points: list[dict], cut: str, floor: dict, undefended: dict, path: Path) -> None:
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    und = undefended["cuts"].get(cut)
+    rows = [("undefended", undefended["test_accuracy"], und)] if und else []
+    rows += [(label(p), p["test_accuracy"], p["cuts"][cut]) for p in points]
+    for name, acc, c in rows:
+        ax1.scatter(acc, c["best_ssim"], color="grey" if name == "undefended" else "C0")
+        ax1.annotate(name, (acc, c["best_ssim"]), fontsize=7)
+        ax2.scatter(acc, c["attribute_accuracy"], color="grey" if name == "undefended" else "C1")
+        ax2.annotate(name, (acc, c["attribute_accuracy"]), fontsize=7)
+    if und:
+        ax1.axhline(und["ssim_limit"], ls="--", color="red", label="audit SSIM limit")
+    ax2.axhline(floor["task_floor"], ls="--", color="green", label="task floor (group only)")
+    ax2.axhline(floor["majority"], ls=":", color="grey", label="majority class")
+    ax1.set(xlabel="task (group) accuracy", ylabel="best attack SSIM", title=f"leakage at {cut}")
+    ax2.set(xlabel="task (group) accuracy", ylabel="class inference accuracy",
+            title="private attribute (class)")  # fmt: skip
+    ax1.legend(fontsize=8)
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report(args: argparse.Namespace, data: dict) -> None:
+    cut, floor, und = data["cut"], data["floor"], data["undefended"]
+    u = und["cuts"][cut]
+    lines = [
+        "# Adversarial defence on VGG-16 / Fashion-MNIST (CPU)",
+        "",
+        f"machine: {machine()}; task `group`, private attribute `class`; defended cut `{cut}`; "
+        f"attacks {', '.join(ATTACKS)}, "
+        + (
+            f"fixed steps {STEPS} x {args.budget_scale:g}"
+            if args.budget == "steps"
+            else f"time budgets x {args.budget_scale:g}"
+        ),  # fmt: skip
+        "",
+        f"Class from the group alone (task floor): {floor['task_floor']:.2f}; majority class "
+        f"{floor['majority']:.2f}. Reconstruction limit at {cut}: SSIM <= {u['ssim_limit']:.2f}.",
+        "",
+        "| model | task acc | best attack SSIM at cut | attribute acc (floor / majority) | "
+        f"verdict at {cut} | defence min |",
+        "| --- | --- | --- | --- | --- | --- |",
+        f"| undefended | {und['test_accuracy']:.3f} | {u['best_ssim']:.3f} ({u['best_attack']}) | "
+        f"{u['attribute_accuracy']:.3f} ({floor['task_floor']:.2f} / {floor['majority']:.2f}) | "
+        f"{u['verdict']['status']} | - |",
+    ]
+    for p in data["points"]:
+        c = p["cuts"][cut]
+        mins = (p["stage_seconds"].get("defence") or 0) / 60
+        lines.append(
+            f"| {label(p)} | {p['test_accuracy']:.3f} | "
+            f"{c['best_ssim']:.3f} ({c['best_attack']}) | {c['attribute_accuracy']:.3f} | "
+            f"{c['verdict']['status']}: {c['verdict']['reason']} | {mins:.1f} |"
+        )
+    sel = data.get("selection")
+    lines += ["", "## Selection (task-aware constraints)", ""]
+    lines.append(f"undefended: {und['summary']}")
+    if sel:
+        lines += [
+            f"defended ({label(sel)}): {sel['summary']}",
+            "",
+            f"earlier cut selected: {sel['earlier']}; latency {sel['undefended_ms']:.2f} ms -> "
+            f"{sel['defended_ms']:.2f} ms ({sel['gain']:+.1%} faster end to end)",
+        ]
+    else:
+        lines.append("defended: no grid point passes at the defended cut; selection not re-run")
+    write("defence", data, "\n".join(lines) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--step", default="all",
+                    choices=["all", "base", "undefended", "sweep", "select", "report"])  # fmt: skip
+    ap.add_argument("--method", default="adversarial", choices=sorted(PARAMS))
+    ap.add_argument("--grid", default=DEFAULT_GRID,
+                    help="adversarial a:b,...; nopeek alpha,...; noise sigma,...")  # fmt: skip
+    ap.add_argument("--cut", default="features.9", help="a cut the undefended audit rejects")
+    ap.add_argument("--budget", choices=["steps", "time"], default="steps",
+                    help="fixed per-attack steps (STEPS) or the audit's time budgets")  # fmt: skip
+    ap.add_argument("--budget-scale", type=float, default=1.0)
+    ap.add_argument("--undefended-cuts", default="default")
+    ap.add_argument("--lr", type=float, default=None, help="defence learning rate")
+    ap.add_argument("--work", type=Path, default=Path("runs/bench-defence"))
+    args = ap.parse_args()
+    if args.budget == "steps":
+        use_step_budgets(args.budget_scale)
+    state_path = args.work / "bench.json"
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {"points": {}}
+    for key in [k for k in state["points"] if k.count("|") == 1 or "|lr" in k.split("|")[1]]:
+        cut_name, rest = key.split("|", 1)  # keys from before --method: adversarial points
+        state["points"][f"{cut_name}|adversarial|{rest}"] = state["points"].pop(key)
+    todo = {"all": ["base", "undefended", "sweep", "select", "report"]}.get(args.step, [args.step])
+
+    base = step_base(args) if "base" in todo else args.work / "base"
+    floor = state.get("floor") or task_floor(base)
+    cons = task_aware(floor)
+    state["floor"] = floor
+    if "undefended" in todo or "undefended" not in state:
+        state["undefended"] = step_undefended(args, base, cons)
+    cut = state["cut"] = args.cut
+    if "sweep" in todo:
+        for a, b in parse_grid(args.grid):
+            key = point_key(cut, args.method, a, b, args.lr)
+            state["points"][key] = step_point(args, base, cut, args.method, a, b, cons)
+            state_path.write_text(json.dumps(state, indent=2))
+    points = [p for k, p in state["points"].items() if k.startswith(f"{cut}|")]
+    points.sort(key=lambda p: (p.get("method", "adversarial"), p["alpha"], p["beta"], p["lr"] or 0))
+    if "select" in todo and points:
+        ok = [p for p in points if passes(p, cut)]
+        best = max(ok, key=lambda p: p["test_accuracy"]) if ok else None
+        if best:
+            names = list(state["undefended"]["cuts"])
+            sel_u = state["undefended"]["selected_cut"]
+            upto = names[: names.index(sel_u) + 1] if sel_u in names else names
+            args.lr = best.get("lr")
+            method = best.get("method", "adversarial")
+            full = step_point(args, base, cut, method, best["alpha"], best["beta"], cons,
+                              ",".join(upto))  # fmt: skip
+            u_ms = (state["undefended"]["cuts"][sel_u]["total_ms"] if sel_u in names
+                    else state["undefended"]["whole_trusted_ms"])  # fmt: skip
+            d_sel = full["selected_cut"]
+            d_ms = full["cuts"][d_sel]["total_ms"] if d_sel in full["cuts"] else u_ms
+            order = {n: i for i, n in enumerate(names)}
+            state["selection"] = {
+                "method": method, "alpha": best["alpha"], "beta": best["beta"],
+                "lr": best.get("lr"),
+                "summary": full["summary"],
+                "defended_selected": d_sel, "undefended_selected": sel_u,
+                "earlier": order.get(d_sel, len(names)) < order.get(sel_u, len(names)),
+                "undefended_ms": u_ms, "defended_ms": d_ms, "gain": 1 - d_ms / u_ms,
+                "defended_cuts": full["cuts"],
+            }  # fmt: skip
+        else:
+            state.pop("selection", None)
+    state["machine"] = machine()
+    state["grid"] = [f"{p['alpha']:g}:{p['beta']:g}" for p in points]
+    args.work.mkdir(parents=True, exist_ok=True)
+    state_path.write_text(json.dumps(state, indent=2))
+    if "report" in todo and points:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        plot(points, cut, floor, state["undefended"], RESULTS / "defence.png")
+        report(args, {**state, "points": points})
+
+
+if __name__ == "__main__":
+    main()
