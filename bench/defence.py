@@ -5,9 +5,8 @@ Setup (a sound private attribute): the server's task is the coarse `group` (tops
 footwear / bags), the private attribute is the fine `class` within it. The server learns the
 group from the output anyway, so the attribute attack is read against two baselines: the
 majority class (what the audit's default threshold uses) and the *task floor* (the accuracy of
-guessing the class from the group alone). Constraints "task-aware" move the attribute threshold
-from majority + 0.1 to task floor + 0.1; reconstruction thresholds are the audit's defaults
-(SSIM <= max(0.4, baseline + 0.1)).
+guessing the class from the group alone); the audit's attribute threshold is the larger of the
+two + 0.1, reconstruction thresholds are the audit's defaults (SSIM <= max(0.4, baseline + 0.1)).
 
 Steps, each cached under --work so the bench resumes where it stopped:
   base        train VGG-16 on `group` (12,000 samples, 1 epoch; the audit's defaults)
@@ -27,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
@@ -85,12 +83,6 @@ def task_floor(base: Path) -> dict[str, float]:
         "task_floor": float((guess[victim_g] == victim_c).float().mean()),
         "majority": float((victim_c == majority).float().mean()),
     }
-
-
-def task_aware(floor: dict[str, float], margin: float = 0.1) -> Constraints:
-    """The audit's constraints, with the attribute threshold at task floor + margin."""
-    return replace(Constraints(), max_attribute_advantage=floor["task_floor"] - floor["majority"]
-                   + margin)  # fmt: skip
 
 
 def audit_cfg(args: argparse.Namespace, base: Path, cuts: str, **kw) -> AuditConfig:  # noqa: ANN003
@@ -251,7 +243,7 @@ def report(args: argparse.Namespace, data: dict) -> None:
             f"{c['verdict']['status']}: {c['verdict']['reason']} | {mins:.1f} |"
         )
     sel = data.get("selection")
-    lines += ["", "## Selection (task-aware constraints)", ""]
+    lines += ["", "## Selection (audit constraints)", ""]
     lines.append(f"undefended: {und['summary']}")
     if sel:
         lines += [
@@ -291,7 +283,7 @@ def main() -> None:
 
     base = step_base(args) if "base" in todo else args.work / "base"
     floor = state.get("floor") or task_floor(base)
-    cons = task_aware(floor)
+    cons = Constraints()  # the audit reads attributes against the task-label floor itself
     state["floor"] = floor
     if "undefended" in todo or "undefended" not in state:
         state["undefended"] = step_undefended(args, base, cons)

@@ -40,6 +40,7 @@ def test_attribute_attack_via_cli(tiny_checkpoint: Path, tmp_path: Path) -> None
     d = json.loads((out / "result.json").read_text())
     assert d["config"]["attribute"] == "brightness" and d["config"]["fit"]["seconds"] == 1.0
     assert {"accuracy", "chance"} <= set(d["baselines"]) and "accuracy" in d["metrics"]
+    assert 0 < d["baselines"]["task_floor"] <= 1  # brightness guessed from the class label
     assert (out / "grid.png").is_file()
 
 

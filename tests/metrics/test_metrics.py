@@ -16,6 +16,7 @@ from privpart.metrics import (
     psnr,
     ssim,
     ssim_window,
+    task_floor_baseline,
     to_native_cells,
 )
 
@@ -85,3 +86,12 @@ def test_pooling_recovers_nearest_upsampled_cells_and_per_feature_error() -> Non
     assert mae == pytest.approx(sum(per.values()) / 7)
     base_mae, base_per = mean_row_baseline(big, big, (3, 3), names)
     assert base_mae > 0 and set(base_per) == set(names)
+
+
+def test_task_floor_guesses_the_attribute_from_the_label() -> None:
+    # label 0 -> attribute 2 (mostly), label 1 -> attribute 0; an unseen label 2 -> majority
+    aux_task = torch.tensor([0, 0, 0, 1, 1])
+    aux_attr = torch.tensor([2, 2, 1, 0, 0])
+    victim_task = torch.tensor([0, 1, 1, 2])
+    victim_attr = torch.tensor([2, 0, 1, 0])
+    assert task_floor_baseline(aux_task, aux_attr, victim_task, victim_attr) == 0.75

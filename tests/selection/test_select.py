@@ -85,3 +85,15 @@ def test_tabular_feature_reconstruction() -> None:
         Constraints(),
     )
     assert sel.selected == "b" and "recovers features (MAE 0.050 < 0.100" in sel.reasons["a"]
+
+
+def test_task_label_floor_raises_the_attribute_threshold() -> None:
+    # the label alone already gives 0.7 of the attribute: 0.75 adds nothing, 0.85 does
+    def floored(acc: float) -> dict:
+        return {"metrics": {"accuracy": acc}, "baselines": {"accuracy": 0.1, "task_floor": 0.7}}
+
+    cands = [CutEvidence("a", 1, 0, {"attribute": floored(0.75)}),
+             CutEvidence("b", 0.5, 0, {"attribute": floored(0.85)})]  # fmt: skip
+    sel = select_cut(cands, None, Constraints())
+    assert sel.selected == "a"
+    assert "accuracy 0.85 > 0.80; task-label floor 0.70" in sel.reasons["b"]

@@ -23,7 +23,7 @@ from privpart.attacks.generator import Standardize
 from privpart.attacks.registry import ATTACKS
 from privpart.attacks.scoring import SAMPLES
 from privpart.errors import PrivpartError
-from privpart.metrics import majority_baseline
+from privpart.metrics import majority_baseline, task_floor_baseline
 from privpart.metrics.baselines import majority_class
 from privpart.ui import progress
 
@@ -137,6 +137,13 @@ class AttributeAttack(Attack):
         pred = self.predict(fs.victim_features)
         classes = fs.attribute_classes[self.attribute]
         baselines = majority_baseline(fs.aux_attributes[self.attribute], truth, self.n_classes)
+        if fs.task != self.attribute and fs.task in fs.aux_attributes:
+            baselines["task_floor"] = task_floor_baseline(
+                fs.aux_attributes[fs.task],
+                fs.aux_attributes[self.attribute],
+                fs.victim_attributes[fs.task],
+                truth,
+            )
         config = {
             **self.base_config(fs),
             "attribute": self.attribute,

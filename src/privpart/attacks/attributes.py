@@ -7,11 +7,12 @@ An attribute is a per-sample label. Two sources:
 - derived attributes, functions of the raw input registered below (`@DERIVED.register`):
   `brightness` for image datasets.
 
-Default (`default_attribute`): the first entry of the dataset's preference list that is not the
-model's task label, since the server learns the task label from the output anyway:
-- fashion-mnist: `group` (the kind of item a user holds), or `class` when the model's task is
-  `group`. Caveat: `group` is a function of `class`, so for a class-task model it leaks by design
-  at the last layers; `brightness` is the attribute that is independent of the label.
+Default (`default_attribute`): the first entry of the dataset's preference list that is neither
+the model's task label nor a function of it, since the server learns the task label from the
+output anyway (the audit also reads every attribute score against that *task-label floor*):
+- fashion-mnist: `group` (the kind of item a user holds) for models whose task is not `class`;
+  `class` for a `group`-task model; `brightness` (a property of the input, not of its label) for
+  a `class`-task model, whose label determines the group.
 - ton-iot: `service`, then `proto` (the application a flow belongs to, not its attack label).
 - anything else: `class` (no private attribute distinct from the task is known: the attack then
   measures how readable the task label is at the cut).
@@ -29,9 +30,11 @@ from privpart.errors import PrivpartError
 from privpart.registry import Registry
 
 PREFERENCES: dict[str, list[str]] = {
-    "fashion-mnist": ["group", "class"],
+    "fashion-mnist": ["group", "class", "brightness"],
     "ton-iot": ["service", "proto", "class"],
 }
+# attribute -> the tasks that determine it (the server reads it off the prediction)
+DETERMINED_BY: dict[str, dict[str, set[str]]] = {"fashion-mnist": {"group": {"class"}}}
 FALLBACK = ["class"]
 
 DERIVED: Registry[Callable[[Dataset], Attribute | None]] = Registry("derived attribute")
@@ -70,8 +73,11 @@ def default_attribute(
 ) -> str:
     """The attribute the attribute attack targets by default (see the module docstring)."""
     names = list(available) if available is not None else None
-    prefs = PREFERENCES.get(dataset_family(dataset), FALLBACK)
-    for name in [p for p in prefs if p != task] + [task]:
+    family = dataset_family(dataset)
+    prefs = PREFERENCES.get(family, FALLBACK)
+    determined = DETERMINED_BY.get(family, {})
+    free = [p for p in prefs if p != task and task not in determined.get(p, set())]
+    for name in free + [task]:
         if names is None or name in names:
             return name
     if names:

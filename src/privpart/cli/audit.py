@@ -99,7 +99,7 @@ def audit(
     epc_mib: Annotated[float, Opt(help="enclave memory budget, MiB (SGX1: 93)")] = 93.0,
     max_ssim: Annotated[float, Opt(help="reconstruction SSIM above this breaks a cut")] = 0.4,
     max_attribute_advantage: Annotated[
-        float, Opt(help="attribute accuracy above majority baseline + this breaks a cut")
+        float, Opt(help="attribute accuracy above max(majority, task floor) + this breaks a cut")
     ] = 0.1,
     ignore_memory: Annotated[bool, Opt(help="do not reject cuts over the memory budget")] = False,
     defence: Annotated[

@@ -1,6 +1,10 @@
 """Leakage metrics from a library (torchmetrics), and the baselines every score is read against."""
 
-from privpart.metrics.baselines import majority_baseline, mean_image_baseline
+from privpart.metrics.baselines import (
+    majority_baseline,
+    mean_image_baseline,
+    task_floor_baseline,
+)
 from privpart.metrics.image import (
     PSNR_CAP_DB,
     SSIMWindow,
@@ -15,5 +19,5 @@ from privpart.metrics.tabular import mean_row_baseline, per_feature_mae, to_nati
 __all__ = [
     "PSNR_CAP_DB", "SSIMWindow", "image_scores", "majority_baseline", "mean_image_baseline",
     "mean_row_baseline", "mse", "per_feature_mae", "psnr", "ssim", "ssim_window",
-    "to_native_cells",
+    "task_floor_baseline", "to_native_cells",
 ]  # fmt: skip

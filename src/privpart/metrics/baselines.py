@@ -26,3 +26,23 @@ def majority_baseline(
 
 def majority_class(labels: Tensor, n_classes: int) -> int:
     return int(torch.bincount(labels.long(), minlength=n_classes).argmax())
+
+
+def task_floor_baseline(
+    aux_task: Tensor, aux_attribute: Tensor, victim_task: Tensor, victim_attribute: Tensor
+) -> float:
+    """Attribute accuracy from the task label alone: per task label, the aux majority attribute.
+
+    The untrusted side learns every prediction (the tail computes it), so whatever the task
+    label reveals about the attribute leaks at *every* cut; a cut only adds leakage above this.
+    """
+    n_task = int(max(aux_task.max(), victim_task.max())) + 1
+    n_attr = int(max(aux_attribute.max(), victim_attribute.max())) + 1
+    joint = torch.zeros(n_task, n_attr).index_put_(
+        (aux_task.long(), aux_attribute.long()),
+        torch.ones(aux_task.numel()),
+        accumulate=True,
+    )
+    guess = joint.argmax(1)
+    guess[joint.sum(1) == 0] = majority_class(aux_attribute, n_attr)
+    return float((guess[victim_task.long()] == victim_attribute.long()).float().mean())

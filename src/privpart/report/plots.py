@@ -77,8 +77,17 @@ def leakage_plot(r: AuditResult, out: Path) -> str:
             color=COLORS["attribute"],
             label="attribute attack",
         )
+        floors = [
+            cr.attacks["attribute"]["baselines"].get("task_floor")
+            for cr in r.cuts
+            if "attribute" in cr.attacks
+        ]
         ax.axhline(bases[0], color="grey", ls="--", label="majority-class baseline")
-        ax.axhline(bases[0] + c.max_attribute_advantage, color="red", ls=":", label="threshold")
+        base = bases[0]
+        if floors and floors[0] is not None:
+            ax.axhline(floors[0], color="green", ls="--", label="task-label floor")
+            base = max(base, floors[0])
+        ax.axhline(base + c.max_attribute_advantage, color="red", ls=":", label="threshold")
         attr = r.cuts[0].attacks.get("attribute", {}).get("config", {}).get("attribute", "")
         ax.set_title(f"Private attribute inference ({attr})" if attr else "Attribute inference")
         ax.set_ylim(0, 1.02)

@@ -6,8 +6,10 @@
   high does not make every cut "broken".
 - Reconstruction (tabular): broken when the attack's mean absolute feature error is below
   `max_mae_ratio` (0.5) times the baseline's (guessing each feature's aux mean).
-- Attribute: broken when accuracy exceeds the majority-class baseline by more than
-  `max_attribute_advantage` (0.1).
+- Attribute: broken when accuracy exceeds its baseline by more than `max_attribute_advantage`
+  (0.1). The baseline is the larger of the aux majority class and the *task-label floor* (the
+  attribute guessed from the victim's task label alone): the untrusted side learns every
+  prediction, so what the label reveals leaks at every cut and cannot count against one.
 - Memory: the head's weights + peak activations must fit `memory_budget_bytes` (SGX1 EPC,
   93 MiB) unless `enforce_memory` is off.
 """

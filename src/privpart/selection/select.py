@@ -92,7 +92,11 @@ def breaches(ev: CutEvidence, c: Constraints) -> list[Breach]:
                     )
                 )
         if "accuracy" in m:
-            base = b.get("accuracy", 0.0)
+            # What the task label reveals leaks at every cut (the tail computes the prediction):
+            # a cut is judged on what it adds beyond the larger of the two baselines.
+            base = max(b.get("accuracy", 0.0), b.get("task_floor", 0.0))
+            floor = b.get("task_floor", 0.0) > b.get("accuracy", 0.0)
+            which = "task-label floor" if floor else "majority baseline"
             limit = base + c.max_attribute_advantage
             if m["accuracy"] > limit:
                 out.append(
@@ -102,8 +106,7 @@ def breaches(ev: CutEvidence, c: Constraints) -> list[Breach]:
                         m["accuracy"],
                         limit,
                         f"{name} infers the private attribute (accuracy "
-                        f"{m['accuracy']:.2f} > {limit:.2f}; majority baseline "
-                        f"{base:.2f})",
+                        f"{m['accuracy']:.2f} > {limit:.2f}; {which} {base:.2f})",
                     )
                 )
     return out
