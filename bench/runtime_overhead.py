@@ -168,6 +168,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
             "cut": args.cut,
             "feature_bytes": split.info.cut.bytes_per_sample,
             "threads": args.threads,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default (active spin)"),
             "rounds": args.rounds,
             "simulated": attested.simulated,
             "machine": machine(),
@@ -218,7 +219,8 @@ def markdown(r: dict) -> str:
     return f"""# Runtime overhead: ResNet-50 @224, batch 1, CPU, cut `{r["cut"]}`
 
 {r["machine"]["cpu"]}, torch {r["machine"]["torch"]}, {r["threads"]} threads per process,
-{r["rounds"]} rounds (order rotated each round); enclave backend `process`
+OMP_WAIT_POLICY {r.get("omp_wait_policy", "default (active spin)")}, {r["rounds"]} rounds
+(order rotated each round); enclave backend `process`
 (**simulated: {str(r["simulated"]).lower()}**). Features at the cut: {r["feature_bytes"]:,} bytes.
 
 | mode | median ms | median / plain | median of paired ratios | p10 ms | p10 / plain |
