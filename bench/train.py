@@ -16,7 +16,8 @@ from privpart.training import read_meta, train_to_checkpoint
 
 # (limit, epochs, batch size) chosen to fit each model in ~10 CPU minutes. VGG-16 on an idle
 # 2-core VM (2026-11-22): 30k x 2 at batch 64 reached 87.05% in 12.4 min, 24k x 2 at batch 32
-# 87.20% in 12.5 min (batch 32 takes twice the optimiser steps: more accuracy per image).
+# 87.20% in 12.5 min (batch 32 takes twice the optimiser steps: more accuracy per image), 18k x 2
+# at batch 32 84.10% in 9.8 min: the 10-minute target is 0.9 points short.
 PLAN = {
     "vgg16": (18000, 2, 32),
     "resnet50": (24000, 2, 64),
