@@ -24,6 +24,17 @@ from privpart.training import save_checkpoint
 CLI = [sys.executable, "-c", "from privpart.cli import main; main()"]
 
 
+def stop_session(proc: subprocess.Popen, grace: float) -> None:
+    """SIGTERM lets a server drain; SIGKILL to its whole session is the fallback."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -73,10 +84,5 @@ class Server:
             return json.loads(r.read())
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        if self.proc is not None:
+            stop_session(self.proc, 60)

@@ -25,10 +25,7 @@ import asyncio
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -48,15 +45,9 @@ from privpart.runtime import frames
 from privpart.runtime.client.load import closed_loop
 from privpart.runtime.client.tail import TailClient
 from privpart.training import save_checkpoint, train_to_checkpoint
+from runtime_stack import CLI, free_port, stop_session
 
-CLI = [sys.executable, "-c", "from privpart.cli import main; main()"]
 FAST_PROFILE = ProfileConfig(repeats=5, warmup=1)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ---------------------------------------------------------------- audit: local vs Ray
@@ -170,13 +161,7 @@ class ServeProcess:
         raise RuntimeError(f"serve not healthy in {timeout} s:\n{self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(90)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        stop_session(self.proc, 90)
 
 
 async def load(url: str, shape: tuple[int, ...], clients: int, seconds: float) -> dict:
