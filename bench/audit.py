@@ -34,6 +34,14 @@ def summarise(r) -> dict:  # noqa: ANN001 (AuditResult)
                     ),
                     None,
                 ),
+                "ssim_task_floor": next(
+                    (
+                        v["baselines"]["task_floor_ssim"]
+                        for v in c.attacks.values()
+                        if "task_floor_ssim" in v["baselines"]
+                    ),
+                    None,
+                ),
                 "attribute_accuracy": attr.get("metrics", {}).get("accuracy"),
                 "attribute_baseline": attr.get("baselines", {}).get("accuracy"),
                 "total_ms": c.latency["total_ms"],
@@ -100,8 +108,8 @@ def main() -> None:
             f"verdict: {s['summary']} "
             f"{s['recommendation']}",
             "",
-            "| cut | cgan SSIM | decoder SSIM | whitebox SSIM | SSIM baseline | attribute acc "
-            "(baseline) | total ms | verdict |",
+            "| cut | cgan SSIM | decoder SSIM | whitebox SSIM | SSIM baseline / task floor | "
+            "attribute acc (baseline) | total ms | verdict |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for c in s["cuts"]:
@@ -115,6 +123,8 @@ def main() -> None:
                 else "-"
             )
             base = f"{c['ssim_baseline']:.2f}" if c["ssim_baseline"] is not None else "-"
+            if c.get("ssim_task_floor") is not None:
+                base += f" / {c['ssim_task_floor']:.2f}"
             lines.append(
                 f"| {c['cut']} | {' | '.join(ss)} | {base} | {acc} | "
                 f"{c['total_ms']:.2f} | {c['verdict']} |"

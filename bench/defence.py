@@ -107,6 +107,8 @@ def summarise(r: AuditResult) -> dict:
         ssim = {a: v["metrics"]["ssim"] for a, v in c.attacks.items() if "ssim" in v["metrics"]}
         base = next((v["baselines"]["ssim"] for v in c.attacks.values()
                      if "ssim" in v["baselines"]), None)  # fmt: skip
+        floor = next((v["baselines"]["task_floor_ssim"] for v in c.attacks.values()
+                      if "task_floor_ssim" in v["baselines"]), None)  # fmt: skip
         attr = c.attacks.get("attribute", {})
         best = max(ssim, key=ssim.get) if ssim else None
         cuts[c.name] = {
@@ -114,7 +116,8 @@ def summarise(r: AuditResult) -> dict:
             "best_attack": best,
             "best_ssim": ssim[best] if best else None,
             "ssim_baseline": base,
-            "ssim_limit": Constraints().ssim_limit(best or "", base or 0.0),
+            "ssim_task_floor": floor,
+            "ssim_limit": Constraints().ssim_limit(best or "", base or 0.0, floor or 0.0),
             "attribute_accuracy": attr.get("metrics", {}).get("accuracy"),
             "attribute_majority": attr.get("baselines", {}).get("accuracy"),
             "attack_steps": {a: steps(v["config"]) for a, v in c.attacks.items()},
@@ -225,7 +228,9 @@ def report(args: argparse.Namespace, data: dict) -> None:
         ),  # fmt: skip
         "",
         f"Class from the group alone (task floor): {floor['task_floor']:.2f}; majority class "
-        f"{floor['majority']:.2f}. Reconstruction limit at {cut}: SSIM <= {u['ssim_limit']:.2f}.",
+        f"{floor['majority']:.2f}. Reconstruction limit at {cut}: SSIM <= {u['ssim_limit']:.2f} "
+        f"(aux-mean image {u['ssim_baseline']:.2f}; group-mean image, the task-label floor, "
+        f"{u.get('ssim_task_floor') or 0:.2f}; limit = max(0.4, larger + 0.1)).",
         "",
         "| model | task acc | best attack SSIM at cut | attribute acc (floor / majority) | "
         f"verdict at {cut} | defence min |",
@@ -291,7 +296,11 @@ def main() -> None:
     if "sweep" in todo:
         for a, b in parse_grid(args.grid):
             key = point_key(cut, args.method, a, b, args.lr)
-            state["points"][key] = step_point(args, base, cut, args.method, a, b, cons)
+            point = step_point(args, base, cut, args.method, a, b, cons)
+            old = state["points"].get(key, {}).get("stage_seconds", {})
+            if "defence" not in point["stage_seconds"] and "defence" in old:
+                point["stage_seconds"]["defence"] = old["defence"]  # re-audit of a cached model
+            state["points"][key] = point
             state_path.write_text(json.dumps(state, indent=2))
     points = [p for k, p in state["points"].items() if k.startswith(f"{cut}|")]
     points.sort(key=lambda p: (p.get("method", "adversarial"), p["alpha"], p["beta"], p["lr"] or 0))

@@ -57,6 +57,10 @@ def test_each_attack_end_to_end_never_fitting_on_victims(
         assert "chance" in result.baselines and result.samples is None
     else:
         assert result.samples is not None and result.samples.shape[1:] == fs.input_shape
+        # what the server can draw from the prediction alone: the label's aux mean image
+        assert (
+            0 < result.baselines["task_floor_ssim"] <= 1 and "task_floor_psnr" in result.baselines
+        )
         assert float(result.samples.min()) >= 0 and float(result.samples.max()) <= 1
 
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from privpart.metrics import (
     PSNR_CAP_DB,
     image_scores,
+    label_mean_image_baseline,
     majority_baseline,
     mean_image_baseline,
     mean_row_baseline,
@@ -95,3 +96,17 @@ def test_task_floor_guesses_the_attribute_from_the_label() -> None:
     victim_task = torch.tensor([0, 1, 1, 2])
     victim_attr = torch.tensor([2, 0, 1, 0])
     assert task_floor_baseline(aux_task, aux_attr, victim_task, victim_attr) == 0.75
+
+
+def test_label_mean_image_guesses_each_victims_label_prototype() -> None:
+    # two labels with distinct constant-ish prototypes; the label-mean guess is exact for victims
+    # equal to their prototype, the overall mean is not; an unseen label gets the overall mean
+    lo, hi = _images(2, seed=1).split(1)
+    aux = torch.cat([lo, lo, hi, hi])
+    labels = torch.tensor([0, 0, 1, 1])
+    victims = torch.cat([lo, hi])
+    floor = label_mean_image_baseline(aux, labels, victims, torch.tensor([0, 1]))
+    mean = mean_image_baseline(aux, victims)
+    assert floor["mse"] == pytest.approx(0.0, abs=1e-9) and floor["ssim"] > mean["ssim"] + 0.3
+    unseen = label_mean_image_baseline(aux, labels, victims[:1], torch.tensor([2]))
+    assert unseen["mse"] == pytest.approx(mean_image_baseline(aux, victims[:1])["mse"])

@@ -97,3 +97,16 @@ def test_task_label_floor_raises_the_attribute_threshold() -> None:
     sel = select_cut(cands, None, Constraints())
     assert sel.selected == "a"
     assert "accuracy 0.85 > 0.80; task-label floor 0.70" in sel.reasons["b"]
+
+
+def test_task_label_floor_raises_the_ssim_threshold() -> None:
+    # the predicted label's prototype already scores 0.45: 0.5 adds nothing, 0.6 does
+    def floored(value: float) -> dict:
+        return {"metrics": {"ssim": value}, "baselines": {"ssim": 0.2, "task_floor_ssim": 0.45}}
+
+    cands = [CutEvidence("a", 1, 0, {"decoder": floored(0.5)}),
+             CutEvidence("b", 0.5, 0, {"decoder": floored(0.6)})]  # fmt: skip
+    sel = select_cut(cands, None, Constraints())
+    assert sel.selected == "a"
+    assert "SSIM 0.60 > 0.55; task-label floor 0.45" in sel.reasons["b"]
+    assert Constraints().ssim_limit("decoder", 0.2) == 0.4  # no floor: the absolute cap

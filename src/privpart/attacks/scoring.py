@@ -1,5 +1,7 @@
 """Scoring shared by every reconstruction attack: metrics against victims, plus the baselines
-(aux-mean image, aux-mean row for tabular data) that a score has to beat to mean anything."""
+(aux-mean image, aux-mean row for tabular data) that a score has to beat to mean anything, and
+for images the *task-label floor* (`task_floor_ssim`/`_psnr`/`_mse`: the aux mean image of each
+victim's task label, which the untrusted side can draw from the prediction it computes)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from torch import Tensor
 from privpart.attacks.base import FeatureSet
 from privpart.metrics import (
     image_scores,
+    label_mean_image_baseline,
     mean_image_baseline,
     mean_row_baseline,
     per_feature_mae,
@@ -17,6 +20,8 @@ from privpart.metrics import (
 from privpart.metrics.tabular import default_feature_names
 
 SAMPLES = 16  # reconstructions kept for grids
+# Bump when the metrics or baselines a result carries change: cached audit results are keyed on it.
+SCORING_VERSION = 2
 
 
 @dataclass
@@ -34,6 +39,14 @@ def score_reconstruction(fs: FeatureSet, recon: Tensor, victims: Tensor) -> Scor
     recon = recon.detach().float().clamp(0, 1)
     metrics, extra = image_scores(recon, victims)
     baselines = mean_image_baseline(fs.aux_inputs, victims)
+    if fs.kind == "image" and fs.task in fs.aux_attributes and fs.task in fs.victim_attributes:
+        floor = label_mean_image_baseline(
+            fs.aux_inputs,
+            fs.aux_attributes[fs.task],
+            victims,
+            fs.victim_attributes[fs.task][: victims.shape[0]],
+        )
+        baselines.update({f"task_floor_{k}": v for k, v in floor.items()})
     config: dict = {**extra, "victims_scored": int(victims.shape[0])}
     per_feature = None
     if fs.kind == "tabular":

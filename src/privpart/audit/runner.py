@@ -16,6 +16,7 @@ import torch
 
 import privpart
 from privpart import attacks as attack_pkg
+from privpart.attacks.scoring import SCORING_VERSION
 from privpart.audit.cache import ResultCache, cache_key
 from privpart.audit.config import AuditConfig
 from privpart.audit.cutpick import resolve_cuts
@@ -171,6 +172,7 @@ class Auditor:
             budget=repr(budget),
             attribute=self.cfg.attribute,
             version=privpart.__version__,
+            scoring=SCORING_VERSION,
         )
 
     def _attack_params(self, name: str, ds: Dataset, task: str) -> dict:

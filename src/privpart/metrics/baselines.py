@@ -16,6 +16,26 @@ def mean_image_baseline(aux_inputs: Tensor, victim_inputs: Tensor) -> dict[str, 
     return scores
 
 
+def label_mean_image_baseline(
+    aux_inputs: Tensor, aux_labels: Tensor, victim_inputs: Tensor, victim_labels: Tensor
+) -> dict[str, float]:
+    """SSIM/PSNR/MSE of the aux mean image *of the victim's task label* guessed for each victim.
+
+    The reconstruction twin of `task_floor_baseline`: the untrusted side learns every
+    prediction, so it can always draw the label's prototype. A reconstruction no better than
+    that reveals nothing the output does not. Labels absent from aux get the overall mean.
+    """
+    flat = aux_inputs.float().flatten(1)
+    labels = aux_labels.long()
+    n = int(max(labels.max(), victim_labels.max())) + 1
+    sums = torch.zeros(n, flat.shape[1]).index_add_(0, labels, flat)
+    counts = torch.bincount(labels, minlength=n).unsqueeze(1)
+    means = torch.where(counts > 0, sums / counts.clamp_min(1), flat.mean(0, keepdim=True))
+    guess = means[victim_labels.long()].view_as(victim_inputs)
+    scores, _ = image_scores(guess, victim_inputs)
+    return scores
+
+
 def majority_baseline(
     aux_labels: Tensor, victim_labels: Tensor, n_classes: int
 ) -> dict[str, float]:

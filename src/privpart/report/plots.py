@@ -48,8 +48,16 @@ def leakage_plot(r: AuditResult, out: Path) -> str:
             base_line = base_line if base_line is not None else (bases[0] if bases else None)
     if base_line is not None:
         ax.axhline(base_line, color="grey", ls="--", label="baseline (aux-mean guess)")
+        floors = [
+            res["baselines"]["task_floor_ssim"]
+            for cr in r.cuts
+            for res in cr.attacks.values()
+            if "task_floor_ssim" in res.get("baselines", {})
+        ]
+        if recon == "ssim" and floors:
+            ax.axhline(floors[0], color="green", ls="--", label="task-label floor (label mean)")
         limit = (
-            max(c.max_ssim, base_line + c.ssim_margin)
+            c.ssim_limit("", base_line, floors[0] if floors else 0.0)
             if recon == "ssim"
             else c.max_mae_ratio * base_line
         )

@@ -46,8 +46,9 @@ def _baselines(r: AuditResult) -> dict[str, str]:
 def _thresholds(r: AuditResult) -> str:
     c = r.selection["constraints"]
     return (
-        f"SSIM > max({c['max_ssim']}, baseline + {c['ssim_margin']}); attribute accuracy > "
-        f"baseline + {c['max_attribute_advantage']}; feature MAE < {c['max_mae_ratio']} x "
+        f"SSIM > max({c['max_ssim']}, max(baseline, task-label floor) + {c['ssim_margin']}); "
+        f"attribute accuracy > max(baseline, task-label floor) + "
+        f"{c['max_attribute_advantage']}; feature MAE < {c['max_mae_ratio']} x "
         f"baseline; head memory <= {c['memory_budget_bytes'] / 2**20:.0f} MiB"
     )
 

@@ -1,9 +1,12 @@
 """What makes a cut unacceptable. Defaults are documented here and printed in every report.
 
 - Reconstruction (image): an attack breaks a cut when its SSIM exceeds `max_ssim` (0.4: shapes
-  and garment types become recognisable) AND beats the no-information baseline (the attacker's
-  aux-mean image) by more than `ssim_margin` (0.1), so a dataset whose mean image already scores
-  high does not make every cut "broken".
+  and garment types become recognisable) AND beats its baseline by more than `ssim_margin` (0.1),
+  so a dataset whose mean image already scores high does not make every cut "broken". The
+  baseline is the larger of the aux-mean image and the *task-label floor* (the aux mean image of
+  the victim's task label): the untrusted side computes every prediction, so it can always draw
+  the predicted label's prototype, at every cut. On Fashion-MNIST the floor is SSIM 0.36 for the
+  4-way `group` task and 0.45 for the 10-way `class` task (limits 0.46 / 0.55).
 - Reconstruction (tabular): broken when the attack's mean absolute feature error is below
   `max_mae_ratio` (0.5) times the baseline's (guessing each feature's aux mean).
 - Attribute: broken when accuracy exceeds its baseline by more than `max_attribute_advantage`
@@ -32,8 +35,10 @@ class Constraints:
     enforce_memory: bool = True
     tie_tolerance: float = 0.02  # latencies within 2% are a tie: prefer less leakage
 
-    def ssim_limit(self, attack: str, baseline: float) -> float:
-        return max(self.max_ssim_per_attack.get(attack, self.max_ssim), baseline + self.ssim_margin)
+    def ssim_limit(self, attack: str, baseline: float, task_floor: float = 0.0) -> float:
+        """SSIM above which `attack` breaks a cut, given its aux-mean and task-label baselines."""
+        cap = self.max_ssim_per_attack.get(attack, self.max_ssim)
+        return max(cap, max(baseline, task_floor) + self.ssim_margin)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -66,7 +66,9 @@ def breaches(ev: CutEvidence, c: Constraints) -> list[Breach]:
     for name, res in sorted(ev.attacks.items()):
         m, b = res["metrics"], res["baselines"]
         if "ssim" in m:
-            limit = c.ssim_limit(name, b.get("ssim", 0.0))
+            base, floor = b.get("ssim", 0.0), b.get("task_floor_ssim", 0.0)
+            limit = c.ssim_limit(name, base, floor)
+            which = f"task-label floor {floor:.2f}" if floor > base else f"baseline {base:.2f}"
             if m["ssim"] > limit:
                 out.append(
                     Breach(
@@ -74,8 +76,7 @@ def breaches(ev: CutEvidence, c: Constraints) -> list[Breach]:
                         "ssim",
                         m["ssim"],
                         limit,
-                        f"{name} reconstructs inputs (SSIM {m['ssim']:.2f} > "
-                        f"{limit:.2f}; baseline {b.get('ssim', 0.0):.2f})",
+                        f"{name} reconstructs inputs (SSIM {m['ssim']:.2f} > {limit:.2f}; {which})",
                     )
                 )
         if "feature_mae" in m and "feature_mae" in b:
