@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import sys
 
-from privpart.cli import attack as _attack  # noqa: F401  (registers commands)
-from privpart.cli import audit as _audit  # noqa: F401
-from privpart.cli import cuts as _cuts  # noqa: F401
-from privpart.cli import defend as _defend  # noqa: F401
-from privpart.cli import serve as _serve  # noqa: F401  (serve, enclave, infer)
-from privpart.cli import train as _train  # noqa: F401
-from privpart.cli.app import app
-from privpart.cli.argv import expand_optional_values
-from privpart.errors import PrivpartError
-from privpart.ui import console
+from privpart.runtime.threads import quiet_idle_threads
+
+# The runtime's processes take turns on shared cores: stop idle OpenMP threads from spinning
+# (must happen before torch is imported below; see privpart.runtime.threads).
+RUNTIME_COMMANDS = {"serve", "enclave", "infer"}
+if RUNTIME_COMMANDS & set(sys.argv[1:2]):
+    quiet_idle_threads()
+
+from privpart.cli import attack as _attack  # noqa: E402, F401  (registers commands)
+from privpart.cli import audit as _audit  # noqa: E402, F401
+from privpart.cli import cuts as _cuts  # noqa: E402, F401
+from privpart.cli import defend as _defend  # noqa: E402, F401
+from privpart.cli import serve as _serve  # noqa: E402, F401  (serve, enclave, infer)
+from privpart.cli import train as _train  # noqa: E402, F401
+from privpart.cli.app import app  # noqa: E402
+from privpart.cli.argv import expand_optional_values  # noqa: E402
+from privpart.errors import PrivpartError  # noqa: E402
+from privpart.ui import console  # noqa: E402
 
 
 def main() -> None:

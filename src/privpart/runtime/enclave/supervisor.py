@@ -22,6 +22,7 @@ from privpart.errors import PrivpartError
 from privpart.runtime.enclave import ipc
 from privpart.runtime.enclave.sealed import read_header
 from privpart.runtime.errors import EnclaveError, RuntimeFailure
+from privpart.runtime.threads import idle_spin_env
 
 # a large stream limit: feature-sized messages are read without pausing the pipe every 128 KiB
 PIPE_BUFFER = 16 << 20
@@ -71,7 +72,7 @@ class WorkerSupervisor:
             *argv,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
-            env={**os.environ, **env},
+            env={**os.environ, **idle_spin_env(), **env},  # the worker shares cores
             cwd=cwd,
         )
         assert proc.stdin is not None and proc.stdout is not None
