@@ -14,6 +14,11 @@ Target (issue 6): median(enclave) / median(plain) <= 1.05, same for device. Rati
 within one run because the machine is shared and noisy. The breakdown splits end-to-end time
 into crypto, serialisation, compute and transport (HTTP + pipes + scheduling, the remainder).
 
+This process stands for the client of `privpart infer` and, like it, quiets idle OpenMP threads
+(`privpart.runtime.threads`; it re-executes itself with the setting before torch loads), so
+plain, split and the device-mode head all run under the same setting; `--client-openmp
+defaults` keeps the OpenMP defaults here instead (the servers still quiet theirs).
+
 Run: flock /tmp/privpart-cpu.lock .venv/bin/python bench/runtime_overhead.py [--rounds 40]
 """
 
@@ -23,6 +28,7 @@ import argparse
 import asyncio
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -32,6 +38,8 @@ from _common import machine, write
 from privpart.runtime.channel.attestation import read_pin
 from privpart.runtime.client import DeviceClient, EnclaveClient
 from privpart.runtime.head import split_checkpoint
+from privpart.runtime.threads import USER_KNOBS as KNOBS
+from privpart.runtime.threads import idle_spin_env
 from privpart.training import load_checkpoint
 from runtime_stack import Server, free_port, resnet50_checkpoint
 
@@ -169,6 +177,11 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
             "feature_bytes": split.info.cut.bytes_per_sample,
             "threads": args.threads,
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default (active spin)"),
+            # this process (plain, split, the device client's head) vs the serve/enclave
+            # processes, which quiet their idle OpenMP threads unless the environment chose
+            "bench_openmp": {k: os.environ[k] for k in KNOBS if k in os.environ} or "defaults",
+            "runtime_openmp": {k: os.environ[k] for k in KNOBS if k in os.environ}
+            or idle_spin_env(),
             "rounds": args.rounds,
             "simulated": attested.simulated,
             "machine": machine(),
@@ -219,7 +232,8 @@ def markdown(r: dict) -> str:
     return f"""# Runtime overhead: ResNet-50 @224, batch 1, CPU, cut `{r["cut"]}`
 
 {r["machine"]["cpu"]}, torch {r["machine"]["torch"]}, {r["threads"]} threads per process,
-OMP_WAIT_POLICY {r.get("omp_wait_policy", "default (active spin)")}, {r["rounds"]} rounds
+OpenMP: this process (plain, split, device head) {r.get("bench_openmp", "defaults")}, `privpart
+serve`/`enclave` and the worker {r.get("runtime_openmp", "defaults")}, {r["rounds"]} rounds
 (order rotated each round); enclave backend `process`
 (**simulated: {str(r["simulated"]).lower()}**). Features at the cut: {r["feature_bytes"]:,} bytes.
 
@@ -248,7 +262,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path("runs/bench-runtime"))
     ap.add_argument("--name", default="runtime_overhead")
+    ap.add_argument(
+        "--client-openmp",
+        choices=["privpart", "defaults"],
+        default="privpart",
+        help="this process's OpenMP idle spinning: like privpart infer, or the defaults",
+    )
     args = ap.parse_args()
+    extra = idle_spin_env()
+    if args.client_openmp == "privpart" and extra:  # libgomp reads it when torch loads
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **extra})
     args.work.mkdir(parents=True, exist_ok=True)
     result = asyncio.run(measure(args, args.work))
     write(args.name, result, markdown(result))

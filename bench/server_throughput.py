@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 import urllib.request
@@ -31,6 +32,8 @@ from privpart.runtime import frames
 from privpart.runtime.client import TailClient
 from privpart.runtime.client.load import closed_loop
 from privpart.runtime.head import split_checkpoint
+from privpart.runtime.threads import USER_KNOBS as KNOBS
+from privpart.runtime.threads import idle_spin_env
 from privpart.training import save_checkpoint
 from runtime_stack import Server, free_port, resnet50_checkpoint
 
@@ -177,7 +180,8 @@ def markdown(r: dict) -> str:
 
 {r["machine"]["cpu"]}, torch {r["machine"]["torch"]}, {r["runs"][0]["threads"]} threads in the
 server and offline; dynamic batching max {r["runs"][0]["max_batch"]}, max wait
-{r["runs"][0]["max_wait_ms"]:g} ms; one sample per request; every answer checked.
+{r["runs"][0]["max_wait_ms"]:g} ms; one sample per request; every answer checked. Server OpenMP:
+{r.get("server_openmp", "defaults")}.
 
 {head}
 |---|---|---:|---:|---:|---:|---:|---:|---:|---:|
@@ -201,7 +205,9 @@ def main() -> None:
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     runs = [asyncio.run(measure(m, args, args.work)) for m in args.models]
-    result = {"machine": machine(), "runs": runs}
+    # `privpart serve` quiets its idle OpenMP threads unless this environment chose a setting
+    server_openmp = {k: os.environ[k] for k in KNOBS if k in os.environ} or idle_spin_env()
+    result = {"machine": machine(), "runs": runs, "server_openmp": server_openmp}
     write(args.name, result, markdown(result))
 
 
