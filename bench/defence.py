@@ -159,8 +159,9 @@ PARAMS = {
 NAMES = {"adversarial": "a{a:g}-b{b:g}", "nopeek": "a{a:g}", "noise": "s{a:g}"}
 
 
-def point_key(cut: str, method: str, a: float, b: float, lr: float | None) -> str:
-    return f"{cut}|{method}|{a:g}:{b:g}" + (f"|lr{lr:g}" if lr else "")
+def point_key(cut: str, method: str, a: float, b: float, lr: float | None, epochs: int = 1) -> str:
+    return (f"{cut}|{method}|{a:g}:{b:g}" + (f"|lr{lr:g}" if lr else "")
+            + (f"|e{epochs}" if epochs != 1 else ""))  # fmt: skip
 
 
 def step_point(args: argparse.Namespace, base: Path, cut: str, method: str, a: float, b: float,
@@ -168,9 +169,12 @@ def step_point(args: argparse.Namespace, base: Path, cut: str, method: str, a: f
     params = PARAMS[method](a, b)
     if args.lr:
         params["lr"] = args.lr
+    if args.epochs != 1:
+        params["epochs"] = args.epochs
     cfg = audit_cfg(args, base, cuts or cut, constraints=cons, defence=method,
                     defence_cut=cut, defence_params=params)  # fmt: skip
     name = f"{method}-" + NAMES[method].format(a=a, b=b) + (f"-lr{args.lr:g}" if args.lr else "")
+    name += f"-e{args.epochs}" if args.epochs != 1 else ""
     t = time.perf_counter()
     r = Auditor(cfg, args.work / name).run()
     seconds = time.perf_counter() - t
@@ -186,7 +190,9 @@ def label(p: dict) -> str:
     method = p.get("method", "adversarial")
     values = {"adversarial": f"a={p['alpha']:g} b={p['beta']:g}", "nopeek": f"a={p['alpha']:g}",
               "noise": f"sigma={p['alpha']:g}"}[method]  # fmt: skip
-    return f"{method} {values}" + (f" lr={p['lr']:g}" if p.get("lr") else "")
+    epochs = p.get("params", {}).get("epochs", 1)
+    return (f"{method} {values}" + (f" lr={p['lr']:g}" if p.get("lr") else "")
+            + (f" epochs={epochs}" if epochs != 1 else ""))  # fmt: skip
 
 
 def cut_of(p: dict) -> str:
@@ -299,6 +305,7 @@ def main() -> None:
     ap.add_argument("--budget-scale", type=float, default=1.0)
     ap.add_argument("--undefended-cuts", default="default")
     ap.add_argument("--lr", type=float, default=None, help="defence learning rate")
+    ap.add_argument("--epochs", type=int, default=1, help="defence passes over its samples")
     ap.add_argument("--work", type=Path, default=Path("runs/bench-defence"))
     args = ap.parse_args()
     if args.budget == "steps":
@@ -319,7 +326,7 @@ def main() -> None:
     cut = state["cut"] = args.cut
     if "sweep" in todo:
         for a, b in parse_grid(args.grid):
-            key = point_key(cut, args.method, a, b, args.lr)
+            key = point_key(cut, args.method, a, b, args.lr, args.epochs)
             point = step_point(args, base, cut, args.method, a, b, cons)
             old = state["points"].get(key, {}).get("stage_seconds", {})
             if "defence" not in point["stage_seconds"] and "defence" in old:
@@ -336,6 +343,7 @@ def main() -> None:
             sel_u = state["undefended"]["selected_cut"]
             upto = names[: names.index(sel_u) + 1] if sel_u in names else names
             args.lr = best.get("lr")
+            args.epochs = best.get("params", {}).get("epochs", 1)
             method = best.get("method", "adversarial")
             full = step_point(args, base, cut, method, best["alpha"], best["beta"], cons,
                               ",".join(upto))  # fmt: skip
