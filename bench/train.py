@@ -22,6 +22,7 @@ from privpart.training import read_meta, train_to_checkpoint
 #   18k x 2, batch 32: 84.10% in 9.8 min      36k x 1, batch 32: 84.45% in 8.3 min
 #   40k x 1, batch 32: 84.70% in 8.9 min      36k x 1, batch 32, lr 6e-4: 82.70% in 8.0 min
 #   36k x 1, batch 16, lr 3e-4: 85.35% in 11.2 min (more steps per image, 53 images/s)
+#   30k x 1, batch 16, lr 3e-4: 82.60% in 9.2 min
 # Accuracy follows the images seen; >= 85% needs ~45k of them at batch 32: just over 10 minutes.
 PLAN = {
     "vgg16": (40000, 1, 32),
