@@ -32,12 +32,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
 
 from _common import RESULTS, machine, write  # noqa: E402
 from privpart.attacks import Budget  # noqa: E402
 from privpart.audit import AuditConfig, Auditor, AuditResult, runner  # noqa: E402
 from privpart.data import load_dataset, splits_from_meta  # noqa: E402
+from privpart.metrics import majority_baseline, task_floor_baseline  # noqa: E402
 from privpart.selection import Constraints  # noqa: E402
 from privpart.training import read_meta, train_to_checkpoint  # noqa: E402
 
@@ -68,20 +68,16 @@ def parse_grid(text: str) -> list[tuple[float, float]]:
 
 
 def task_floor(base: Path) -> dict[str, float]:
-    """Class accuracy from the group alone: the aux majority class within each group."""
+    """Class accuracy from the group alone (the audit's task-label floor) and the majority class,
+    fitted on aux and scored on the victims."""
     meta = read_meta(base)
     ds = load_dataset(meta["dataset_spec"]).with_task(meta["task"])
     splits = splits_from_meta(ds, meta)
     cls, grp = ds.attributes["class"].values, ds.attributes["group"].values
-    aux_c, aux_g = cls[splits.aux], grp[splits.aux]
-    guess = torch.zeros(len(ds.attributes["group"].classes), dtype=torch.long)
-    for g in range(guess.numel()):
-        guess[g] = torch.bincount(aux_c[aux_g == g], minlength=10).argmax()
-    victim_c, victim_g = cls[splits.victim], grp[splits.victim]
-    majority = int(torch.bincount(aux_c, minlength=10).argmax())
+    aux, victim = splits.aux, splits.victim
     return {
-        "task_floor": float((guess[victim_g] == victim_c).float().mean()),
-        "majority": float((victim_c == majority).float().mean()),
+        "task_floor": task_floor_baseline(grp[aux], cls[aux], grp[victim], cls[victim]),
+        "majority": majority_baseline(cls[aux], cls[victim], 10)["accuracy"],
     }
 
 

@@ -46,6 +46,7 @@ from privpart.attacks.generator import FeatureGenerator
 from privpart.defences.base import Defence, DefenceContext, Param
 from privpart.defences.private import resolve_private_attribute
 from privpart.defences.registry import DEFENCES
+from privpart.metrics.baselines import joint_counts, label_means
 
 
 def feature_normaliser(shape: tuple[int, ...]) -> nn.Module:
@@ -58,15 +59,12 @@ def feature_normaliser(shape: tuple[int, ...]) -> nn.Module:
 def conditional_l1(x: Tensor, y: Tensor, n_classes: int) -> float:
     """mean |x - mean image of x's task class|: what a decoder that knows only y achieves."""
     flat = x.flatten(1)
-    sums = torch.zeros(n_classes, flat.shape[1]).index_add_(0, y, flat)
-    counts = torch.bincount(y, minlength=n_classes).clamp_min(1).unsqueeze(1)
-    return float((flat - (sums / counts)[y]).abs().mean())
+    return float((flat - label_means(flat, y, n_classes)[y]).abs().mean())
 
 
 def conditional_entropy(s: Tensor, y: Tensor, n_s: int, n_y: int) -> float:
     """H(s | y) in nats from counts: the cross-entropy of the best guess of s from y alone."""
-    joint = torch.zeros(n_y, n_s).index_put_((y, s), torch.ones_like(s, dtype=torch.float),
-                                             accumulate=True)  # fmt: skip
+    joint = joint_counts(y, s, n_y, n_s)
     p_y = joint.sum(1, keepdim=True) / joint.sum()
     p_s_y = joint / joint.sum(1, keepdim=True).clamp_min(1)
     h = -(p_s_y * torch.log(p_s_y.clamp_min(1e-12))).sum(1, keepdim=True)

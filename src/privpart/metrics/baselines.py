@@ -16,6 +16,21 @@ def mean_image_baseline(aux_inputs: Tensor, victim_inputs: Tensor) -> dict[str, 
     return scores
 
 
+def label_means(flat: Tensor, labels: Tensor, n: int) -> Tensor:
+    """(n, features): the mean row of `flat` per label; labels without rows get the overall mean."""
+    labels = labels.long()
+    sums = torch.zeros(n, flat.shape[1]).index_add_(0, labels, flat)
+    counts = torch.bincount(labels, minlength=n).unsqueeze(1)
+    return torch.where(counts > 0, sums / counts.clamp_min(1), flat.mean(0, keepdim=True))
+
+
+def joint_counts(rows: Tensor, cols: Tensor, n_rows: int, n_cols: int) -> Tensor:
+    """(n_rows, n_cols) float table: how often each (row label, column label) pair occurs."""
+    return torch.zeros(n_rows, n_cols).index_put_(
+        (rows.long(), cols.long()), torch.ones(rows.numel()), accumulate=True
+    )
+
+
 def label_mean_image_baseline(
     aux_inputs: Tensor, aux_labels: Tensor, victim_inputs: Tensor, victim_labels: Tensor
 ) -> dict[str, float]:
@@ -26,12 +41,8 @@ def label_mean_image_baseline(
     that reveals nothing the output does not. Labels absent from aux get the overall mean.
     """
     flat = aux_inputs.float().flatten(1)
-    labels = aux_labels.long()
-    n = int(max(labels.max(), victim_labels.max())) + 1
-    sums = torch.zeros(n, flat.shape[1]).index_add_(0, labels, flat)
-    counts = torch.bincount(labels, minlength=n).unsqueeze(1)
-    means = torch.where(counts > 0, sums / counts.clamp_min(1), flat.mean(0, keepdim=True))
-    guess = means[victim_labels.long()].view_as(victim_inputs)
+    n = int(max(aux_labels.max(), victim_labels.max())) + 1
+    guess = label_means(flat, aux_labels, n)[victim_labels.long()].view_as(victim_inputs)
     scores, _ = image_scores(guess, victim_inputs)
     return scores
 
@@ -58,11 +69,7 @@ def task_floor_baseline(
     """
     n_task = int(max(aux_task.max(), victim_task.max())) + 1
     n_attr = int(max(aux_attribute.max(), victim_attribute.max())) + 1
-    joint = torch.zeros(n_task, n_attr).index_put_(
-        (aux_task.long(), aux_attribute.long()),
-        torch.ones(aux_task.numel()),
-        accumulate=True,
-    )
+    joint = joint_counts(aux_task, aux_attribute, n_task, n_attr)
     guess = joint.argmax(1)
     guess[joint.sum(1) == 0] = majority_class(aux_attribute, n_attr)
     return float((guess[victim_task.long()] == victim_attribute.long()).float().mean())
