@@ -25,10 +25,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from _common import machine, write
+from privpart.runtime.threads import USER_KNOBS as KNOBS
 from runtime_stack import resnet50_checkpoint
 
 CUT = "layer2"
-KNOBS = ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")
 HEADER = (
     "| setting S | D one process ms | D two processes ms | D penalty | S one process ms | "
     "S two processes ms | S penalty | S/D one process | S two / D one |"

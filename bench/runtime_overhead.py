@@ -38,8 +38,7 @@ from _common import machine, write
 from privpart.runtime.channel.attestation import read_pin
 from privpart.runtime.client import DeviceClient, EnclaveClient
 from privpart.runtime.head import split_checkpoint
-from privpart.runtime.threads import USER_KNOBS as KNOBS
-from privpart.runtime.threads import idle_spin_env
+from privpart.runtime.threads import idle_spin_env, runtime_openmp, user_openmp
 from privpart.training import load_checkpoint
 from runtime_stack import Server, free_port, resnet50_checkpoint
 
@@ -179,9 +178,8 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default (active spin)"),
             # this process (plain, split, the device client's head) vs the serve/enclave
             # processes, which quiet their idle OpenMP threads unless the environment chose
-            "bench_openmp": {k: os.environ[k] for k in KNOBS if k in os.environ} or "defaults",
-            "runtime_openmp": {k: os.environ[k] for k in KNOBS if k in os.environ}
-            or idle_spin_env(),
+            "bench_openmp": user_openmp() or "defaults",
+            "runtime_openmp": runtime_openmp(),
             "rounds": args.rounds,
             "simulated": attested.simulated,
             "machine": machine(),

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import time
 import urllib.request
@@ -32,8 +31,7 @@ from privpart.runtime import frames
 from privpart.runtime.client import TailClient
 from privpart.runtime.client.load import closed_loop
 from privpart.runtime.head import split_checkpoint
-from privpart.runtime.threads import USER_KNOBS as KNOBS
-from privpart.runtime.threads import idle_spin_env
+from privpart.runtime.threads import runtime_openmp
 from privpart.training import save_checkpoint
 from runtime_stack import Server, free_port, resnet50_checkpoint
 
@@ -205,9 +203,7 @@ def main() -> None:
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     runs = [asyncio.run(measure(m, args, args.work)) for m in args.models]
-    # `privpart serve` quiets its idle OpenMP threads unless this environment chose a setting
-    server_openmp = {k: os.environ[k] for k in KNOBS if k in os.environ} or idle_spin_env()
-    result = {"machine": machine(), "runs": runs, "server_openmp": server_openmp}
+    result = {"machine": machine(), "runs": runs, "server_openmp": runtime_openmp()}
     write(args.name, result, markdown(result))
 
 

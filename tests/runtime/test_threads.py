@@ -7,13 +7,27 @@ from pathlib import Path
 
 import pytest
 
-from privpart.runtime.threads import IDLE_SPINS, idle_spin_env, quiet_idle_threads
+from privpart.runtime.threads import (
+    IDLE_SPINS,
+    idle_spin_env,
+    quiet_idle_threads,
+    runtime_openmp,
+    user_openmp,
+)
 
 
 def test_idle_spin_is_added_unless_the_user_chose() -> None:
     assert idle_spin_env({}) == {"GOMP_SPINCOUNT": str(IDLE_SPINS)}
     assert idle_spin_env({"GOMP_SPINCOUNT": "5"}) == {}
     assert idle_spin_env({"OMP_WAIT_POLICY": "PASSIVE"}) == {}
+
+
+def test_recorded_settings_name_the_users_choice_or_the_runtimes() -> None:
+    assert user_openmp({"PATH": "/bin"}) == {} and user_openmp({"GOMP_SPINCOUNT": "5"}) == {
+        "GOMP_SPINCOUNT": "5"
+    }
+    assert runtime_openmp({}) == {"GOMP_SPINCOUNT": str(IDLE_SPINS)}
+    assert runtime_openmp({"OMP_WAIT_POLICY": "PASSIVE"}) == {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
 def test_quiet_idle_threads_says_it_is_too_late_once_torch_is_loaded() -> None:

@@ -33,6 +33,17 @@ def idle_spin_env(environ: MutableMapping[str, str] | None = None) -> dict[str, 
     return {"GOMP_SPINCOUNT": str(IDLE_SPINS)}
 
 
+def user_openmp(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
+    """The OpenMP wait settings the environment chose itself."""
+    environ = os.environ if environ is None else environ
+    return {k: environ[k] for k in USER_KNOBS if k in environ}
+
+
+def runtime_openmp(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
+    """What a runtime process started from this environment runs with (results record it)."""
+    return user_openmp(environ) or idle_spin_env(environ)
+
+
 def quiet_idle_threads(environ: MutableMapping[str, str] | None = None) -> bool:
     """Apply `idle_spin_env` to this process; True when it can still take effect (torch not
     yet imported) and was not overridden by the user."""
