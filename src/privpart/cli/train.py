@@ -23,6 +23,13 @@ def train(
     epochs: Annotated[int, typer.Option(min=1)] = 1,
     lr: Annotated[float | None, typer.Option(help="peak learning rate (default per model)")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="auto (bf16 where the CPU has bf16 units, else fp32), fp32, or bf16: mixed "
+            "precision, weights stay fp32"
+        ),
+    ] = "auto",
     task: TaskOpt = None,
     weights: Annotated[
         Path | None, typer.Option(help="local pretrained weights to start from")
@@ -56,6 +63,7 @@ def train(
         weights=weights,
         n_aux=aux,
         n_victim=victim,
+        precision=precision,
     )
     meta = read_meta(path)
     console.print(

@@ -33,6 +33,7 @@ def train_to_checkpoint(
     show_progress: bool = True,
     n_aux: int | None = None,
     n_victim: int | None = None,
+    precision: str = "auto",
 ) -> Path:
     """Train `arch` on `dataset` (the target-train split, `limit` samples) and save it to `out`."""
     ds = load_dataset(dataset, data_dir)
@@ -44,7 +45,11 @@ def train_to_checkpoint(
     torch.manual_seed(seed)
     model = build_model(spec, weights)
     cfg = TrainConfig(
-        epochs=epochs, lr=lr or DEFAULT_LR.get(arch, 1e-3), seed=seed, batch_size=batch_size
+        epochs=epochs,
+        lr=lr or DEFAULT_LR.get(arch, 1e-3),
+        seed=seed,
+        batch_size=batch_size,
+        precision=precision,
     )
     report = train_target(model, ds, splits, size, cfg, show_progress)
     meta = {
