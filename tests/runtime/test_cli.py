@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -128,9 +130,14 @@ def test_wrong_cut_or_unpinned_key_fail_with_advice(process_stack, images) -> No
         (["--device", "--tail", process_stack.tail_url, "--cut", "block3"], "serves cut block2"),
     ]
     for extra, message in cases:
-        result = invoke(*common, *extra)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            result = invoke(*common, *extra)
+            gc.collect()  # a client left open warns when it is collected
         assert isinstance(result.exception, PrivpartError), result.output
         assert message in result.exception.message
+        unclosed = [w for w in caught if "Unclosed" in str(w.message)]
+        assert not unclosed, f"{extra}: the failed command left {unclosed[0].message}"
 
 
 def test_user_errors_exit_2_without_traceback(process_stack, images) -> None:  # noqa: ANN001

@@ -22,6 +22,8 @@ from privpart.errors import PrivpartError
 from privpart.ui import console
 
 if TYPE_CHECKING:  # the runtime is imported lazily, inside the commands
+    from privpart.runtime.client import DeviceClient, EnclaveClient
+    from privpart.runtime.head import SplitHead
     from privpart.runtime.server import TailConfig
     from privpart.runtime.server.ray_serve import RayTail
 
@@ -265,6 +267,30 @@ def infer(
     )
 
 
+async def _connect(
+    client: EnclaveClient | DeviceClient, split: SplitHead | None, tail: str | None, as_json: bool
+) -> tuple[dict, tuple[int, ...]]:
+    """Attest the enclave or check the tail: the result header and the input shape to send."""
+    from privpart.runtime.client import EnclaveClient
+
+    if isinstance(client, EnclaveClient):
+        info = await client.info()
+        body = await client.attest()
+        if not as_json:
+            console.print(_attestation_line(body))
+        header = {
+            "mode": "enclave",
+            "backend": body.backend,
+            "simulated": body.simulated,
+            "measurement": body.measurement,
+            "platform_key": body.platform_key,
+        }
+        return header, tuple(info["input_shape"])
+    assert split is not None
+    await client.check_tail()
+    return {"mode": "device", "cut": split.info.cut.name, "tail": tail}, split.info.input_shape
+
+
 async def _infer(
     images: list[Path],
     enclave_url: str | None,
@@ -285,31 +311,16 @@ async def _infer(
 
     split = split_checkpoint(checkpoint, cut) if checkpoint is not None and cut else None
     classes = read_meta(checkpoint).get("classes") if checkpoint is not None else None
-    header: dict = {}
     client: EnclaveClient | DeviceClient
     if enclave_url is not None:
         assert pin is not None
         expected = measurement or (split.info.measurement if split else "")
         client = EnclaveClient(enclave_url, [read_pin(pin)], expected, timeout)
-        info = await client.info()
-        body = await client.attest()
-        header = {
-            "mode": "enclave",
-            "backend": body.backend,
-            "simulated": body.simulated,
-            "measurement": body.measurement,
-            "platform_key": body.platform_key,
-        }
-        if not as_json:
-            console.print(_attestation_line(body))
-        input_shape = tuple(info["input_shape"])
     else:
         assert split is not None and tail is not None
         client = DeviceClient(split, tail, timeout)
-        await client.check_tail()
-        header = {"mode": "device", "cut": split.info.cut.name, "tail": tail}
-        input_shape = split.info.input_shape
-    try:
+    try:  # the client's connections close whatever fails, attestation included
+        header, input_shape = await _connect(client, split, tail, as_json)
         x = load_images(images, input_shape)
         rows = []
         for path, sample in zip(images, x, strict=True):
