@@ -60,3 +60,23 @@ def test_training_precision_learns_and_saves_fp32_contiguous(
         assert t.dtype == torch.float32 and t.is_contiguous(), name
     model, _ = load_checkpoint(ckpt)
     assert all(p.is_contiguous() for p in model.parameters())
+
+
+def test_minutes_budget_trains_against_the_clock(idx_dir: Path, tmp_path: Path) -> None:
+    budget_s = 2.4
+    ckpt = train_to_checkpoint(
+        "tinycnn", f"idx:{idx_dir}", tmp_path / "clock", epochs=1, batch_size=16,
+        show_progress=False, n_aux=100, n_victim=32, precision="fp32", minutes=budget_s / 60,
+    )  # fmt: skip
+    meta = read_meta(ckpt)
+    assert meta["train_config"]["minutes"] == pytest.approx(budget_s / 60)
+    # stops at the deadline (within a step), not after the one epoch asked for ...
+    assert budget_s <= meta["train_seconds"] < budget_s + 2.0
+    assert meta["samples_seen"] > meta["split_sizes"]["target_train"]
+    # ... and the schedule followed the clock to its annealed end
+    assert meta["final_lr"] < 0.05 * meta["train_config"]["lr"]
+
+
+def test_epochs_run_the_whole_schedule(tiny_checkpoint: Path) -> None:
+    meta = read_meta(tiny_checkpoint)
+    assert meta["final_lr"] < 1e-3 * meta["train_config"]["lr"]

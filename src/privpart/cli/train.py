@@ -21,6 +21,14 @@ def train(
     data_dir: DataDirOpt = None,
     limit: Annotated[int | None, typer.Option(help="train on this many samples")] = None,
     epochs: Annotated[int, typer.Option(min=1)] = 1,
+    minutes: Annotated[
+        float | None,
+        typer.Option(
+            min=0.01,
+            help="train for this many minutes instead of --epochs (the learning-rate schedule "
+            "follows the clock, so the model ends annealed however fast the machine is)",
+        ),
+    ] = None,
     lr: Annotated[float | None, typer.Option(help="peak learning rate (default per model)")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     precision: Annotated[
@@ -64,6 +72,7 @@ def train(
         n_aux=aux,
         n_victim=victim,
         precision=precision,
+        minutes=minutes,
     )
     meta = read_meta(path)
     console.print(

@@ -34,6 +34,7 @@ def train_to_checkpoint(
     n_aux: int | None = None,
     n_victim: int | None = None,
     precision: str = "auto",
+    minutes: float | None = None,
 ) -> Path:
     """Train `arch` on `dataset` (the target-train split, `limit` samples) and save it to `out`."""
     ds = load_dataset(dataset, data_dir)
@@ -50,6 +51,7 @@ def train_to_checkpoint(
         seed=seed,
         batch_size=batch_size,
         precision=precision,
+        minutes=minutes,
     )
     report = train_target(model, ds, splits, size, cfg, show_progress)
     meta = {
@@ -65,6 +67,7 @@ def train_to_checkpoint(
         "test_accuracy": report.test_accuracy,
         "train_seconds": report.train_seconds,
         "samples_seen": report.samples_seen,
+        "final_lr": report.final_lr,
         "privpart_version": privpart.__version__,
         "torch_version": torch.__version__,
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads",

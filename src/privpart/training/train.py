@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +21,7 @@ from privpart.ui import console, progress
 # bf16 would be emulated and slower.
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
 AUTO = "auto"
+CLOCK_STEPS = 10_000  # resolution of the one-cycle schedule when it follows the clock
 
 
 @dataclass
@@ -30,6 +32,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     seed: int = 0
     precision: str = AUTO
+    minutes: float | None = None  # a wall-clock budget instead of a number of epochs
 
 
 @dataclass
@@ -38,6 +41,7 @@ class TrainReport:
     train_seconds: float
     samples_seen: int
     final_loss: float
+    final_lr: float  # the schedule's last learning rate: near zero when it ran its whole course
 
 
 @torch.no_grad()
@@ -95,6 +99,19 @@ def check_precision(precision: str) -> torch.dtype | None:
     return dtype
 
 
+def _batches(
+    pool: torch.Tensor, batch: int, epochs: int | None, g: torch.Generator
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """(epoch, sample indices) of full batches, reshuffled each epoch; endless if epochs is None."""
+    steps = max(pool.numel() // batch, 1)
+    epoch = 0
+    while epochs is None or epoch < epochs:
+        order = pool[torch.randperm(pool.numel(), generator=g)]
+        for step in range(steps):
+            yield epoch, order[step * batch : (step + 1) * batch]
+        epoch += 1
+
+
 def train_target(
     model: nn.Module,
     ds: Dataset,
@@ -105,7 +122,10 @@ def train_target(
 ) -> TrainReport:
     """AdamW + one-cycle schedule: converges in one or two epochs on CPU budgets.
 
-    `cfg.precision` is resolved in place (`auto` becomes what ran), so the saved config says it.
+    With `cfg.minutes` the schedule follows the clock instead of the step count: training runs
+    whole or partial epochs until the budget is spent and always ends annealed, so a slower
+    (or busier) machine sees fewer images rather than overrunning. `cfg.precision` is resolved
+    in place (`auto` becomes what ran), so the saved config says it.
     """
     cfg.precision = resolve_precision(cfg.precision)
     dtype = check_precision(cfg.precision)
@@ -114,35 +134,49 @@ def train_target(
     layout = torch.channels_last if dtype is not None else torch.contiguous_format
     model.to(memory_format=layout)
     opt = make_adamw(list(model.parameters()), cfg.lr, cfg.weight_decay)
-    steps_per_epoch = max(splits.target_train.numel() // cfg.batch_size, 1)
+    autocast = torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+    n_train = splits.target_train.numel()
+    steps_per_epoch = max(n_train // cfg.batch_size, 1)
+    budget = cfg.minutes * 60 if cfg.minutes else None
+    total = CLOCK_STEPS if budget else cfg.epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.15
+        opt, max_lr=cfg.lr, total_steps=total, pct_start=0.15
     )
     start = time.perf_counter()
     seen, loss_value = 0, float("nan")
+    model.train()
+    batches = _batches(splits.target_train, cfg.batch_size, None if budget else cfg.epochs, g)
     with progress(disable=not show_progress) as bar:
-        task = bar.add_task("training", total=cfg.epochs * steps_per_epoch, info="")
-        for epoch in range(cfg.epochs):
-            model.train()
-            order = splits.target_train[torch.randperm(splits.target_train.numel(), generator=g)]
-            for step in range(steps_per_epoch):
-                idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-                x = ds.inputs(idx, input_size).contiguous(memory_format=layout)
-                with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-                    loss = F.cross_entropy(model(x), ds.labels[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+        what = f"training ({cfg.minutes:g} min budget)" if budget else "training"
+        task = bar.add_task(what, total=budget or total, info="")
+        for epoch, idx in batches:
+            if budget and time.perf_counter() - start >= budget:
+                break
+            x = ds.inputs(idx, input_size).contiguous(memory_format=layout)
+            with autocast:
+                loss = F.cross_entropy(model(x), ds.labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if budget:  # the schedule's position is the fraction of the budget spent
+                spent = (time.perf_counter() - start) / budget
+                while sched.last_epoch < min(int(spent * total), total - 1):
+                    sched.step()
+            else:
                 sched.step()
-                seen += idx.numel()
-                loss_value = 0.9 * loss_value + 0.1 * loss.item() if step else loss.item()
-                bar.update(task, advance=1, info=f"epoch {epoch + 1} loss {loss_value:.3f}")
+            loss_value = 0.9 * loss_value + 0.1 * loss.item() if seen else loss.item()
+            seen += idx.numel()
+            info = f"epoch {epoch + 1} loss {loss_value:.3f}"
+            if budget:
+                bar.update(task, completed=time.perf_counter() - start, info=info)
+            else:
+                bar.update(task, advance=1, info=info)
     seconds = time.perf_counter() - start
     model.to(memory_format=torch.contiguous_format)
     acc = evaluate_accuracy(model, ds, splits.target_test, input_size)
     if show_progress:
         console.print(
-            f"test accuracy {acc:.2%} after {seconds / 60:.1f} min ({seen} samples, "
-            f"{cfg.precision})"
+            f"test accuracy {acc:.2%} after {seconds / 60:.1f} min ({seen} samples = "
+            f"{seen / n_train:.2f} epochs, {cfg.precision})"
         )
-    return TrainReport(acc, seconds, seen, loss_value)
+    return TrainReport(acc, seconds, seen, loss_value, opt.param_groups[0]["lr"])
