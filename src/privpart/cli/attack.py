@@ -42,8 +42,8 @@ def save_grid(result: AttackResult, path: Path) -> Path | None:
 
     def show(ax, img, title: str = "") -> None:  # noqa: ANN001
         img = img.detach().float().clamp(0, 1)
-        ax.imshow(img[0] if img.shape[0] == 1 else img.permute(1, 2, 0),
-                  cmap="gray", vmin=0, vmax=1)  # fmt: skip
+        pixels = (img[0] if img.shape[0] == 1 else img.permute(1, 2, 0)).numpy()
+        ax.imshow(pixels, cmap="gray", vmin=0, vmax=1)
         ax.set_title(title, fontsize=6)
         ax.axis("off")
 
