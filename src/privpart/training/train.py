@@ -17,8 +17,8 @@ from privpart.ui import console, progress
 # Training precisions: the autocast dtype of forward/backward (weights and optimiser stay fp32).
 # bf16 runs convolutions on oneDNN's bf16 kernels in channels-last layout; the checkpoint is fp32
 # either way. "auto" picks bf16 where the CPU does bf16 natively (AMX or AVX512-BF16): VGG-16
-# trains ~1.3x faster there to the same accuracy (bench/results/train.md); fp32 elsewhere, where
-# bf16 would be emulated and slower.
+# steps ~1.2x faster there (bench/results/train_step.md) to the same accuracy (train.md);
+# fp32 elsewhere, where bf16 would be emulated and slower.
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
 AUTO = "auto"
 CLOCK_STEPS = 10_000  # resolution of the one-cycle schedule when it follows the clock
@@ -59,8 +59,8 @@ def evaluate_accuracy(
 def make_adamw(params: list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW with the fused kernel where torch has one for these tensors.
 
-    The per-tensor (foreach) step over VGG-16's 15M parameters costs ~120 ms per batch on 2 CPU
-    cores; the fused step does the same arithmetic in one pass (~17 ms).
+    The per-tensor (foreach) step over VGG-16's 15M parameters costs ~55 ms per batch on 2 CPU
+    cores; the fused step does the same arithmetic in one pass (~14 ms, bench/train_step.py).
     """
     try:
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
