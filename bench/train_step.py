@@ -1,9 +1,10 @@
 """VGG-16 training-step throughput: fp32 against bf16 mixed precision, and the AdamW step.
 
 What `privpart train --precision auto` rests on. Both precisions train the same model on the
-same batch with privpart's optimiser (`make_adamw`, fused); bf16 runs under autocast in
-channels-last layout, as `train_target` does. Rounds alternate the order, and the speed-up is
-the median of per-round ratios, so a noisy host slows both sides of a pair alike.
+same batch with privpart's optimiser (`make_adamw`, fused) and precision set-up
+(`precision_setup`: bf16 autocast in channels-last layout), as `train_target` does. Rounds
+alternate the order, and the speed-up is the median of per-round ratios, so a noisy host slows
+both sides of a pair alike.
 The optimiser rows time one AdamW step over VGG-16's parameters: per-tensor against fused.
 
 Run: flock /tmp/privpart-cpu.lock .venv/bin/python bench/train_step.py [--rounds 12]
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 
 from _common import machine, write
 from privpart.models import ModelSpec, build_model
-from privpart.training.train import make_adamw, native_bf16
+from privpart.training.train import PRECISIONS, make_adamw, native_bf16, precision_setup
 
 SPEC = ModelSpec("vgg16", 1, 10, (32, 32))
 IMAGES_PER_ROUND = 256
@@ -30,13 +31,10 @@ IMAGES_PER_ROUND = 256
 def train_step(precision: str, batch: int) -> Callable[[], None]:
     torch.manual_seed(0)
     model = build_model(SPEC)
-    x, y = torch.randn(batch, *SPEC.input_shape), torch.randint(0, 10, (batch,))
-    bf16 = precision == "bf16"
-    if bf16:
-        model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
+    layout, autocast = precision_setup(model, PRECISIONS[precision])
+    x = torch.randn(batch, *SPEC.input_shape).contiguous(memory_format=layout)
+    y = torch.randint(0, 10, (batch,))
     opt = make_adamw(list(model.parameters()), 4e-4, 5e-4)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
     model.train()
 
     def step() -> None:

@@ -99,6 +99,18 @@ def check_precision(precision: str) -> torch.dtype | None:
     return dtype
 
 
+def precision_setup(
+    model: nn.Module, dtype: torch.dtype | None
+) -> tuple[torch.memory_format, torch.autocast]:
+    """Lay `model` out for `dtype` (bf16: channels-last) and the autocast context its steps use.
+
+    Returns the memory format the inputs must take too.
+    """
+    layout = torch.channels_last if dtype is not None else torch.contiguous_format
+    model.to(memory_format=layout)
+    return layout, torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+
 def _batches(
     pool: torch.Tensor, batch: int, epochs: int | None, g: torch.Generator
 ) -> Iterator[tuple[int, torch.Tensor]]:
@@ -131,10 +143,8 @@ def train_target(
     dtype = check_precision(cfg.precision)
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
-    layout = torch.channels_last if dtype is not None else torch.contiguous_format
-    model.to(memory_format=layout)
+    layout, autocast = precision_setup(model, dtype)
     opt = make_adamw(list(model.parameters()), cfg.lr, cfg.weight_decay)
-    autocast = torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None)
     n_train = splits.target_train.numel()
     steps_per_epoch = max(n_train // cfg.batch_size, 1)
     budget = cfg.minutes * 60 if cfg.minutes else None
@@ -166,11 +176,8 @@ def train_target(
                 sched.step()
             loss_value = 0.9 * loss_value + 0.1 * loss.item() if seen else loss.item()
             seen += idx.numel()
-            info = f"epoch {epoch + 1} loss {loss_value:.3f}"
-            if budget:
-                bar.update(task, completed=time.perf_counter() - start, info=info)
-            else:
-                bar.update(task, advance=1, info=info)
+            done = time.perf_counter() - start if budget else sched.last_epoch
+            bar.update(task, completed=done, info=f"epoch {epoch + 1} loss {loss_value:.3f}")
     seconds = time.perf_counter() - start
     model.to(memory_format=torch.contiguous_format)
     acc = evaluate_accuracy(model, ds, splits.target_test, input_size)
