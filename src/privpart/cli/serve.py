@@ -77,14 +77,15 @@ def serve(
             ray, checkpoint, cut, host, port, config, replicas, autoscale, ray_resources, threads
         )
         return
+    from privpart.runtime.compute import serving_threads
     from privpart.runtime.head import split_checkpoint
     from privpart.runtime.nopickle import forbid_unpickling
     from privpart.runtime.server.runner import serve_until_signal
 
-    _set_threads(threads)
+    compute = serving_threads(threads)  # before any torch work here: one OpenMP team per process
     forbid_unpickling()
     split = split_checkpoint(checkpoint, cut)
-    web_app = build_tail_app(split, TailConfig(batch=batch, device=device))
+    web_app = build_tail_app(split, TailConfig(batch=batch, device=device), compute)
     service = tail_service(web_app)
     service.warm_up()
 

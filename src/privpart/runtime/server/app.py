@@ -22,6 +22,7 @@ import torch
 from aiohttp import web
 
 from privpart.runtime import frames
+from privpart.runtime.compute import ComputeThread
 from privpart.runtime.head import SplitHead
 from privpart.runtime.server.batcher import BatchConfig, Batcher
 from privpart.runtime.server.http import FRAME_TYPE, Handler, json_errors, read_body, server_timing
@@ -50,9 +51,15 @@ class TailConfig:
 
 
 class TailService:
-    """The tail module, its batcher, its input contract and its metrics."""
+    """The tail module, its batcher, its input contract and its metrics.
 
-    def __init__(self, split: SplitHead, config: TailConfig) -> None:
+    Every forward pass, the warm-up included, runs on the batcher's compute thread: pass the
+    process's `serving_threads()` when this service owns the process (see `compute.py`).
+    """
+
+    def __init__(
+        self, split: SplitHead, config: TailConfig, compute: ComputeThread | None = None
+    ) -> None:
         self.info = split.info
         self.config = config
         self.device = pick_device(config.device)
@@ -75,7 +82,7 @@ class TailService:
         )
         self.queue = m.gauge("privpart_tail_queue_samples", "samples waiting for a batch")
         self.draining = m.gauge("privpart_tail_draining", "1 while shutting down")
-        self.batcher = Batcher(self.forward, config.batch, self._on_batch)
+        self.batcher = Batcher(self.forward, config.batch, self._on_batch, compute)
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -102,7 +109,7 @@ class TailService:
         }
 
     def warm_up(self) -> None:
-        self.forward(torch.zeros(1, *self.info.cut.shape))
+        self.batcher.compute.call(self.forward, torch.zeros(1, *self.info.cut.shape))
 
 
 def _counting(service: TailService) -> Callable:
@@ -118,8 +125,10 @@ def _counting(service: TailService) -> Callable:
     return count
 
 
-def build_tail_app(split: SplitHead, config: TailConfig | None = None) -> web.Application:
-    service = TailService(split, config or TailConfig())
+def build_tail_app(
+    split: SplitHead, config: TailConfig | None = None, compute: ComputeThread | None = None
+) -> web.Application:
+    service = TailService(split, config or TailConfig(), compute)
     app = web.Application(
         middlewares=[_counting(service), json_errors], client_max_size=service.spec.max_bytes
     )

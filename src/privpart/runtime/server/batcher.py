@@ -9,7 +9,8 @@ Policy:
 - the queue holds at most `max_queue` samples; beyond that `submit` raises `busy` (HTTP 429 with
   Retry-After) at once, so overload is explicit and nothing is dropped silently;
 - `drain()` stops intake (HTTP 503) and returns when everything queued has been answered.
-One thread runs the forward passes, so the event loop keeps accepting and validating requests.
+One thread (a `ComputeThread`) joins requests into a batch and runs the forward passes, so the
+event loop keeps accepting and validating requests and never starts an OpenMP team itself.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
 
+from privpart.runtime.compute import ComputeThread
 from privpart.runtime.errors import RuntimeFailure
 
 
@@ -50,13 +51,15 @@ class BatchStats:
 
 
 class Batcher:
-    """Collects requests into batches for `run` (a blocking function: tensor -> tensor)."""
+    """Collects requests into batches for `run` (a blocking function: tensor -> tensor), which
+    runs on `compute` (by default a compute thread of its own with the caller's thread count)."""
 
     def __init__(
         self,
         run: Callable[[torch.Tensor], torch.Tensor],
         config: BatchConfig,
         on_batch: Callable[[int, float], None] | None = None,
+        compute: ComputeThread | None = None,
     ) -> None:
         self.run = run
         self.config = config
@@ -68,13 +71,8 @@ class Batcher:
         self._idle = asyncio.Event()
         self._idle.set()
         self._accepting = True
-        # OpenMP's thread count is per calling thread: a new thread would use every core again
-        self._pool = ThreadPoolExecutor(
-            1,
-            thread_name_prefix="privpart-batch",
-            initializer=torch.set_num_threads,
-            initargs=(torch.get_num_threads(),),
-        )
+        self._own_compute = compute is None
+        self.compute = compute or ComputeThread(name="privpart-batch")
         self._task: asyncio.Task | None = None
 
     @property
@@ -142,8 +140,10 @@ class Batcher:
             size = self._take(batch, size)
         return size
 
+    def _forward(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        return self.run(parts[0] if len(parts) == 1 else torch.cat(parts))
+
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             if not self._queue:
                 self._idle.set()
@@ -154,10 +154,9 @@ class Batcher:
             size = await self._fill(batch, 0)
             if not batch:
                 continue
-            x = batch[0].x if len(batch) == 1 else torch.cat([b.x for b in batch])
             start = time.perf_counter()
             try:
-                y = await loop.run_in_executor(self._pool, self.run, x)
+                y = await self.compute.run(self._forward, [b.x for b in batch])
             except Exception as exc:
                 failure = RuntimeFailure(
                     "compute_failed",
@@ -208,4 +207,5 @@ class Batcher:
                 item.future.set_exception(
                     RuntimeFailure("draining", "server stopped before answering", status=503)
                 )
-        self._pool.shutdown(wait=True)
+        if self._own_compute:
+            self.compute.close()

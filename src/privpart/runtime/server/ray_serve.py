@@ -33,8 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from privpart.cluster import (
     INSTALL_HINT,
     LOCAL,
@@ -45,6 +43,7 @@ from privpart.cluster import (
 )
 from privpart.errors import PrivpartError
 from privpart.runtime import frames
+from privpart.runtime.compute import serving_threads
 from privpart.runtime.errors import RuntimeFailure
 from privpart.runtime.head import SplitHead, split_checkpoint
 from privpart.runtime.server.app import TailConfig, TailService
@@ -115,7 +114,7 @@ class TailReplica:
     ) -> None:
         from ray import serve
 
-        torch.set_num_threads(threads)
+        compute = serving_threads(threads)  # the replica's only OpenMP team (compute.py)
         # The checkpoint's files, as an ObjectRef wrapped in a list so that Ray hands over the
         # reference instead of resolving it at deploy time.
         files: dict[str, bytes] = await checkpoint[0]
@@ -123,7 +122,7 @@ class TailReplica:
             for name, data in files.items():
                 (Path(tmp) / name).write_bytes(data)
             split = split_checkpoint(Path(tmp), cut)
-        self.service = TailService(split, config)
+        self.service = TailService(split, config, compute)
         self.service.warm_up()
         self.service.batcher.start()
         self.replica = serve.get_replica_context().replica_tag
