@@ -37,6 +37,7 @@ def test_manifest_trusts_the_runtime_and_the_sealed_head(tmp_path: Path) -> None
     mounts = {mount["path"]: mount for mount in m["fs"]["mounts"]}
     assert mounts[SEALED_IN_ENCLAVE]["uri"] == f"file:{sealed.resolve()}"
     assert m["loader"]["env"]["MALLOC_ARENA_MAX"] == "1"
+    assert m["loader"]["env"]["MALLOC_MMAP_THRESHOLD_"] == str(32 << 20)
     assert str(Path(privpart.__file__).resolve().parent.parent) in m["loader"]["env"]["PYTHONPATH"]
 
 

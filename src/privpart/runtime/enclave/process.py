@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from privpart.runtime.enclave.base import TEE_BACKENDS, TEEBackend
+from privpart.runtime.enclave.budget import malloc_env
 
 
 @TEE_BACKENDS.register("process")
@@ -28,9 +29,7 @@ class ProcessBackend(TEEBackend):
 
     def worker_command(self, sealed: Path) -> tuple[list[str], dict[str, str], Path | None]:
         env = {
-            # one malloc arena: per-thread arenas reserve 64 MiB of address space each, which
-            # would be charged to the enclave budget without ever being used
-            "MALLOC_ARENA_MAX": "1",
+            **malloc_env(self.config.epc_mib << 20),  # one arena, freed activations reused
             "OMP_NUM_THREADS": str(self.config.threads),
         }
         return [sys.executable, *self.worker_args(sealed)], env, None
