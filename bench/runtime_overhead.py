@@ -8,7 +8,9 @@ script as the client. Each round times, in rotating order:
 - enclave: seed A end to end: encrypt -> host -> worker (decrypt, head) -> tail server ->
            worker (encrypt) -> client (decrypt);
 - device:  seed B end to end: head here -> tail server -> logits;
-- split:   head then tail in this process (what splitting costs before any transport).
+- split:   head then tail in this process (what splitting costs before any transport);
+- floor:   head here, raw features over a bare TCP socket to a tail process with no HTTP,
+           validation, batching or crypto (`_floor_tail.py`): what two processes cost at least.
 
 Target (issue 6): median(enclave) / median(plain) <= 1.05, same for device. Ratios are taken
 within one run because the machine is shared and noisy. The breakdown splits end-to-end time
@@ -27,7 +29,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import socket
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -112,6 +116,18 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
         enclave_port,
         work / "enclave.log",
     ).start()
+    floor_tail = subprocess.Popen(  # the bare-socket tail: what any two-process split costs
+        [
+            sys.executable,
+            str(Path(__file__).with_name("_floor_tail.py")),
+            str(ck),
+            args.cut,
+            str(args.threads),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    floor_port = int(floor_tail.stdout.readline())  # type: ignore[union-attr]
     try:
         pin = read_pin(work / "platform" / "platform.pub")
         ec = EnclaveClient(enclave.url, [pin], split.info.measurement, timeout=120)
@@ -131,8 +147,11 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
         def in_process_split() -> tuple[float, dict]:
             t = time.perf_counter()
             with torch.inference_mode():
-                split.tail(split.head(x))
-            return (time.perf_counter() - t) * 1e3, {}
+                features = split.head(x)
+                t1 = time.perf_counter()
+                split.tail(features)
+            t2 = time.perf_counter()
+            return (t2 - t) * 1e3, {"head": (t1 - t) * 1e3, "tail_compute": (t2 - t1) * 1e3}
 
         async def remote(client: EnclaveClient | DeviceClient) -> tuple[float, dict]:
             t = time.perf_counter()
@@ -141,15 +160,34 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
             assert torch.allclose(r.logits, reference, atol=1e-4), "split answer differs"
             return total, r.timing
 
+        floor_sock = socket.create_connection(("127.0.0.1", floor_port))
+        floor_sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        logits = bytearray(reference.numel() * 4)
+
+        def floor() -> tuple[float, dict]:
+            t = time.perf_counter()
+            with torch.inference_mode():
+                features = split.head(x)
+            t1 = time.perf_counter()
+            floor_sock.sendall(features.numpy())
+            view, got = memoryview(logits), 0
+            while got < len(logits):
+                got += floor_sock.recv_into(view[got:])
+            t2 = time.perf_counter()
+            out = torch.frombuffer(logits, dtype=torch.float32).reshape(reference.shape)
+            assert torch.allclose(out, reference, atol=1e-4), "floor answer differs"
+            return (t2 - t) * 1e3, {"head": (t1 - t) * 1e3, "roundtrip": (t2 - t1) * 1e3}
+
         modes = {
             "plain": plain,
             "enclave": lambda: remote(ec),
             "device": lambda: remote(dc),
             "split": in_process_split,
+            "floor": floor,
         }
         load_before = loadavg()
         samples: dict[str, list[float]] = {m: [] for m in modes}
-        timings: dict[str, list[dict]] = {"enclave": [], "device": []}
+        timings: dict[str, list[dict]] = {"split": [], "floor": [], "enclave": [], "device": []}
         names = list(modes)
         for r in range(args.warmup + args.rounds):
             order = names[r % len(names) :] + names[: r % len(names)]  # rotate the order
@@ -166,6 +204,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
                     + ", ".join(f"{m} {med(v):.1f} ms" for m, v in samples.items()),
                     flush=True,
                 )
+        floor_sock.close()
         await ec.close()
         await dc.close()
         plain_ms = med(samples["plain"])
@@ -196,10 +235,11 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
             "parts_ms": {},
         }
         for mode, rows in timings.items():
-            parts = [breakdown(t) for t in rows]
-            result["breakdown_ms"][mode] = {
-                k: round(med([p[k] for p in parts]), 3) for k in parts[0]
-            }
+            if mode != "floor":  # the floor's tail reports no timing of its own
+                parts = [breakdown(t) for t in rows]
+                result["breakdown_ms"][mode] = {
+                    k: round(med([p[k] for p in parts]), 3) for k in parts[0]
+                }
             keys = sorted({k for t in rows for k in t})
             result["parts_ms"][mode] = {
                 k: round(med([t.get(k, 0.0) for t in rows]), 3) for k in keys
@@ -208,13 +248,15 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
     finally:
         enclave.stop()
         tail.stop()
+        floor_tail.kill()
+        floor_tail.wait()
 
 
 def markdown(r: dict) -> str:
     rows = "\n".join(
         f"| {m} | {r['median_ms'][m]:.1f} | **{r['ratio'][m]:.3f}** | "
         f"{r['ratio_of_paired_rounds'][m]:.3f} | {r['p10_ms'][m]:.1f} | {r['ratio_p10'][m]:.3f} |"
-        for m in ("plain", "split", "device", "enclave")
+        for m in ("plain", "split", "floor", "device", "enclave")
     )
     parts = "\n".join(
         f"| {mode} | "
@@ -223,7 +265,18 @@ def markdown(r: dict) -> str:
             for k in ("compute", "crypto", "serialisation", "transport")
         )
         + " |"
-        for mode in ("device", "enclave")
+        for mode in ("split", "device", "enclave")
+    )
+    pm = r["parts_ms"]
+    here = {"head": pm["split"]["head"], "tail": pm["split"]["tail_compute"]}
+    there = {
+        "device": {"head": pm["device"]["head"], "tail": pm["device"]["tail_compute"]},
+        "enclave": {"head": pm["enclave"]["enclave_head"], "tail": pm["enclave"]["tail_compute"]},
+    }
+    compute = "\n".join(
+        f"| {mode} | {p['head']:.1f} ({p['head'] / here['head']:.3f}) | "
+        f"{p['tail']:.1f} ({p['tail'] / here['tail']:.3f}) |"
+        for mode, p in there.items()
     )
     ok = {m: r["ratio"][m] <= 1.05 for m in ("enclave", "device")}
     verdict = ", ".join(f"{m} {'meets' if v else 'MISSES'} <= 1.05" for m, v in ok.items())
@@ -239,6 +292,10 @@ serve`/`enclave` and the worker {r.get("runtime_openmp", "defaults")}, {r["round
 |---|---:|---:|---:|---:|---:|
 {rows}
 
+floor: head here, raw features over a bare TCP socket to a tail process (`bench/_floor_tail.py`:
+no HTTP, validation, batching or encryption), raw logits back: what any split across two
+processes on these cores costs before privpart adds anything.
+
 Target: median end-to-end / median plain <= 1.05 -> {verdict}. Load average (1/5/15 min)
 before and after: {r["load_average_before_after"]} on a 2-core machine shared with other jobs;
 p10 (10th percentile) is the least contended view of the same rounds.
@@ -249,6 +306,13 @@ pipes, the tail's frame validation and queueing, process wake-ups):
 | mode | compute | crypto | serialisation | transport |
 |---|---:|---:|---:|---:|
 {parts}
+
+Compute per part, median ms (and / the same part in this process: head {here["head"]:.1f},
+tail {here["tail"]:.1f}): how much the other processes slow the forward passes themselves.
+
+| mode | head ms | tail ms |
+|---|---:|---:|
+{compute}
 """
 
 

@@ -54,14 +54,17 @@ def resnet50_checkpoint(folder: Path, size: int = 224, classes: int = 1000) -> P
 class Server:
     """A `privpart serve|enclave` process; stops with SIGTERM (graceful) or SIGKILL."""
 
-    def __init__(self, args: list[str], port: int, log: Path) -> None:
+    def __init__(
+        self, args: list[str], port: int, log: Path, command: list[str] | None = None
+    ) -> None:
         self.args, self.url, self.log = args, f"http://127.0.0.1:{port}", log
+        self.command = command or CLI  # another server program, e.g. a bench's own variant
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 300.0) -> Server:
         fh = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [*CLI, *self.args],
+            [*self.command, *self.args],
             stdout=fh,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -1,0 +1,55 @@
+"""The least a two-process split can cost: a tail behind a bare TCP socket (bench helper).
+
+No HTTP, no frame validation, no batching, no encryption: the client sends the raw float32
+features (exactly the cut's size), this process runs the tail on its main thread and sends the
+raw logits back. `runtime_overhead.py` times it beside the real runtime, so what privpart adds
+can be told apart from what any split across two processes on the same cores costs.
+
+Run by the bench: python bench/_floor_tail.py CHECKPOINT CUT THREADS  (prints its port, serves
+one connection until it closes). It inherits the bench's OpenMP environment.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from math import prod
+from pathlib import Path
+
+import torch
+
+from privpart.runtime.head import split_checkpoint
+
+
+def recv_exactly(conn: socket.socket, view: memoryview) -> bool:
+    got = 0
+    while got < len(view):
+        n = conn.recv_into(view[got:])
+        if n == 0:
+            return False
+        got += n
+    return True
+
+
+def serve(checkpoint: Path, cut: str, threads: int) -> None:
+    torch.set_num_threads(threads)
+    split = split_checkpoint(checkpoint, cut)
+    tail = split.tail.eval()
+    shape = (1, *split.info.cut.shape)
+    buf = bytearray(prod(shape) * 4)
+    x = torch.frombuffer(buf, dtype=torch.float32).reshape(shape)
+    with torch.inference_mode():
+        tail(x)  # warm up
+    listener = socket.create_server(("127.0.0.1", 0))
+    print(listener.getsockname()[1], flush=True)
+    conn, _ = listener.accept()
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    view = memoryview(buf)
+    while recv_exactly(conn, view):
+        with torch.inference_mode():
+            y = tail(x)
+        conn.sendall(y.contiguous().numpy().tobytes())
+
+
+if __name__ == "__main__":
+    serve(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]))
