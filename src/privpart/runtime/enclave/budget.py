@@ -61,10 +61,12 @@ def malloc_env(budget_bytes: int) -> dict[str, str]:
     One arena: per-thread arenas reserve 64 MiB of address space each, charged to the budget
     without ever being used. Keeping freed memory: by default glibc serves the head's
     activations (0.8-3.2 MiB each for ResNet-50 at 224) from fresh mmaps or trims them off the
-    heap when freed, so the next request touches new pages: 3,600-5,200 page faults per request
-    measured in the worker, head 1.20x its in-process time; with mmap only above 32 MiB and no
-    trimming below the budget, 25 faults and 1.10x (same run, paired). Kept memory cannot outgrow
-    the budget: the address-space cap still applies, and the peak was proven at start-up.
+    heap when freed, so the next request touches new pages. Two enclave hosts side by side (30
+    paired requests, ResNet-50 head to `layer2`): 3,579 page faults per request and the head at
+    1.20x its in-process time by default; 25 faults and 1.10x with mmap only above 32 MiB and no
+    trimming below the budget (`bench/results/runtime_overhead.md` now shows the worker's head at
+    0.99x). Kept memory cannot outgrow the budget: the address-space cap still applies, and the
+    peak was proven at start-up.
     """
     env = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD_MAX)}
     env["MALLOC_TRIM_THRESHOLD_"] = str(max(budget_bytes, MMAP_THRESHOLD_MAX))
