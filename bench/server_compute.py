@@ -14,6 +14,10 @@ the forward on its compute thread) over this process's forward, median of the pe
 ratios, and the servers' context switches per request (/proc), which show the mechanism: with
 more OpenMP threads than CPUs, libgomp stops spinning and sleeps between parallel regions.
 
+Under load (`--load-windows`, 0 to skip): 32 closed-loop clients in this process against each
+server in turn, alternating windows, for ResNet-50 and for the tiny CNN (whose forwards take
+microseconds, so HTTP work on both sides dominates): samples/s per layout.
+
 Run: flock /tmp/privpart-cpu.lock .venv/bin/python bench/server_compute.py [--rounds 20]
 """
 
@@ -31,10 +35,12 @@ import torch
 
 from _common import machine, write
 from privpart.runtime import frames
+from privpart.runtime.client.load import closed_loop
 from privpart.runtime.client.tail import TailClient
 from privpart.runtime.head import split_checkpoint
 from privpart.runtime.threads import idle_spin_env, user_openmp
 from runtime_stack import Server, free_port, resnet50_checkpoint
+from server_throughput import tinycnn_checkpoint
 
 LAYOUTS = ("one team", "two teams")
 
@@ -137,7 +143,61 @@ async def measure(args: argparse.Namespace) -> dict:
     }
 
 
+async def under_load(args: argparse.Namespace, model: str) -> dict[str, list[float]]:
+    """Samples/s of each layout's server under 32 closed-loop clients, windows alternating."""
+    if model == "tinycnn":
+        ck, cut = tinycnn_checkpoint(args.work / "tinycnn"), "block2"
+    else:
+        ck, cut = resnet50_checkpoint(args.work / "resnet50-224"), args.cut
+    split = split_checkpoint(ck, cut)
+    frame = frames.encode(torch.rand(1, *split.info.cut.shape))
+    me = [sys.executable, str(Path(__file__).resolve()), "--serve"]
+    servers: dict[str, Server] = {}
+    rates: dict[str, list[float]] = {n: [] for n in LAYOUTS}
+    try:
+        for layout in LAYOUTS:
+            port = free_port()
+            argv = [layout, str(ck), cut, str(args.threads), str(port)]
+            log = args.work / f"server_compute_{model}_{layout.replace(' ', '_')}.log"
+            servers[layout] = Server(argv, port, log, command=me).start()
+        for w in range(-1, args.load_windows):  # window -1 warms both up
+            for layout in LAYOUTS[w % 2 :] + LAYOUTS[: w % 2]:
+                clients = [TailClient(servers[layout].url, timeout=60) for _ in range(32)]
+
+                async def request(c: int, _: int, clients: list = clients) -> bool:
+                    await clients[c].infer_frame(frame)
+                    return True
+
+                report = await closed_loop(32, args.load_seconds, request)
+                for c in clients:
+                    await c.close()
+                if w >= 0:
+                    rates[layout].append(report.ok / args.load_seconds)
+    finally:
+        for s in servers.values():
+            s.stop()
+    return rates
+
+
 def markdown(r: dict) -> str:
+    load = ""
+    if r.get("under_load"):
+        lines = "\n".join(
+            f"| {m} | {statistics.median(v['one team']):.1f} | "
+            f"{statistics.median(v['two teams']):.1f} | **{v['one_over_two']:.3f}** |"
+            for m, v in r["under_load"].items()
+        )
+        load = f"""
+Under load: 32 closed-loop clients in the bench process (the same two cores), windows of
+{r["load_seconds"]:g} s alternating between the two servers, {r["load_windows"]} each; samples/s.
+
+| model | one team | two teams | one / two (median of paired windows) |
+|---|---:|---:|---:|
+{lines}
+
+The tiny CNN's forwards take microseconds: its throughput is bounded by HTTP work in the server
+and in the clients, which share the two cores with the server's compute thread.
+"""
     rows = "\n".join(
         f"| {n} | {r['median_block_ms'][n]:.1f} | **{r['server_over_local'][n]:.3f}** | "
         f"{r['context_switches_per_request'][n]:.0f} |"
@@ -160,7 +220,7 @@ keeps one torch thread and only the compute thread starts an OpenMP team. "two t
 ran before (model loaded and warmed up on the main thread with the same thread count). With more
 OpenMP threads than CPUs, libgomp spins only ~100 times before sleeping, so every parallel
 region of a forward wakes its threads again: the context switches show it.
-"""
+{load}"""
 
 
 def main() -> None:
@@ -177,9 +237,20 @@ def main() -> None:
     ap.add_argument("--cut", default="layer2")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path("runs/bench-runtime"))
+    ap.add_argument("--load-windows", type=int, default=4, help="per layout and model; 0: skip")
+    ap.add_argument("--load-seconds", type=float, default=8.0)
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     result = asyncio.run(measure(args))
+    if args.load_windows > 0:
+        result.update(load_windows=args.load_windows, load_seconds=args.load_seconds)
+        result["under_load"] = {}
+        for model in ("resnet50", "tinycnn"):
+            rates = asyncio.run(under_load(args, model))
+            ratio = statistics.median(
+                [a / b for a, b in zip(rates["one team"], rates["two teams"], strict=True)]
+            )
+            result["under_load"][model] = {**rates, "one_over_two": round(ratio, 4)}
     write("server_compute", result, markdown(result))
 
 
