@@ -7,9 +7,9 @@ there are more than the CPUs it may use, its idle threads spin only ~100 times i
 forward pass's ~150 parallel regions has to wake them again. The tail server used to load and
 warm up its model on the main thread (one team) and run forwards on its batch thread (a second
 team): on 2 CPUs that is 4 OpenMP threads, and every forward paid for it. Measured with the
-ResNet-50 tail after `layer2` on 2 threads (`bench/results/server_compute.md`): 354 context
-switches per request and tail compute 1.14x the same forward in a plain process; with one team,
-12 context switches and 0.96x.
+ResNet-50 tail after `layer2` on 2 threads (`bench/server_compute.py`, two runs): ~350 context
+switches per request and tail compute 1.11-1.14x the same forward in a plain process; with one
+team, 12 context switches and 0.96-1.03x.
 
 `serving_threads(n)` is for a process that serves: the calling thread keeps one torch thread
 (it loads, decodes, batches, but never starts a team) and the returned `ComputeThread` owns the
