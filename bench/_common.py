@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -30,6 +32,12 @@ def cpu_steal_percent() -> float | None:
     delta = [b - a for a, b in zip(_START_TICKS, now, strict=False)]
     total = sum(delta[:8])
     return 100.0 * delta[7] / total if total else None
+
+
+def paired_ratio(values: Sequence[float], base: Sequence[float]) -> float:
+    """Median of the per-round ratios values[i] / base[i]: taken round by round, so the
+    machine's drift between rounds cancels."""
+    return round(statistics.median(a / b for a, b in zip(values, base, strict=True)), 4)
 
 
 def machine() -> dict:

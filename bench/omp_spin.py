@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from _common import machine, write
+from _common import machine, paired_ratio, write
 from privpart.runtime.threads import USER_KNOBS as KNOBS
 from runtime_stack import resnet50_checkpoint
 
@@ -115,7 +115,7 @@ def measure(ckpt: Path, setting: str, rounds: int, threads: int) -> dict:
         p.join(timeout=30)
 
     def paired(a: str, b: str) -> float:
-        return round(statistics.median(x / y for x, y in zip(res[a], res[b], strict=True)), 4)
+        return paired_ratio(res[a], res[b])
 
     return {
         "setting": setting,

@@ -38,13 +38,13 @@ from pathlib import Path
 
 import torch
 
-from _common import machine, write
+from _common import machine, paired_ratio, write
 from privpart.runtime.channel.attestation import read_pin
 from privpart.runtime.client import DeviceClient, EnclaveClient
 from privpart.runtime.head import split_checkpoint
-from privpart.runtime.threads import idle_spin_env, runtime_openmp, user_openmp
+from privpart.runtime.threads import runtime_openmp, user_openmp
 from privpart.training import load_checkpoint
-from runtime_stack import Server, free_port, resnet50_checkpoint
+from runtime_stack import Server, free_port, rerun_with_quiet_openmp, resnet50_checkpoint
 
 CRYPTO = ("client_encrypt", "client_decrypt", "enclave_decrypt", "enclave_encrypt")
 SERIAL = ("client_encode", "client_decode", "enclave_decode", "enclave_encode")
@@ -228,8 +228,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
             "ratio_p10": {m: round(p10(v) / p10(samples["plain"]), 4) for m, v in samples.items()},
             "ratio": {m: round(med(v) / plain_ms, 4) for m, v in samples.items()},
             "ratio_of_paired_rounds": {
-                m: round(med([a / b for a, b in zip(v, samples["plain"], strict=True)]), 4)
-                for m, v in samples.items()
+                m: paired_ratio(v, samples["plain"]) for m, v in samples.items()
             },
             "breakdown_ms": {},
             "parts_ms": {},
@@ -331,9 +330,8 @@ def main() -> None:
         help="this process's OpenMP idle spinning: like privpart infer, or the defaults",
     )
     args = ap.parse_args()
-    extra = idle_spin_env()
-    if args.client_openmp == "privpart" and extra:  # libgomp reads it when torch loads
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **extra})
+    if args.client_openmp == "privpart":
+        rerun_with_quiet_openmp()
     args.work.mkdir(parents=True, exist_ok=True)
     result = asyncio.run(measure(args, args.work))
     write(args.name, result, markdown(result))

@@ -19,9 +19,19 @@ from pathlib import Path
 import torch
 
 from privpart.models import ModelSpec, build_model
+from privpart.runtime.threads import idle_spin_env
 from privpart.training import save_checkpoint
 
 CLI = [sys.executable, "-c", "from privpart.cli import main; main()"]
+
+
+def rerun_with_quiet_openmp() -> None:
+    """Re-run this script with privpart's OpenMP idle-spin setting in its environment (as the
+    runtime commands run), unless it is there already or the user chose their own: libgomp
+    reads it once, when torch loads, so it cannot be set from inside a running process."""
+    extra = idle_spin_env()
+    if extra:
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **extra})
 
 
 def stop_session(proc: subprocess.Popen, grace: float) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import time
@@ -33,13 +32,13 @@ from pathlib import Path
 
 import torch
 
-from _common import machine, write
+from _common import machine, paired_ratio, write
 from privpart.runtime import frames
 from privpart.runtime.client.load import closed_loop
 from privpart.runtime.client.tail import TailClient
 from privpart.runtime.head import split_checkpoint
-from privpart.runtime.threads import idle_spin_env, user_openmp
-from runtime_stack import Server, free_port, resnet50_checkpoint
+from privpart.runtime.threads import user_openmp
+from runtime_stack import Server, free_port, rerun_with_quiet_openmp, resnet50_checkpoint
 from server_throughput import tinycnn_checkpoint
 
 LAYOUTS = ("one team", "two teams")
@@ -76,18 +75,29 @@ def context_switches(pid: int) -> int:
     return total
 
 
-async def measure(args: argparse.Namespace) -> dict:
-    ck = resnet50_checkpoint(args.work / "resnet50-224")
-    torch.set_num_threads(args.threads)
-    split = split_checkpoint(ck, args.cut)
+def start_layouts(args: argparse.Namespace, checkpoint: Path, cut: str, tag: str) -> dict:
+    """One server per layout (this script re-run with --serve); the caller stops them."""
     me = [sys.executable, str(Path(__file__).resolve()), "--serve"]
     servers: dict[str, Server] = {}
     try:
         for layout in LAYOUTS:
             port = free_port()
-            argv = [layout, str(ck), args.cut, str(args.threads), str(port)]
-            log = args.work / f"server_compute_{layout.replace(' ', '_')}.log"
+            argv = [layout, str(checkpoint), cut, str(args.threads), str(port)]
+            log = args.work / f"server_compute_{tag}_{layout.replace(' ', '_')}.log"
             servers[layout] = Server(argv, port, log, command=me).start()
+    except BaseException:
+        for s in servers.values():
+            s.stop()
+        raise
+    return servers
+
+
+async def measure(args: argparse.Namespace) -> dict:
+    ck = resnet50_checkpoint(args.work / "resnet50-224")
+    torch.set_num_threads(args.threads)
+    split = split_checkpoint(ck, args.cut)
+    servers = start_layouts(args, ck, args.cut, "resnet50")
+    try:
         clients = {name: TailClient(s.url, timeout=120) for name, s in servers.items()}
         x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
         with torch.inference_mode():
@@ -122,11 +132,7 @@ async def measure(args: argparse.Namespace) -> dict:
         for s in servers.values():
             s.stop()
     med = {n: round(statistics.median(v), 2) for n, v in blocks.items()}
-    local = blocks["local"]
-    paired = {
-        n: round(statistics.median([a / b for a, b in zip(blocks[n], local, strict=True)]), 4)
-        for n in LAYOUTS
-    }
+    paired = {n: paired_ratio(blocks[n], blocks["local"]) for n in LAYOUTS}
     return {
         "model": "resnet50",
         "cut": args.cut,
@@ -151,15 +157,9 @@ async def under_load(args: argparse.Namespace, model: str) -> dict[str, list[flo
         ck, cut = resnet50_checkpoint(args.work / "resnet50-224"), args.cut
     split = split_checkpoint(ck, cut)
     frame = frames.encode(torch.rand(1, *split.info.cut.shape))
-    me = [sys.executable, str(Path(__file__).resolve()), "--serve"]
-    servers: dict[str, Server] = {}
     rates: dict[str, list[float]] = {n: [] for n in LAYOUTS}
+    servers = start_layouts(args, ck, cut, model)
     try:
-        for layout in LAYOUTS:
-            port = free_port()
-            argv = [layout, str(ck), cut, str(args.threads), str(port)]
-            log = args.work / f"server_compute_{model}_{layout.replace(' ', '_')}.log"
-            servers[layout] = Server(argv, port, log, command=me).start()
         for w in range(-1, args.load_windows):  # window -1 warms both up
             for layout in LAYOUTS[w % 2 :] + LAYOUTS[: w % 2]:
                 clients = [TailClient(servers[layout].url, timeout=60) for _ in range(32)]
@@ -228,9 +228,7 @@ def main() -> None:
         layout, ck, cut, threads, port = sys.argv[2:7]
         serve(layout, Path(ck), cut, int(threads), int(port))
         return
-    extra = idle_spin_env()  # the servers run with privpart's OpenMP setting, as `serve` does
-    if extra:  # libgomp reads it when torch loads: re-run with it in the environment
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **extra})
+    rerun_with_quiet_openmp()  # the servers run with privpart's OpenMP setting, as `serve` does
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--block", type=int, default=5)
@@ -247,10 +245,8 @@ def main() -> None:
         result["under_load"] = {}
         for model in ("resnet50", "tinycnn"):
             rates = asyncio.run(under_load(args, model))
-            ratio = statistics.median(
-                [a / b for a, b in zip(rates["one team"], rates["two teams"], strict=True)]
-            )
-            result["under_load"][model] = {**rates, "one_over_two": round(ratio, 4)}
+            ratio = paired_ratio(rates["one team"], rates["two teams"])
+            result["under_load"][model] = {**rates, "one_over_two": ratio}
     write("server_compute", result, markdown(result))
 
 
