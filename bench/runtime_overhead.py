@@ -21,7 +21,14 @@ This process stands for the client of `privpart infer` and, like it, quiets idle
 plain, split and the device-mode head all run under the same setting; `--client-openmp
 defaults` keeps the OpenMP defaults here instead (the servers still quiet theirs).
 
+CPU placement: by default every process may run on every CPU, so on a small host the head and
+the tail take turns on the same cores. `--head-cpus` and `--tail-cpus` (taskset lists) pin this
+process (plain, split, the device client's head) and the enclave host with its worker to one
+set and the tail servers to another: the layout of a deployment whose tail has hardware of its
+own. Give each side `--threads` CPUs; the plain baseline then runs on the head's CPUs.
+
 Run: flock /tmp/privpart-cpu.lock .venv/bin/python bench/runtime_overhead.py [--rounds 40]
+     [--head-cpus 0-3 --tail-cpus 4-7 --threads 4]
 """
 
 from __future__ import annotations
@@ -44,7 +51,14 @@ from privpart.runtime.client import DeviceClient, EnclaveClient
 from privpart.runtime.head import split_checkpoint
 from privpart.runtime.threads import runtime_openmp, user_openmp
 from privpart.training import load_checkpoint
-from runtime_stack import Server, free_port, rerun_with_quiet_openmp, resnet50_checkpoint
+from runtime_stack import (
+    Server,
+    free_port,
+    parse_cpus,
+    pin_to,
+    rerun_with_quiet_openmp,
+    resnet50_checkpoint,
+)
 
 CRYPTO = ("client_encrypt", "client_decrypt", "enclave_decrypt", "enclave_encrypt")
 SERIAL = ("client_encode", "client_decode", "enclave_decode", "enclave_encode")
@@ -80,6 +94,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
     split = split_checkpoint(ck, args.cut)
     threads = ["--threads", str(args.threads)]
     tail_port, enclave_port = free_port(), free_port()
+    head_cpus, tail_cpus = args.head_cpus, args.tail_cpus
     tail = Server(
         [
             "serve",
@@ -95,6 +110,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
         ],
         tail_port,
         work / "tail.log",
+        cpus=tail_cpus,
     ).start()
     enclave = Server(
         [
@@ -115,6 +131,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
         ],
         enclave_port,
         work / "enclave.log",
+        cpus=head_cpus,  # the worker, its child, inherits them
     ).start()
     floor_tail = subprocess.Popen(  # the bare-socket tail: what any two-process split costs
         [
@@ -126,6 +143,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
         ],
         stdout=subprocess.PIPE,
         text=True,
+        preexec_fn=pin_to(tail_cpus),
     )
     floor_port = int(floor_tail.stdout.readline())  # type: ignore[union-attr]
     try:
@@ -220,6 +238,11 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
             "bench_openmp": user_openmp() or "defaults",
             "runtime_openmp": runtime_openmp(),
             "rounds": args.rounds,
+            "cpus": {
+                "head": sorted(head_cpus) if head_cpus else "any",
+                "tail": sorted(tail_cpus) if tail_cpus else "any",
+                "host": os.cpu_count(),
+            },
             "simulated": attested.simulated,
             "machine": machine(),
             "load_average_before_after": [load_before, loadavg()],
@@ -251,6 +274,17 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
         floor_tail.wait()
 
 
+def layout(r: dict) -> str:
+    cpus = r.get("cpus", {"head": "any", "tail": "any"})
+    if cpus["head"] == "any" and cpus["tail"] == "any":
+        return "CPU layout: every process may use every CPU (head and tail take turns on them)."
+    return (
+        f"CPU layout: this process (plain, split, device head) and the enclave host and worker on"
+        f" CPUs {cpus['head']}; the tail servers (`privpart serve`, the floor's) on CPUs"
+        f" {cpus['tail']}."
+    )
+
+
 def markdown(r: dict) -> str:
     rows = "\n".join(
         f"| {m} | {r['median_ms'][m]:.1f} | **{r['ratio'][m]:.3f}** | "
@@ -277,6 +311,7 @@ def markdown(r: dict) -> str:
         f"{p['tail']:.1f} ({p['tail'] / here['tail']:.3f}) |"
         for mode, p in there.items()
     )
+    cores = r.get("cpus", {}).get("host", "?")
     ok = {m: r["ratio"][m] <= 1.05 for m in ("enclave", "device")}
     verdict = ", ".join(f"{m} {'meets' if v else 'MISSES'} <= 1.05" for m, v in ok.items())
     return f"""# Runtime overhead: ResNet-50 @224, batch 1, CPU, cut `{r["cut"]}`
@@ -286,6 +321,7 @@ OpenMP: this process (plain, split, device head) {r.get("bench_openmp", "default
 serve`/`enclave` and the worker {r.get("runtime_openmp", "defaults")}, {r["rounds"]} rounds
 (order rotated each round); enclave backend `process`
 (**simulated: {str(r["simulated"]).lower()}**). Features at the cut: {r["feature_bytes"]:,} bytes.
+{layout(r)}
 
 | mode | median ms | median / plain | median of paired ratios | p10 ms | p10 / plain |
 |---|---:|---:|---:|---:|---:|
@@ -296,7 +332,7 @@ no HTTP, validation, batching or encryption), raw logits back: what any split ac
 processes on these cores costs before privpart adds anything.
 
 Target: median end-to-end / median plain <= 1.05 -> {verdict}. Load average (1/5/15 min)
-before and after: {r["load_average_before_after"]} on a 2-core machine shared with other jobs;
+before and after: {r["load_average_before_after"]} on a {cores}-CPU machine shared with other jobs;
 p10 (10th percentile) is the least contended view of the same rounds.
 
 Median breakdown (ms; transport = total - the other parts: HTTP on loopback, the host <-> worker
@@ -329,9 +365,13 @@ def main() -> None:
         default="privpart",
         help="this process's OpenMP idle spinning: like privpart infer, or the defaults",
     )
+    ap.add_argument("--head-cpus", type=parse_cpus, help="CPUs of this process and the enclave")
+    ap.add_argument("--tail-cpus", type=parse_cpus, help="CPUs of the tail servers")
     args = ap.parse_args()
     if args.client_openmp == "privpart":
         rerun_with_quiet_openmp()
+    if args.head_cpus:  # before torch starts its threads: they inherit this thread's CPUs
+        os.sched_setaffinity(0, args.head_cpus)
     args.work.mkdir(parents=True, exist_ok=True)
     result = asyncio.run(measure(args, args.work))
     write(args.name, result, markdown(result))

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -45,6 +46,29 @@ def stop_session(proc: subprocess.Popen, grace: float) -> None:
             proc.wait(10)
 
 
+def parse_cpus(text: str) -> set[int]:
+    """A CPU list as taskset writes it ("0-3,6") -> {0, 1, 2, 3, 6}; only CPUs this process may
+    use are accepted, so a typo fails here and not as a silently unpinned server."""
+    cpus: set[int] = set()
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            cpus.update(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise SystemExit(f"bad CPU list {text!r}: write it like 0-3,6") from None
+    allowed = os.sched_getaffinity(0)
+    if not cpus or not cpus <= allowed:
+        raise SystemExit(f"CPU list {text!r} is not within this process's CPUs {sorted(allowed)}")
+    return cpus
+
+
+def pin_to(cpus: set[int] | None) -> Callable[[], None] | None:
+    """A `preexec_fn` that puts a child on `cpus` before it starts any thread (all inherit)."""
+    if not cpus:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -65,10 +89,16 @@ class Server:
     """A `privpart serve|enclave` process; stops with SIGTERM (graceful) or SIGKILL."""
 
     def __init__(
-        self, args: list[str], port: int, log: Path, command: list[str] | None = None
+        self,
+        args: list[str],
+        port: int,
+        log: Path,
+        command: list[str] | None = None,
+        cpus: set[int] | None = None,
     ) -> None:
         self.args, self.url, self.log = args, f"http://127.0.0.1:{port}", log
         self.command = command or CLI  # another server program, e.g. a bench's own variant
+        self.cpus = cpus  # None: the scheduler places it anywhere
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 300.0) -> Server:
@@ -79,6 +109,7 @@ class Server:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=pin_to(self.cpus),
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
