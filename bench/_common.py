@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import random
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +39,22 @@ def paired_ratio(values: Sequence[float], base: Sequence[float]) -> float:
     """Median of the per-round ratios values[i] / base[i]: taken round by round, so the
     machine's drift between rounds cancels."""
     return round(statistics.median(a / b for a, b in zip(values, base, strict=True)), 4)
+
+
+def paired_ratio_ci(
+    values: Sequence[float], base: Sequence[float], level: float = 0.95, resamples: int = 4000
+) -> tuple[float, float]:
+    """Bootstrap interval of `paired_ratio`: rounds resampled with replacement (seeded, so a
+    rerun on the same samples prints the same interval). On a host this noisy it says whether a
+    ratio misses a target by more than the noise."""
+    ratios = [a / b for a, b in zip(values, base, strict=True)]
+    rng = random.Random(0)
+    medians = sorted(
+        statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(resamples)
+    )
+    tail = (1 - level) / 2
+    lo, hi = medians[int(tail * resamples)], medians[int((1 - tail) * resamples) - 1]
+    return round(lo, 4), round(hi, 4)
 
 
 def machine() -> dict:

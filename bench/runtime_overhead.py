@@ -45,7 +45,7 @@ from pathlib import Path
 
 import torch
 
-from _common import machine, paired_ratio, write
+from _common import machine, paired_ratio, paired_ratio_ci, write
 from privpart.runtime.channel.attestation import read_pin
 from privpart.runtime.client import DeviceClient, EnclaveClient
 from privpart.runtime.head import split_checkpoint
@@ -253,6 +253,10 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
             "ratio_of_paired_rounds": {
                 m: paired_ratio(v, samples["plain"]) for m, v in samples.items()
             },
+            "paired_ratio_ci95": {
+                m: paired_ratio_ci(v, samples["plain"]) for m, v in samples.items()
+            },
+            "samples_ms": {m: [round(t, 3) for t in v] for m, v in samples.items()},  # by round
             "breakdown_ms": {},
             "parts_ms": {},
         }
@@ -285,10 +289,16 @@ def layout(r: dict) -> str:
     )
 
 
+def ci(r: dict, mode: str) -> str:
+    lo, hi = r.get("paired_ratio_ci95", {}).get(mode, (None, None))
+    return "-" if lo is None else f"{lo:.3f}-{hi:.3f}"
+
+
 def markdown(r: dict) -> str:
     rows = "\n".join(
         f"| {m} | {r['median_ms'][m]:.1f} | **{r['ratio'][m]:.3f}** | "
-        f"{r['ratio_of_paired_rounds'][m]:.3f} | {r['p10_ms'][m]:.1f} | {r['ratio_p10'][m]:.3f} |"
+        f"{r['ratio_of_paired_rounds'][m]:.3f} | {ci(r, m)} | {r['p10_ms'][m]:.1f} | "
+        f"{r['ratio_p10'][m]:.3f} |"
         for m in ("plain", "split", "floor", "device", "enclave")
     )
     parts = "\n".join(
@@ -323,9 +333,13 @@ serve`/`enclave` and the worker {r.get("runtime_openmp", "defaults")}, {r["round
 (**simulated: {str(r["simulated"]).lower()}**). Features at the cut: {r["feature_bytes"]:,} bytes.
 {layout(r)}
 
-| mode | median ms | median / plain | median of paired ratios | p10 ms | p10 / plain |
-|---|---:|---:|---:|---:|---:|
+| mode | median ms | median / plain | paired ratio (median) | 95% interval | p10 ms | p10 / plain |
+|---|---:|---:|---:|---:|---:|---:|
 {rows}
+
+95% interval: bootstrap over the rounds (`_common.paired_ratio_ci`), how far this host's noise
+lets the paired ratio move; a target is missed beyond the noise only when the whole interval
+is above it.
 
 floor: head here, raw features over a bare TCP socket to a tail process (`bench/_floor_tail.py`:
 no HTTP, validation, batching or encryption), raw logits back: what any split across two
