@@ -35,10 +35,14 @@ def cpu_steal_percent() -> float | None:
     return 100.0 * delta[7] / total if total else None
 
 
+def _ratios(values: Sequence[float], base: Sequence[float]) -> list[float]:
+    return [a / b for a, b in zip(values, base, strict=True)]
+
+
 def paired_ratio(values: Sequence[float], base: Sequence[float]) -> float:
     """Median of the per-round ratios values[i] / base[i]: taken round by round, so the
     machine's drift between rounds cancels."""
-    return round(statistics.median(a / b for a, b in zip(values, base, strict=True)), 4)
+    return round(statistics.median(_ratios(values, base)), 4)
 
 
 def paired_ratio_ci(
@@ -47,7 +51,7 @@ def paired_ratio_ci(
     """Bootstrap interval of `paired_ratio`: rounds resampled with replacement (seeded, so a
     rerun on the same samples prints the same interval). On a host this noisy it says whether a
     ratio misses a target by more than the noise."""
-    ratios = [a / b for a, b in zip(values, base, strict=True)]
+    ratios = _ratios(values, base)
     rng = random.Random(0)
     medians = sorted(
         statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(resamples)

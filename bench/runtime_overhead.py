@@ -279,7 +279,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
 
 
 def layout(r: dict) -> str:
-    cpus = r.get("cpus", {"head": "any", "tail": "any"})
+    cpus = r["cpus"]
     if cpus["head"] == "any" and cpus["tail"] == "any":
         return "CPU layout: every process may use every CPU (head and tail take turns on them)."
     return (
@@ -290,8 +290,8 @@ def layout(r: dict) -> str:
 
 
 def ci(r: dict, mode: str) -> str:
-    lo, hi = r.get("paired_ratio_ci95", {}).get(mode, (None, None))
-    return "-" if lo is None else f"{lo:.3f}-{hi:.3f}"
+    lo, hi = r["paired_ratio_ci95"][mode]
+    return f"{lo:.3f}-{hi:.3f}"
 
 
 def markdown(r: dict) -> str:
@@ -321,7 +321,7 @@ def markdown(r: dict) -> str:
         f"{p['tail']:.1f} ({p['tail'] / here['tail']:.3f}) |"
         for mode, p in there.items()
     )
-    cores = r.get("cpus", {}).get("host", "?")
+    cores = r["cpus"]["host"]
     ok = {m: r["ratio"][m] <= 1.05 for m in ("enclave", "device")}
     verdict = ", ".join(f"{m} {'meets' if v else 'MISSES'} <= 1.05" for m, v in ok.items())
     return f"""# Runtime overhead: ResNet-50 @224, batch 1, CPU, cut `{r["cut"]}`
