@@ -45,8 +45,10 @@ def faults_per_round(extra: dict[str, str]) -> float:
 def test_worker_malloc_settings_reuse_freed_activations_instead_of_faulting_new_pages() -> None:
     default = faults_per_round({"MALLOC_ARENA_MAX": "1"})
     kept = faults_per_round(malloc_env(93 << 20))
-    assert default > 2000  # measured ~10,000 pages of fresh memory per round
-    assert kept < 500  # measured ~100
+    # default: 1,200-10,000 fresh pages per round on the 2-core VM (glibc's dynamic mmap
+    # threshold makes it vary run to run); kept: 60-100. The claim is the ratio, not the count.
+    assert kept < 500
+    assert default > 5 * kept
 
 
 def test_malloc_env_caps_mmap_threshold_at_glibcs_maximum_and_trims_only_past_the_budget() -> None:
