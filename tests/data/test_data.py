@@ -132,3 +132,30 @@ def test_ton_iot_schema_names_every_published_column_once() -> None:
     named = [*s.categorical, *s.numeric, *s.drop, s.label]
     assert sorted(named) == sorted(TON_IOT_NETWORK_COLUMNS)
     assert len(set(named)) == len(named) and set(s.attributes) <= set(s.categorical)
+
+
+def test_default_split_sizes_follow_the_stated_rule(idx_dir: Path) -> None:
+    ds = load_dataset(f"idx:{idx_dir}")  # 300 training-side, 120 test-side samples
+    s = make_splits(ds, seed=0).sizes()
+    assert s == {"target_train": 200, "target_test": 80, "aux": 100, "victim": 40}
+    assert make_splits(ds, seed=0, max_train=50).sizes()["target_train"] == 50
+    big = make_splits(load_dataset("csv:" + str(_table(Path(idx_dir).parent, 9000))), seed=0)
+    # no official test set: 20% test side; caps of 2,000 aux / 256 victims / 2,000 test
+    assert big.sizes() == {"target_train": 5200, "target_test": 1544, "aux": 2000, "victim": 256}
+
+
+def _table(folder: Path, n: int) -> Path:
+    f = folder / f"table{n}.csv"
+    if not f.exists():
+        f.write_text("a,b,y\n" + "".join(f"{i % 7},{i % 5},{i % 2}\n" for i in range(n)))
+    return f
+
+
+def test_split_errors_name_the_options_given(idx_dir: Path) -> None:
+    ds = load_dataset(f"idx:{idx_dir}")
+    with pytest.raises(PrivpartError) as err:
+        make_splits(ds, n_train=5000, options={"target_train": "--train-limit"})
+    assert "need 5000, 200 left" in err.value.message and "--train-limit" in err.value.hint
+    tiny = load_dataset("csv:" + str(_table(Path(idx_dir).parent, 12)))
+    with pytest.raises(PrivpartError, match="too few"):
+        make_splits(tiny, options={"aux": "--aux", "victim": "--victim"})

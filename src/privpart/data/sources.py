@@ -10,6 +10,7 @@ import torch
 from privpart.data.dataset import Attribute, Dataset
 from privpart.data.idx import find_idx_set, load_idx_set
 from privpart.data.registry import DATASETS
+from privpart.data.store import FolderStore
 from privpart.errors import PrivpartError
 
 FASHION_CLASSES = [
@@ -102,38 +103,68 @@ def idx_directory(arg: str, data_dir: Path | None) -> Dataset:
     )
 
 
+def parse_size(text: str, spec: str) -> tuple[int, int]:
+    """`224` or `224x160` (height x width) as written after `@` in a dataset name."""
+    parts = text.lower().split("x")
+    try:
+        h, w = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+    except (ValueError, IndexError):
+        raise PrivpartError(
+            f"{spec}: image size {text!r} is not a number", "write e.g. imagefolder:DIR@224"
+        ) from None
+    if len(parts) > 2 or min(h, w) < 1:
+        raise PrivpartError(f"{spec}: bad image size {text!r}", "write e.g. imagefolder:DIR@224")
+    return h, w
+
+
+# Sizes of images are probed from this many files (headers only) to tell grey from colour.
+MODE_PROBE = 50
+
+
 @DATASETS.register("imagefolder")
 def image_folder(arg: str, data_dir: Path | None) -> Dataset:
-    """`imagefolder:DIR[@SIZE]`: one sub-folder per class (torchvision ImageFolder), resized."""
+    """`imagefolder:DIR[@SIZE]`: one sub-folder per class (torchvision's ImageFolder layout).
+
+    Only the file list is read here; images are decoded (converted to grey or RGB, resized to
+    SIZE x SIZE, default 32) when a stage asks for them, so any number of files fits. Grey if
+    the first files are all grey, else RGB.
+    """
     from PIL import Image
-    from torchvision import datasets, transforms
+    from torchvision import datasets
 
     path_text, _, size_text = arg.partition("@")
     folder = Path(path_text)
-    size = int(size_text) if size_text else 32
+    size = parse_size(size_text, f"imagefolder:{arg}") if size_text else (32, 32)
     if not folder.is_dir():
         raise PrivpartError(f"{folder} is not a folder", "give imagefolder:path/to/root")
-    tf = transforms.Compose([transforms.Resize((size, size)), transforms.PILToTensor()])
     try:
-        probe = datasets.ImageFolder(str(folder))
-        grey = all(Image.open(p).mode in ("L", "1") for p, _ in probe.samples[:50])
-        mode = "L" if grey else "RGB"
-        ds = datasets.ImageFolder(
-            str(folder), transform=tf, loader=lambda p: Image.open(p).convert(mode)
+        classes, class_to_idx = datasets.folder.find_classes(str(folder))
+        samples = datasets.folder.make_dataset(
+            str(folder), class_to_idx, extensions=datasets.folder.IMG_EXTENSIONS
         )
-        pairs = [ds[i] for i in range(len(ds))]
     except (FileNotFoundError, OSError) as exc:
         raise PrivpartError(
-            f"cannot load images from {folder}: {exc}",
+            f"cannot list images in {folder}: {exc}",
             "the folder needs one sub-folder per class holding image files",
         ) from exc
-    images = torch.stack([p[0] for p in pairs]).to(torch.uint8)
-    labels = torch.tensor([p[1] for p in pairs], dtype=torch.long)
+    modes = []
+    for p, _ in samples[:MODE_PROBE]:
+        try:
+            with Image.open(p) as img:
+                modes.append(img.mode)
+        except OSError as exc:
+            raise PrivpartError(
+                f"cannot decode image {p}: {exc}",
+                "remove or replace the file (every file under the class folders must be an image)",
+            ) from exc
+    mode = "L" if all(m in ("L", "1") for m in modes) else "RGB"
+    files = [str(Path(p).relative_to(folder)) for p, _ in samples]
+    labels = torch.tensor([k for _, k in samples], dtype=torch.long)
     return Dataset(
         name=f"imagefolder:{folder}",
-        images=images,
+        images=FolderStore(folder, files, mode, size),
         labels=labels,
-        classes=list(ds.classes),
+        classes=list(classes),
         source=str(folder),
-        attributes={"class": Attribute(labels, list(ds.classes))},
+        attributes={"class": Attribute(labels, list(classes))},
     )
