@@ -16,6 +16,7 @@ from privpart.cli import attack as _attack  # noqa: E402, F401  (registers comma
 from privpart.cli import audit as _audit  # noqa: E402, F401
 from privpart.cli import cuts as _cuts  # noqa: E402, F401
 from privpart.cli import defend as _defend  # noqa: E402, F401
+from privpart.cli import importer as _importer  # noqa: E402, F401
 from privpart.cli import serve as _serve  # noqa: E402, F401  (serve, enclave, infer)
 from privpart.cli import train as _train  # noqa: E402, F401
 from privpart.cli.app import app  # noqa: E402

@@ -17,3 +17,17 @@ TaskOpt = Annotated[
     typer.Option(help="attribute to use as the task label, e.g. group for fashion-mnist"),
 ]
 SeedOpt = Annotated[int, typer.Option(help="seed for splits, initialisation and order")]
+DeviceOpt = Annotated[
+    str,
+    typer.Option(
+        help="where models, features, attacks and training run: auto (CUDA when present, else "
+        "CPU), cpu, cuda or cuda:N. Latency is still profiled with the head on the CPU"
+    ),
+]
+AttributesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="per-image attributes for an image folder: CSV with a file column and one column "
+        "per attribute, or CelebA's list_attr_celeba.txt; usable as --task or --attribute"
+    ),
+]

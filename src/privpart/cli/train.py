@@ -8,9 +8,20 @@ from typing import Annotated
 import typer
 
 from privpart.cli.app import app
-from privpart.cli.options import DataDirOpt, DatasetOpt, ModelArg, SeedOpt, TaskOpt
+from privpart.cli.options import (
+    AttributesOpt,
+    DataDirOpt,
+    DatasetOpt,
+    DeviceOpt,
+    ModelArg,
+    SeedOpt,
+    TaskOpt,
+)
+from privpart.models.normalize import NORMALIZE_HELP
 from privpart.training import read_meta, train_to_checkpoint
 from privpart.ui import console
+
+SPLIT_OPTIONS = {"target_train": "--limit", "aux": "--aux", "victim": "--victim"}
 
 
 @app.command()
@@ -19,7 +30,10 @@ def train(
     dataset: DatasetOpt = "fashion-mnist",
     out: Annotated[Path, typer.Option(help="checkpoint folder to write")] = Path("runs/target"),
     data_dir: DataDirOpt = None,
-    limit: Annotated[int | None, typer.Option(help="train on this many samples")] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(help="train on exactly this many samples (default: all the splits leave)"),
+    ] = None,
     epochs: Annotated[int, typer.Option(min=1)] = 1,
     minutes: Annotated[
         float | None,
@@ -34,25 +48,33 @@ def train(
     precision: Annotated[
         str,
         typer.Option(
-            help="auto (bf16 where the CPU has bf16 units, else fp32), fp32, or bf16: mixed "
-            "precision, weights stay fp32"
+            help="auto (CUDA: bf16, or fp16 without bf16 units; CPU: bf16 where it has bf16 "
+            "units, else fp32), fp32, bf16 or fp16 (CUDA): mixed precision, weights stay fp32"
         ),
     ] = "auto",
     task: TaskOpt = None,
+    attributes: AttributesOpt = None,
     weights: Annotated[
-        Path | None, typer.Option(help="local pretrained weights to start from")
+        Path | None,
+        typer.Option(
+            help="local torchvision-format weights to fine-tune from (the classifier is "
+            "re-sized to the dataset's classes; to keep it, use privpart import)"
+        ),
     ] = None,
+    normalize: Annotated[str, typer.Option(help=NORMALIZE_HELP)] = "auto",
+    device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
     aux: Annotated[
         int | None,
         typer.Option(
-            help="attacker-auxiliary samples held out (default min(2000, 1/3 of training side))"
+            help="attacker-auxiliary samples held out (default min(2000, 1/3 of the training side))"
         ),
     ] = None,
     victim: Annotated[
         int | None,
         typer.Option(
-            help="victim samples held out for scoring attacks (default min(256, 1/3 of test side))"
+            help="victim samples held out for scoring attacks (default min(256, 1/3 of the test "
+            "side))"
         ),
     ] = None,
 ) -> None:
@@ -73,9 +95,27 @@ def train(
         n_victim=victim,
         precision=precision,
         minutes=minutes,
+        device=device,
+        attributes=attributes,
+        normalize=normalize,
+        options=SPLIT_OPTIONS,
     )
     meta = read_meta(path)
     console.print(
         f"[green]saved[/] {path} — test accuracy {meta['test_accuracy']:.2%}, "
-        f"{meta['train_seconds'] / 60:.1f} min on {meta['machine']}"
+        f"{meta['train_seconds'] / 60:.1f} min on {meta['device']}"
     )
+    warn_if_weak(meta, "--epochs, --minutes or --limit")
+
+
+def warn_if_weak(meta: dict, more: str) -> None:
+    """Say so when the checkpoint is near chance (the audit would refuse to judge it)."""
+    from privpart.training import TargetCheck
+
+    check = TargetCheck(**{k: v for k, v in meta["target_check"].items() if k != "weak"})
+    if check.weak:
+        console.print(
+            f"[bold yellow]warning:[/] {check.describe()}. `privpart audit` will refuse this "
+            f"target (unless --allow-weak-target): train longer or on more data ({more}), or "
+            "check that the labels match the images"
+        )

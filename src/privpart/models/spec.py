@@ -5,16 +5,22 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from privpart.errors import PrivpartError
+from privpart.models.normalize import Normalization
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Architecture name (zoo name or `file.py:factory`) plus the input/output adaptation."""
+    """Architecture name (zoo name or `file.py:factory`) plus the input/output adaptation.
+
+    `normalization`: what the model does to its [0, 1] inputs first (ImageNet's statistics for
+    torchvision weights); None for models trained on raw [0, 1] inputs.
+    """
 
     arch: str
     in_channels: int = 1
     num_classes: int = 10
     input_size: tuple[int, int] = (32, 32)
+    normalization: Normalization | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -23,6 +29,10 @@ class ModelSpec:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["input_size"] = list(self.input_size)
+        if self.normalization is None:
+            del d["normalization"]  # models on raw [0, 1] inputs: meta.json as before
+        else:
+            d["normalization"] = self.normalization.to_dict()
         return d
 
     @classmethod
@@ -32,6 +42,9 @@ class ModelSpec:
             in_channels=int(d["in_channels"]),
             num_classes=int(d["num_classes"]),
             input_size=(int(d["input_size"][0]), int(d["input_size"][1])),
+            normalization=Normalization.from_dict(d["normalization"])
+            if d.get("normalization")
+            else None,
         )
 
 

@@ -15,6 +15,7 @@ from torch import fx, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from privpart.errors import PrivpartError
+from privpart.partition.tracer import is_input_transform
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,8 @@ def enumerate_cuts(gm: fx.GraphModule, input_shape: tuple[int, ...]) -> list[Cut
         shape = recorder.shapes.get(n)
         if n.op == "get_attr" or live[i] != {n} or shape is None:
             continue
+        if n.op == "call_module" and is_input_transform(gm.get_submodule(str(n.target))):
+            continue  # the model's input normalisation: part of `input`, not a cut of its own
         dtype = recorder.dtypes[n]
         elem = torch.empty((), dtype=dtype).element_size()
         position = "input" if n.op == "placeholder" else "output" if i == last else "interior"

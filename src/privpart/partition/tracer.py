@@ -31,6 +31,8 @@ class _Tracer(NodePathTracer):
     def is_leaf_module(self, m: nn.Module, module_qualname: str) -> bool:
         if type(m).__name__ in self.leaf_names or module_qualname in self.leaf_names:
             return True
+        if is_input_transform(m):
+            return True
         return super().is_leaf_module(m, module_qualname)
 
     def call_module(self, m, forward, args, kwargs):  # noqa: ANN001 (fx signature)
@@ -47,6 +49,12 @@ class _Tracer(NodePathTracer):
         proxy.node.meta["privpart_module"] = module
         proxy.node.meta["privpart_qualname"] = self.node_to_qualname[proxy.node]
         return proxy
+
+
+def is_input_transform(m: nn.Module) -> bool:
+    """A module that belongs to the input (the model's own normalisation): one graph node, and
+    no cut after it (`privpart.models.normalize`)."""
+    return bool(getattr(m, "privpart_input_transform", False))
 
 
 def trace(model: nn.Module, leaf_modules: Iterable[str] = ()) -> fx.GraphModule:

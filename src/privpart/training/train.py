@@ -9,19 +9,37 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import update_bn
 
 from privpart.data import Dataset, DataSplits
-from privpart.errors import PrivpartError
+from privpart.data.loading import chunks
+from privpart.device import (
+    AUTO,
+    PRECISIONS,
+    Precision,
+    auto_precision,
+    cpu_native_bf16,
+    describe,
+    deterministic,
+    resolve_device,
+)
+from privpart.device import check_precision as check_device_precision
+from privpart.device import resolve_precision as resolve_device_precision
 from privpart.ui import console, progress
 
-# Training precisions: the autocast dtype of forward/backward (weights and optimiser stay fp32).
-# bf16 runs convolutions on oneDNN's bf16 kernels in channels-last layout; the checkpoint is fp32
-# either way. "auto" picks bf16 where the CPU does bf16 natively (AMX or AVX512-BF16): VGG-16
-# steps ~1.2x faster there (bench/results/train_step.md) to the same accuracy (train.md);
-# fp32 elsewhere, where bf16 would be emulated and slower.
-PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
-AUTO = "auto"
+# Training precisions: the autocast dtype of forward/backward (weights and optimiser state stay
+# fp32). On the CPU bf16 runs convolutions on oneDNN's bf16 kernels in channels-last layout;
+# "auto" picks bf16 where the CPU does bf16 natively (AMX or AVX512-BF16): VGG-16 steps ~1.2x
+# faster there (bench/results/train_step.md) to the same accuracy (train.md); fp32 elsewhere,
+# where bf16 would be emulated and slower. On CUDA "auto" is bf16 (fp16 + loss scaling on GPUs
+# without bf16). See privpart.device.
 CLOCK_STEPS = 10_000  # resolution of the one-cycle schedule when it follows the clock
+# Batch-norm statistics are recomputed after training over this many training batches: the
+# running averages lag the weights (torchvision's EfficientNet/MobileNet use momentum 0.01,
+# ~100 steps of memory), so a short schedule would evaluate with statistics of earlier weights.
+BN_BATCHES = 50
+
+__all__ = ["PRECISIONS", "TrainConfig", "TrainReport", "evaluate_accuracy", "train_target"]
 
 
 @dataclass
@@ -33,6 +51,8 @@ class TrainConfig:
     seed: int = 0
     precision: str = AUTO
     minutes: float | None = None  # a wall-clock budget instead of a number of epochs
+    device: str = AUTO
+    bn_batches: int = BN_BATCHES  # 0: keep the running statistics training left
 
 
 @dataclass
@@ -42,18 +62,26 @@ class TrainReport:
     samples_seen: int
     final_loss: float
     final_lr: float  # the schedule's last learning rate: near zero when it ran its whole course
+    train_accuracy: float  # of the training-mode predictions over the last ~10 batches
+    bn_samples: int  # training samples the batch-norm statistics were recomputed over (0: none)
 
 
 @torch.no_grad()
 def evaluate_accuracy(
-    model: nn.Module, ds: Dataset, index: torch.Tensor, size: tuple[int, int], batch: int = 256
+    model: nn.Module,
+    ds: Dataset,
+    index: torch.Tensor,
+    size: tuple[int, int],
+    batch: int = 256,
+    device: torch.device | str | None = None,
 ) -> float:
+    """Top-1 accuracy of `model` (eval mode) on the samples `index`, streamed in batches."""
+    device = resolve_device(device or next(model.parameters()).device)
     model.eval()
-    correct = 0
-    for i in range(0, index.numel(), batch):
-        idx = index[i : i + batch]
-        correct += int((model(ds.inputs(idx, size)).argmax(1) == ds.labels[idx]).sum())
-    return correct / max(index.numel(), 1)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    for x, idx in ds.loader(chunks(index, batch), size, device):
+        correct += (model(x).argmax(1) == ds.labels[idx].to(device)).sum()
+    return int(correct) / max(index.numel(), 1)
 
 
 def make_adamw(params: list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -70,58 +98,76 @@ def make_adamw(params: list[nn.Parameter], lr: float, weight_decay: float) -> to
 
 def native_bf16() -> bool:
     """True where the CPU computes bf16 in hardware (AMX tiles or AVX512-BF16)."""
-    cpu = torch.cpu
-    return any(
-        getattr(cpu, probe, lambda: False)()
-        for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    )
+    return cpu_native_bf16()
 
 
-def resolve_precision(precision: str) -> str:
-    """`auto` -> the precision this machine trains fastest in; other names pass through."""
+def resolve_precision(precision: str, device: torch.device | None = None) -> str:
+    """`auto` -> the precision `device` (default CPU) trains fastest in; names pass through."""
     if precision == AUTO:
-        return "bf16" if native_bf16() else "fp32"
+        return auto_precision(device or torch.device("cpu"))
     return precision
 
 
-def check_precision(precision: str) -> torch.dtype | None:
-    if precision not in PRECISIONS:
-        raise PrivpartError(
-            f"unknown training precision {precision!r}",
-            f"choose one of {AUTO}, {', '.join(PRECISIONS)}",
-        )
-    dtype = PRECISIONS[precision]
-    if dtype is torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        raise PrivpartError(
-            "this CPU has no bf16 support for oneDNN (needs AVX512-BF16/AMX or AVX512)",
-            "train with --precision fp32",
-        )
-    return dtype
+def check_precision(precision: str, device: torch.device | None = None) -> torch.dtype | None:
+    return check_device_precision(precision, device or torch.device("cpu"))
 
 
 def precision_setup(
-    model: nn.Module, dtype: torch.dtype | None
+    model: nn.Module, dtype: torch.dtype | None, device: torch.device | None = None
 ) -> tuple[torch.memory_format, torch.autocast]:
-    """Lay `model` out for `dtype` (bf16: channels-last) and the autocast context its steps use.
+    """Lay `model` out for `dtype` (mixed precision: channels-last) and the autocast context its
+    steps use. Returns the memory format the inputs must take too."""
+    device = device or torch.device("cpu")
+    name = next((k for k, v in PRECISIONS.items() if v == dtype), "fp32")
+    prec = Precision(name, device, dtype)
+    model.to(memory_format=prec.layout)
+    return prec.layout, prec.autocast()
 
-    Returns the memory format the inputs must take too.
-    """
-    layout = torch.channels_last if dtype is not None else torch.contiguous_format
-    model.to(memory_format=layout)
-    return layout, torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+class EpochBatches:
+    """Full batches of a fresh seeded shuffle of `pool` each time it is iterated (one epoch);
+    the sampler of the training loader, so worker processes persist across epochs."""
+
+    def __init__(self, pool: torch.Tensor, batch: int, g: torch.Generator) -> None:
+        self.pool, self.batch, self.g = pool, batch, g
+        self.steps = max(pool.numel() // batch, 1)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        order = self.pool[torch.randperm(self.pool.numel(), generator=self.g)]
+        for step in range(self.steps):
+            yield order[step * self.batch : (step + 1) * self.batch]
+
+    def __len__(self) -> int:
+        return self.steps
 
 
-def _batches(
-    pool: torch.Tensor, batch: int, epochs: int | None, g: torch.Generator
-) -> Iterator[tuple[int, torch.Tensor]]:
-    """(epoch, sample indices) of full batches, reshuffled each epoch; endless if epochs is None."""
-    steps = max(pool.numel() // batch, 1)
-    epoch = 0
-    while epochs is None or epoch < epochs:
-        order = pool[torch.randperm(pool.numel(), generator=g)]
-        for step in range(steps):
-            yield epoch, order[step * batch : (step + 1) * batch]
-        epoch += 1
+def has_batch_norm(model: nn.Module) -> bool:
+    return any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+        for m in model.modules()
+    )
+
+
+def recalibrate_batch_norm(
+    model: nn.Module,
+    ds: Dataset,
+    pool: torch.Tensor,
+    size: tuple[int, int],
+    batch: int,
+    batches: int,
+    seed: int,
+    device: torch.device,
+) -> int:
+    """Recompute every batch-norm layer's running statistics over `batches` training batches
+    with the final weights (`torch.optim.swa_utils.update_bn`: an equal-weight average). Returns
+    the samples used (0 when the model has no batch norm)."""
+    if batches <= 0 or not has_batch_norm(model):
+        return 0
+    g = torch.Generator().manual_seed(seed + 1)
+    order = pool[torch.randperm(pool.numel(), generator=g)][: batches * batch]
+    with torch.no_grad():
+        update_bn(ds.loader(chunks(order, batch), size, device), model)
+    return int(order.numel())
 
 
 def train_target(
@@ -136,54 +182,78 @@ def train_target(
 
     With `cfg.minutes` the schedule follows the clock instead of the step count: training runs
     whole or partial epochs until the budget is spent and always ends annealed, so a slower
-    (or busier) machine sees fewer images rather than overrunning. `cfg.precision` is resolved
-    in place (`auto` becomes what ran), so the saved config says it.
+    (or busier) machine sees fewer images rather than overrunning. Afterwards the batch-norm
+    statistics are recomputed with the final weights (`cfg.bn_batches`). `cfg.precision` and
+    `cfg.device` are resolved in place (`auto` becomes what ran), so the saved config says it.
+    The model is left on the device, in eval mode.
     """
-    cfg.precision = resolve_precision(cfg.precision)
-    dtype = check_precision(cfg.precision)
+    device = resolve_device(cfg.device)
+    cfg.device = str(device)
+    prec = resolve_device_precision(cfg.precision, device)
+    cfg.precision = prec.name
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
-    layout, autocast = precision_setup(model, dtype)
+    model.to(device=device, memory_format=prec.layout)
     opt = make_adamw(list(model.parameters()), cfg.lr, cfg.weight_decay)
+    scaler = prec.grad_scaler()
     n_train = splits.target_train.numel()
-    steps_per_epoch = max(n_train // cfg.batch_size, 1)
+    sampler = EpochBatches(splits.target_train, cfg.batch_size, g)
     budget = cfg.minutes * 60 if cfg.minutes else None
-    total = CLOCK_STEPS if budget else cfg.epochs * steps_per_epoch
+    total = CLOCK_STEPS if budget else cfg.epochs * sampler.steps
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=cfg.lr, total_steps=total, pct_start=0.15
     )
+    loader = ds.loader(sampler, input_size, device)
     start = time.perf_counter()
-    seen, loss_value = 0, float("nan")
+    seen, loss_value, epoch = 0, float("nan"), 0
+    recent: list[tuple[torch.Tensor, int]] = []  # (correct, n) of the last batches
     model.train()
-    batches = _batches(splits.target_train, cfg.batch_size, None if budget else cfg.epochs, g)
-    with progress(disable=not show_progress) as bar:
+    with deterministic(device), progress(disable=not show_progress) as bar:
         what = f"training ({cfg.minutes:g} min budget)" if budget else "training"
         task = bar.add_task(what, total=budget or total, info="")
-        for epoch, idx in batches:
-            if budget and time.perf_counter() - start >= budget:
-                break
-            x = ds.inputs(idx, input_size).contiguous(memory_format=layout)
-            with autocast:
-                loss = F.cross_entropy(model(x), ds.labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if budget:  # the schedule's position is the fraction of the budget spent
-                spent = (time.perf_counter() - start) / budget
-                while sched.last_epoch < min(int(spent * total), total - 1):
+        while (budget is None and epoch < cfg.epochs) or (
+            budget is not None and time.perf_counter() - start < budget
+        ):
+            for x, idx in loader:
+                if budget and time.perf_counter() - start >= budget:
+                    break
+                x = x.contiguous(memory_format=prec.layout)
+                y = ds.labels[idx].to(device, non_blocking=True)
+                with prec.autocast():
+                    logits = model(x)
+                    loss = F.cross_entropy(logits, y)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                if budget:  # the schedule's position is the fraction of the budget spent
+                    spent = (time.perf_counter() - start) / budget
+                    while sched.last_epoch < min(int(spent * total), total - 1):
+                        sched.step()
+                else:
                     sched.step()
-            else:
-                sched.step()
-            loss_value = 0.9 * loss_value + 0.1 * loss.item() if seen else loss.item()
-            seen += idx.numel()
-            done = time.perf_counter() - start if budget else sched.last_epoch
-            bar.update(task, completed=done, info=f"epoch {epoch + 1} loss {loss_value:.3f}")
+                hits = (logits.detach().argmax(1) == y).sum()
+                recent = [*recent[-9:], (hits, idx.numel())]
+                loss_value = 0.9 * loss_value + 0.1 * loss.item() if seen else loss.item()
+                seen += idx.numel()
+                done = time.perf_counter() - start if budget else sched.last_epoch
+                bar.update(task, completed=done, info=f"epoch {epoch + 1} loss {loss_value:.3f}")
+            epoch += 1
     seconds = time.perf_counter() - start
     model.to(memory_format=torch.contiguous_format)
-    acc = evaluate_accuracy(model, ds, splits.target_test, input_size)
+    train_acc = sum(int(c) for c, _ in recent) / max(sum(n for _, n in recent), 1)
+    bn_samples = recalibrate_batch_norm(
+        model, ds, splits.target_train, input_size, cfg.batch_size, cfg.bn_batches, cfg.seed,
+        device,
+    )  # fmt: skip
+    acc = evaluate_accuracy(model, ds, splits.target_test, input_size, device=device)
     if show_progress:
+        bn = f", batch-norm statistics over {bn_samples} samples" if bn_samples else ""
         console.print(
-            f"test accuracy {acc:.2%} after {seconds / 60:.1f} min ({seen} samples = "
-            f"{seen / n_train:.2f} epochs, {cfg.precision})"
+            f"test accuracy {acc:.2%} (training batches {train_acc:.2%}) after "
+            f"{seconds / 60:.1f} min ({seen} samples = {seen / n_train:.2f} epochs, "
+            f"{cfg.precision} on {describe(device)}{bn})"
         )
-    return TrainReport(acc, seconds, seen, loss_value, opt.param_groups[0]["lr"])
+    return TrainReport(
+        acc, seconds, seen, loss_value, opt.param_groups[0]["lr"], train_acc, bn_samples
+    )

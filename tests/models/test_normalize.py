@@ -1,0 +1,71 @@
+"""Input normalisation lives inside the model: cut names, exact splits and pickling unchanged."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import pytest
+import torch
+import torchvision
+
+from privpart.errors import PrivpartError
+from privpart.models import IMAGENET, ModelSpec, build_model, parse_normalization
+from privpart.models.normalize import normalization_of
+from privpart.partition import Partition
+
+
+def test_normalised_model_keeps_its_cuts_and_splits_exactly() -> None:
+    arch = "tinycnn"
+    torch.manual_seed(0)
+    plain = build_model(ModelSpec(arch, 3, 5, (32, 32))).eval()
+    torch.manual_seed(0)
+    norm = build_model(ModelSpec(arch, 3, 5, (32, 32), IMAGENET)).eval()
+    assert type(norm).__name__ == type(plain).__name__ and isinstance(norm, type(plain))
+    x = torch.rand(2, 3, 32, 32)
+    mean, std = torch.tensor(IMAGENET.mean).view(1, 3, 1, 1), torch.tensor(IMAGENET.std)
+    assert torch.allclose(norm(x), plain((x - mean) / std.view(1, 3, 1, 1)), atol=1e-5)
+    p_plain, p_norm = Partition(plain, (3, 32, 32)), Partition(norm, (3, 32, 32))
+    assert [c.name for c in p_norm.cuts] == [c.name for c in p_plain.cuts]
+    cut = p_norm.interior_cuts[1]
+    split = p_norm.split(cut)
+    assert torch.equal(split.tail(split.head(x)), norm(x))
+    assert "input_normalization" in dict(split.head.named_modules())
+    assert "input_normalization" in dict(p_norm.split("input").tail.named_modules())
+
+
+def test_normalisation_survives_checkpoints_pickle_and_copies() -> None:
+    spec = ModelSpec("tinycnn", 3, 4, (16, 16), IMAGENET)
+    assert ModelSpec.from_dict(spec.to_dict()) == spec
+    assert "normalization" not in ModelSpec("tinycnn").to_dict()  # old meta.json unchanged
+    model = build_model(spec).eval()
+    assert set(model.state_dict()) >= {"input_normalization.mean", "input_normalization.std"}
+    x = torch.rand(1, 3, 16, 16)
+    for clone in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+        assert torch.equal(clone(x), model(x))
+        assert normalization_of(clone) is not None
+
+
+def test_parse_normalization() -> None:
+    assert parse_normalization("auto", 3, pretrained=True) == IMAGENET
+    assert parse_normalization("auto", 1, pretrained=True) is None
+    assert parse_normalization("auto", 3, pretrained=False) is None
+    custom = parse_normalization("0.5/0.25", 1, pretrained=False)
+    assert custom is not None and custom.mean == (0.5,) and custom.std == (0.25,)
+    with pytest.raises(PrivpartError, match="one mean and one std per channel"):
+        parse_normalization("0.5,0.5/0.2,0.2", 3, pretrained=False)
+    with pytest.raises(PrivpartError, match="MEANS/STDS"):
+        parse_normalization("zscore", 3, pretrained=False)
+
+
+def test_weights_shape_reads_a_torchvision_file(tmp_path) -> None:  # noqa: ANN001
+    from safetensors.torch import save_file
+
+    from privpart.models.weights import weights_shape
+
+    tv = torchvision.models.efficientnet_b0(weights=None)
+    f = tmp_path / "b0.safetensors"
+    save_file({k: v.contiguous() for k, v in tv.state_dict().items()}, str(f))
+    assert weights_shape("efficientnet_b0", f) == (3, 1000)
+    with pytest.raises(PrivpartError, match="not resnet50 weights"):
+        weights_shape("resnet50", f)
