@@ -1,26 +1,65 @@
 """Features of the aux and victim sets at every requested cut, in ONE forward pass.
 
-A torch.fx Interpreter runs the partition's traced graph once per batch and copies out the value
-of each requested cut node. Copies are taken the moment a node runs: a later in-place op
-(VGG's `ReLU(inplace=True)`) would otherwise overwrite a recorded conv output. Every attack on a
-cut then shares its `FeatureSet`.
+A torch.fx Interpreter runs the partition's traced graph once per batch (on the chosen device)
+and copies out the value of each requested cut node. Copies are taken the moment a node runs: a
+later in-place op (VGG's `ReLU(inplace=True)`) would otherwise overwrite a recorded conv output.
+Every attack on a cut then shares its `FeatureSet`, through the view its threat model grants
+(`view.py`); the FeatureSet itself, which holds the victims' inputs, is the scorer's alone.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, fx
+from torch import Tensor, fx, nn
 
 from privpart.attacks.attributes import available_attributes, infer_task
-from privpart.attacks.base import FeatureSet
 from privpart.data import Dataset, DataSplits
 from privpart.errors import PrivpartError
 from privpart.partition import Cut, Partition
 from privpart.ui import progress
 
 MIN_AUX = 4
+
+
+@dataclass
+class FeatureSet:
+    """Features at ONE cut, computed once and shared by every attack on that cut.
+
+    It holds the victims' inputs and labels (for scoring): attacks never receive it, only the
+    `AttackerView` their threat model grants (`FeatureSet.view`).
+    """
+
+    cut: Cut
+    head: nn.Module
+    aux_inputs: Tensor
+    aux_features: Tensor
+    victim_inputs: Tensor
+    victim_features: Tensor
+    aux_attributes: dict[str, Tensor]
+    victim_attributes: dict[str, Tensor]
+    attribute_classes: dict[str, list[str]]
+    kind: str = "image"
+    feature_names: list[str] | None = None
+    native_size: tuple[int, int] | None = None
+    aux_index: Tensor | None = None  # dataset indices, for provenance and overlap checks
+    victim_index: Tensor | None = None
+    dataset: str = ""
+    task: str = "class"
+    device: torch.device = torch.device("cpu")  # where the head runs and attacks compute
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.aux_inputs.shape[1:])
+
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        return tuple(self.aux_features.shape[1:])
+
+    def sizes(self) -> dict[str, int]:
+        return {"aux": int(self.aux_inputs.shape[0]), "victim": int(self.victim_inputs.shape[0])}
 
 
 class _Collector(fx.Interpreter):
@@ -63,14 +102,20 @@ def compute_feature_sets(
     batch_size: int = 256,
     show_progress: bool = True,
     task: str | None = None,
+    device: torch.device | str = "cpu",
 ) -> dict[str, FeatureSet]:
-    """{cut name: FeatureSet} for `cuts`, model in eval mode, no gradients, one pass."""
+    """{cut name: FeatureSet} for `cuts`, model in eval mode, no gradients, one pass.
+
+    The graph runs on `device` (the model's parameters move there); features and inputs are
+    kept on the CPU, where the attacks' batches are drawn from.
+    """
+    device = torch.device(device)
     check_disjoint(splits)
     cuts = [partition.cut(c.name) for c in cuts]  # validates each cut against this model
     wanted = {c.node for c in cuts}
     index = torch.cat([splits.aux, splits.victim])
     n_aux = splits.aux.numel()
-    gm = partition.graph
+    gm = partition.graph.to(device)
     was_training = gm.training
     gm.eval()
     inputs: list[Tensor] = []
@@ -82,10 +127,10 @@ def compute_feature_sets(
             for i in range(0, index.numel(), batch_size):
                 x = ds.inputs(index[i : i + batch_size], input_size)
                 collector = _Collector(gm, wanted)
-                collector.run(x)
+                collector.run(x.to(device, non_blocking=True))
                 inputs.append(x)
                 for node in wanted:
-                    outs[node].append(collector.seen[node])
+                    outs[node].append(collector.seen[node].cpu())
                 bar.update(task_id, advance=x.shape[0])
     finally:
         gm.train(was_training)
@@ -113,5 +158,6 @@ def compute_feature_sets(
             victim_index=splits.victim.clone(),
             dataset=ds.name,
             task=task,
+            device=device,
         )
     return result

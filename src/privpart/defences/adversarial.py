@@ -43,10 +43,11 @@ from torch import Tensor, nn
 from privpart.attacks import available_attributes
 from privpart.attacks.attribute import attribute_classifier
 from privpart.attacks.generator import FeatureGenerator
-from privpart.defences.base import Defence, DefenceContext, Param
+from privpart.defences.base import Defence, DefenceContext
 from privpart.defences.private import resolve_private_attribute
 from privpart.defences.registry import DEFENCES
 from privpart.metrics.baselines import joint_counts, label_means
+from privpart.params import Param
 
 
 def feature_normaliser(shape: tuple[int, ...]) -> nn.Module:

@@ -7,10 +7,12 @@ from privpart.training.checkpoint import (
     save_checkpoint,
 )
 from privpart.training.pipeline import DEFAULT_LR, train_to_checkpoint
+from privpart.training.target import Target
 from privpart.training.train import TrainConfig, TrainReport, evaluate_accuracy, train_target
 
 __all__ = [
     "DEFAULT_LR",
+    "Target",
     "TrainConfig",
     "TrainReport",
     "checkpoint_spec",

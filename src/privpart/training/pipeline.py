@@ -8,11 +8,11 @@ from pathlib import Path
 
 import torch
 
-import privpart
 from privpart.data import load_dataset, make_splits
 from privpart.models import ModelSpec, build_model
 from privpart.training.checkpoint import save_checkpoint
 from privpart.training.train import TrainConfig, train_target
+from privpart.version import __version__
 
 # Learning rates that converge within one or two CPU epochs (AdamW, one-cycle).
 DEFAULT_LR = {"vgg16": 4e-4, "resnet50": 1e-3, "efficientnet_b0": 2e-3, "tinycnn": 3e-3}
@@ -68,7 +68,7 @@ def train_to_checkpoint(
         "train_seconds": report.train_seconds,
         "samples_seen": report.samples_seen,
         "final_lr": report.final_lr,
-        "privpart_version": privpart.__version__,
+        "privpart_version": __version__,
         "torch_version": torch.__version__,
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
     }

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
+from privpart.attacks import DEFAULT_ATTACKS
 from privpart.profiling import ProfileConfig
 from privpart.selection import Constraints
-
-DEFAULT_ATTACK_NAMES = ["cgan", "decoder", "whitebox", "attribute"]
 
 
 @dataclass
@@ -22,7 +22,8 @@ class AuditConfig:
     data_dir: str | None = None
     checkpoint: str | None = None
     cuts: str = "default"
-    attacks: list[str] = field(default_factory=lambda: list(DEFAULT_ATTACK_NAMES))
+    attacks: list[str] = field(default_factory=lambda: list(DEFAULT_ATTACKS))
+    attack_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # attack -> params
     attribute: str | None = None
     budget_scale: float = 1.0
     attack_steps: int | None = None  # exact step budget for every attack: reproducible runs
@@ -32,6 +33,8 @@ class AuditConfig:
     n_aux: int | None = 2000
     n_victim: int | None = 256
     seed: int = 0
+    device: str = "cpu"  # where features and attacks compute (`auto`, `cpu`, `cuda[:N]`)
+    confirm: bool = False  # re-run the strongest attack with another seed on borderline cuts
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     constraints: Constraints = field(default_factory=Constraints)
     defence: str | None = None
@@ -39,11 +42,14 @@ class AuditConfig:
     defence_params: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["constraints"] = self.constraints.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> AuditConfig:
         d = dict(d)
         d["profile"] = ProfileConfig(**d.get("profile", {}))
-        d["constraints"] = Constraints(**d.get("constraints", {}))
-        return cls(**d)
+        d["constraints"] = Constraints.from_dict(d.get("constraints", {}))
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
