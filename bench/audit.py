@@ -13,50 +13,39 @@ import time
 from pathlib import Path
 
 from _common import RESULTS, machine, write
-from privpart.audit import AuditConfig, Auditor
+from privpart.auditing import AuditConfig, Auditor, AuditResult
 from privpart.report import render_report
 
 
-def summarise(r) -> dict:  # noqa: ANN001 (AuditResult)
+def summarise(r: AuditResult) -> dict:
     cuts = []
     for c in r.cuts:
-        recon = {a: v["metrics"]["ssim"] for a, v in c.attacks.items() if "ssim" in v["metrics"]}
-        attr = c.attacks.get("attribute", {})
-        cuts.append(
-            {
-                "cut": c.name,
-                "ssim": recon,
-                "ssim_baseline": next(
-                    (
-                        v["baselines"]["ssim"]
-                        for v in c.attacks.values()
-                        if "ssim" in v["baselines"]
-                    ),
-                    None,
-                ),
-                "ssim_task_floor": next(
-                    (
-                        v["baselines"]["task_floor_ssim"]
-                        for v in c.attacks.values()
-                        if "task_floor_ssim" in v["baselines"]
-                    ),
-                    None,
-                ),
-                "attribute_accuracy": attr.get("metrics", {}).get("accuracy"),
-                "attribute_baseline": attr.get("baselines", {}).get("accuracy"),
-                "total_ms": c.latency["total_ms"],
-                "verdict": c.verdict["status"],
-                "reason": c.verdict["reason"],
-            }
-        )
+        recon = {a: v.ssim for a, v in c.attacks.items() if "ssim" in v.metrics}
+        reid = {a: v.reid for a, v in c.attacks.items() if "reid" in v.metrics}
+        ssim = next((v.metric("ssim") for v in c.attacks.values() if "ssim" in v.metrics), None)
+        attr = c.attacks.get("attribute")
+        acc = attr.metric("accuracy") if attr is not None else None
+        cuts.append({
+            "cut": c.name,
+            "ssim": recon,
+            "reid": reid,
+            "ssim_baseline": None if ssim is None else ssim.baselines.get("aux_mean"),
+            "ssim_task_floor": None if ssim is None else ssim.baselines.get("task_floor"),
+            "attribute_accuracy": None if acc is None else acc.value,
+            "attribute_baseline": None if acc is None else acc.baselines.get("majority"),
+            "total_ms": c.latency.total_ms,
+            "verdict": c.verdict.status.value,
+            "borderline": c.verdict.borderline,
+            "reason": c.verdict.text,
+        })  # fmt: skip
     return {
         "selected_cut": r.selected_cut,
-        "summary": r.selection["summary"],
-        "recommendation": r.selection["recommendation"],
+        "summary": r.selection.summary,
+        "recommendation": r.selection.recommendation,
         "test_accuracy": r.model["test_accuracy"],
         "stage_minutes": {k: v / 60 for k, v in r.stage_seconds.items()},
-        "whole_trusted_ms": r.extremes["whole_trusted"]["total_ms"],
-        "whole_untrusted_ms": r.extremes["whole_untrusted"]["total_ms"],
+        "whole_trusted_ms": r.extremes["whole_trusted"].total_ms,
+        "whole_untrusted_ms": r.extremes["whole_untrusted"].total_ms,
         "cuts": cuts,
     }
 

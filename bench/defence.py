@@ -35,7 +35,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from _common import RESULTS, machine, write  # noqa: E402
 from privpart.attacks import Budget  # noqa: E402
-from privpart.audit import AuditConfig, Auditor, AuditResult, runner  # noqa: E402
+from privpart.auditing import AuditConfig, Auditor, AuditResult, runner  # noqa: E402
 from privpart.data import load_dataset, splits_from_meta  # noqa: E402
 from privpart.metrics import majority_baseline, task_floor_baseline  # noqa: E402
 from privpart.selection import Constraints  # noqa: E402
@@ -56,7 +56,7 @@ def use_step_budgets(scale: float) -> None:
     def budget(name: str, _scale: float, _steps: int | None = None) -> Budget:
         return Budget(steps=max(1, round(STEPS[name] * scale)))
 
-    runner._budget = budget
+    runner.attack_budget = budget
 
 
 def parse_grid(text: str) -> list[tuple[float, float]]:
@@ -99,33 +99,35 @@ def steps(config: dict) -> int | None:
 
 def summarise(r: AuditResult) -> dict:
     cuts = {}
+    constraints = r.config.constraints
     for c in r.cuts:
-        ssim = {a: v["metrics"]["ssim"] for a, v in c.attacks.items() if "ssim" in v["metrics"]}
-        base = next((v["baselines"]["ssim"] for v in c.attacks.values()
-                     if "ssim" in v["baselines"]), None)  # fmt: skip
-        floor = next((v["baselines"]["task_floor_ssim"] for v in c.attacks.values()
-                      if "task_floor_ssim" in v["baselines"]), None)  # fmt: skip
-        attr = c.attacks.get("attribute", {})
+        ssim = {a: v.ssim for a, v in c.attacks.items() if "ssim" in v.metrics}
+        reid = {a: v.reid for a, v in c.attacks.items() if "reid" in v.metrics}
+        spec = next((v.metric("ssim") for v in c.attacks.values() if "ssim" in v.metrics), None)
+        attr = c.attacks.get("attribute")
+        acc = attr.metric("accuracy") if attr is not None else None
         best = max(ssim, key=ssim.get) if ssim else None
+        rule = constraints.rule(spec.spec) if spec is not None else None
         cuts[c.name] = {
             "ssim": ssim,
+            "reid": reid,
             "best_attack": best,
             "best_ssim": ssim[best] if best else None,
-            "ssim_baseline": base,
-            "ssim_task_floor": floor,
-            "ssim_limit": Constraints().ssim_limit(best or "", base or 0.0, floor or 0.0),
-            "attribute_accuracy": attr.get("metrics", {}).get("accuracy"),
-            "attribute_majority": attr.get("baselines", {}).get("accuracy"),
-            "attack_steps": {a: steps(v["config"]) for a, v in c.attacks.items()},
-            "total_ms": c.latency["total_ms"],
-            "head_ms": c.latency["head_ms"],
-            "verdict": c.verdict,
+            "ssim_baseline": None if spec is None else spec.baselines.get("aux_mean"),
+            "ssim_task_floor": None if spec is None else spec.baselines.get("task_floor"),
+            "ssim_limit": None if rule is None else rule.limit(spec.spec, spec.baselines).value,
+            "attribute_accuracy": None if acc is None else acc.value,
+            "attribute_majority": None if acc is None else acc.baselines.get("majority"),
+            "attack_steps": {a: steps(v.config) for a, v in c.attacks.items()},
+            "total_ms": c.latency.total_ms,
+            "head_ms": c.latency.head_ms,
+        "verdict": {"status": c.verdict.status.value, "reason": c.verdict.text},
         }
     return {
         "selected_cut": r.selected_cut,
-        "summary": r.selection["summary"],
+        "summary": r.selection.summary,
         "test_accuracy": r.model["test_accuracy"],
-        "whole_trusted_ms": r.extremes["whole_trusted"]["total_ms"],
+        "whole_trusted_ms": r.extremes["whole_trusted"].total_ms,
         "defence": r.defence,
         "stage_seconds": r.stage_seconds,
         "cuts": cuts,

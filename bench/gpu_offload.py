@@ -12,7 +12,7 @@ import sys
 import torch
 
 from _common import machine, write
-from privpart.audit import block_boundary_cuts
+from privpart.auditing import block_boundary_cuts
 from privpart.models import ModelSpec, build_model
 from privpart.partition import Partition
 from privpart.profiling import ProfileConfig, profile_cuts, time_module

@@ -145,6 +145,96 @@ def memory_phase(root: Path, sizes: list[int], models: list[str], device: str) -
     return {"models": rows, "eager": eager}
 
 
+# -- attacks: steps/s per default cut ---------------------------------------------------------
+ATTACK_STEPS = 3
+ATTACK_AUX, ATTACK_VICTIMS = 32, 8
+
+
+def attacks_phase(root: Path, n: int, models: list[str], device: str) -> dict:
+    """Each attack for ATTACK_STEPS steps at every default cut (random ImageNet-format weights;
+    speed does not depend on the weights): wall seconds per step, fit + run + scoring."""
+    from privpart.attacks import DEFAULT_ATTACKS, Budget, compute_feature_sets, run_attack
+    from privpart.auditing.cutpick import block_boundary_cuts
+    from privpart.data import load_dataset
+    from privpart.device import resolve_device, synchronize
+    from privpart.models import IMAGENET, ModelSpec, build_model
+    from privpart.training import Target
+
+    dev = resolve_device(device)
+    folder = folder_for(root, n)
+    ds = load_dataset(f"imagefolder:{folder}@{SIZE}", attributes=folder / "attributes.csv")
+    out: dict[str, dict] = {}
+    for model_name in models:
+        torch.manual_seed(0)
+        model = build_model(ModelSpec(model_name, 3, CLASSES, (SIZE, SIZE), IMAGENET))
+        target = Target.from_module(model, ds, (3, SIZE, SIZE), n_aux=ATTACK_AUX,
+                                    n_victim=ATTACK_VICTIMS)  # fmt: skip
+        cuts = block_boundary_cuts(target.partition)
+        t = time.perf_counter()
+        sets = compute_feature_sets(target.partition, ds, target.splits, cuts, (SIZE, SIZE),
+                                    batch_size=BATCH, show_progress=False, device=dev)  # fmt: skip
+        feature_s = time.perf_counter() - t
+        rows = {}
+        for cut in cuts:
+            rows[cut.name] = {}
+            for attack in DEFAULT_ATTACKS:
+                params = {"attribute": "tint"} if attack == "attribute" else {}
+                synchronize(dev)
+                t = time.perf_counter()
+                run_attack(attack, sets[cut.name], Budget(steps=ATTACK_STEPS), 0, **params)
+                synchronize(dev)
+                rows[cut.name][attack] = ATTACK_STEPS / (time.perf_counter() - t)
+            print(f"{model_name} {cut.name}: " + ", ".join(
+                f"{a} {v:.2f}/s" for a, v in rows[cut.name].items()), flush=True)  # fmt: skip
+        out[model_name] = {"steps_per_s": rows, "feature_seconds": feature_s,
+                           "feature_images": ATTACK_AUX + ATTACK_VICTIMS}  # fmt: skip
+        del sets
+    return {"steps": ATTACK_STEPS, "aux": ATTACK_AUX, "victims": ATTACK_VICTIMS, "models": out}
+
+
+# -- one full default audit ------------------------------------------------------------------
+def audit_phase(root: Path, n: int, device: str, out: Path) -> dict:
+    """`privpart audit resnet50 --weights FILE --no-train ...` at 224 px with the defaults (cuts,
+    all four attacks, attack budgets, split sizes), timed end to end as a user runs it. The
+    weights are a 1000-class torchvision-format state dict (random: nothing can be downloaded
+    here; speed does not depend on the values), so the target is near chance and the audit runs
+    with --allow-weak-target."""
+    import shutil
+
+    weights = root / "resnet50-imagenet-format.pth"
+    if not weights.is_file():
+        import torchvision
+
+        torch.manual_seed(0)
+        torch.save(torchvision.models.resnet50(weights=None).state_dict(), weights)
+    folder = folder_for(root, n)
+    if out.exists():
+        shutil.rmtree(out)
+    cmd = [sys.executable, "-c", "from privpart.cli import main; main()", "audit", "resnet50",
+           "--weights", str(weights), "--no-train", "--dataset", f"imagefolder:{folder}@{SIZE}",
+           "--attributes", str(folder / "attributes.csv"), "--allow-weak-target",
+           "--device", device, "--out", str(out)]  # fmt: skip
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"audit failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    result = json.loads((out / "results.json").read_text())
+    cuts = [c["cut"]["name"] for c in result["cuts"]]
+    return {
+        "command": " ".join(["privpart", *cmd[3:]]),
+        "n": n,
+        "wall_minutes": wall / 60,
+        "stage_minutes": {k: v / 60 for k, v in result["stage_seconds"].items()},
+        "cuts": cuts,
+        "attacks": result["config"]["attacks"],
+        "split_sizes": result["data"]["split_sizes"],
+        "selected_cut": result["selection"].get("selected"),
+        "peak_rss_mib": _peak_mib(resource.RUSAGE_CHILDREN),
+        "device": device,
+    }
+
+
 # -- report ---------------------------------------------------------------------------------
 def flatness(rows: list[dict]) -> float:
     peaks = [r["peak_rss_mib"] for r in rows]
@@ -159,8 +249,13 @@ def report(data: dict) -> str:
         "",
         f"machine: {m}",
         "",
-        f"GPU: {gpu}." + ("" if m["cuda"] else " No GPU run was possible on this machine; the "
-                          "same script runs unchanged on a CUDA host (`--device auto`)."),
+        f"GPU: {gpu}."
+        + (
+            ""
+            if m["cuda"]
+            else " No GPU run was possible on this machine; the "
+            "same script runs unchanged on a CUDA host (`--device auto`)."
+        ),
         "",
         f"data: {data['data']['images']} generated JPEGs at {SIZE}x{SIZE} "
         f"({data['data']['disk_mib']:.0f} MiB on disk, {CLASSES} classes, attributes.csv with "
@@ -204,6 +299,42 @@ def report(data: dict) -> str:
             "not counted).",
             "",
         ]
+    att = data.get("attacks")
+    if att:
+        lines += [
+            "## Attack steps per second at each default cut",
+            "",
+            f"Each attack run for {att['steps']} steps ({att['aux']} aux, {att['victims']} "
+            f"victims; fit + run + scoring, so a lower bound on the training rate). The "
+            "default budgets are 40 s (cgan), 30 s (decoder, whitebox), 10 s (attribute).",
+            "",
+        ]
+        for model, r in att["models"].items():
+            names = list(next(iter(r["steps_per_s"].values())))
+            lines += [
+                f"**{model}** (features of {r['feature_images']} images for all cuts: "
+                f"{r['feature_seconds']:.0f} s)",
+                "",
+                "| cut | " + " | ".join(names) + " |",
+                "| --- | " + " | ".join("---" for _ in names) + " |",
+            ]
+            for cut, row in r["steps_per_s"].items():
+                lines.append(f"| {cut} | " + " | ".join(f"{row[a]:.2f}" for a in names) + " |")
+            lines.append("")
+    aud = data.get("audit")
+    if aud:
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in aud["stage_minutes"].items() if k != "total")
+        lines += [
+            "## A full default ResNet-50 audit at 224 px",
+            "",
+            f"`{aud['command']}`",
+            "",
+            f"wall time **{aud['wall_minutes']:.1f} min** on {aud['device']} ({stages} min); "
+            f"{len(aud['cuts'])} default cuts ({', '.join(aud['cuts'])}), attacks "
+            f"{', '.join(aud['attacks'])}, default budgets; splits {aud['split_sizes']} "
+            f"(N = {aud['n']:,}); peak RSS {aud['peak_rss_mib']:.0f} MiB.",
+            "",
+        ]
     for extra in data.get("sections", []):
         lines += [extra, ""]
     return "\n".join(lines)
@@ -215,7 +346,8 @@ def main() -> None:
     ap.add_argument("--models", nargs="*", default=list(MODELS))
     ap.add_argument("--root", type=Path, default=Path("runs/realscale"))
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--phase", nargs="*", default=["data", "memory"])
+    ap.add_argument("--phase", nargs="*", default=["data", "memory", "attacks", "audit"])
+    ap.add_argument("--audit-n", type=int, help="images in the audited folder (default: most)")
     args = ap.parse_args()
     from privpart.device import resolve_device
 
@@ -227,6 +359,11 @@ def main() -> None:
     data["data"] = make_folders(args.root, args.sizes)
     if "memory" in args.phase:
         data["memory"] = memory_phase(args.root, args.sizes, args.models, args.device)
+    if "attacks" in args.phase:
+        data["attacks"] = attacks_phase(args.root, min(args.sizes), args.models, args.device)
+    if "audit" in args.phase:
+        data["audit"] = audit_phase(args.root, args.audit_n or max(args.sizes), args.device,
+                                    args.root / "audit-resnet50")  # fmt: skip
     write(name, data, report(data))
 
 

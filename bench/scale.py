@@ -34,9 +34,9 @@ import aiohttp
 import torch
 
 from _common import machine, write
-from privpart.audit import AuditConfig, Auditor
-from privpart.audit.cutpick import block_boundary_cuts
-from privpart.audit.executors import RayExecutor
+from privpart.auditing import AuditConfig, Auditor
+from privpart.auditing.cutpick import block_boundary_cuts
+from privpart.auditing.executors import RayExecutor
 from privpart.cluster import Resources
 from privpart.models import ModelSpec, build_model
 from privpart.partition import Partition

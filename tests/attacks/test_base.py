@@ -8,30 +8,36 @@ import torch
 from privpart.attacks import (
     ATTACKS,
     DEFAULT_ATTACKS,
-    THREAT_MODELS,
     AttackResult,
     Budget,
+    MetricResult,
+    ThreatModel,
     make_attack,
 )
 from privpart.attacks.base import Clock
 from privpart.errors import PrivpartError
+from privpart.metrics.spec import Estimate, Interval
 
 
 def test_registry_has_every_default_attack_with_a_threat_model() -> None:
     assert set(DEFAULT_ATTACKS) <= set(ATTACKS.names())
     for name in DEFAULT_ATTACKS:
         cls = ATTACKS.get(name)
-        assert cls.name == name and cls.threat_model in THREAT_MODELS
-    assert ATTACKS.get("cgan").threat_model == "black-box query"
-    assert ATTACKS.get("whitebox").threat_model == "white-box"
+        assert cls.name == name and isinstance(cls.threat_model, ThreatModel)
+    assert ATTACKS.get("cgan").threat_model is ThreatModel.BLACK_BOX_QUERY
+    assert ATTACKS.get("whitebox").threat_model is ThreatModel.WHITE_BOX
 
 
 def test_make_attack_gives_new_instances_and_checks_params() -> None:
     a, b = make_attack("decoder"), make_attack("decoder")
-    assert a is not b and a.params is not b.params
-    assert make_attack("cgan", l1_weight=10.0).params["l1_weight"] == 10.0
+    assert a is not b and a.values is not b.values
+    assert make_attack("cgan", l1_weight=10.0).values["l1_weight"] == 10.0
     with pytest.raises(PrivpartError, match="no parameter"):
         make_attack("decoder", l1_weight=3)
+    with pytest.raises(PrivpartError, match="must be one of l1, mse"):
+        make_attack("decoder", loss="huber")
+    with pytest.raises(PrivpartError, match="lr must be > 0"):
+        make_attack("decoder", lr=0.0)
     with pytest.raises(PrivpartError, match="unknown attack 'nope'") as err:
         make_attack("nope")
     assert "cgan" in err.value.hint
@@ -64,11 +70,25 @@ def test_clock_stops_at_steps_and_reports_fraction() -> None:
     assert Clock(0.0, 10**9).done  # a spent deadline stops at once
 
 
-def test_result_roundtrips_through_json() -> None:
-    r = AttackResult("decoder", "black-box query", "block1", {"ssim": 0.5, "psnr": 20.0},
-                     {"ssim": 0.1, "psnr": 10.0}, {"budget": {"seconds": 1.0}, "x": [1, 2]},
-                     1.5, samples=torch.zeros(2, 1, 4, 4))  # fmt: skip
-    d = json.loads(json.dumps(r.to_dict()))
-    assert {"attack", "threat_model", "cut", "metrics", "baselines", "config", "seconds"} <= set(d)
+def test_result_roundtrips_through_json_with_its_declarations() -> None:
+    from privpart.attacks.scoring import REID, SSIM
+
+    r = AttackResult(
+        "decoder", ThreatModel.BLACK_BOX_QUERY, "block1",
+        {"ssim": MetricResult(SSIM.spec, Estimate(0.5, Interval(0.45, 0.55), 32),
+                              {"aux_mean": 0.1, "task_floor": 0.3}),
+         "reid": MetricResult(REID.spec, Estimate(float("nan")), {"chance": 0.1})},
+        {"budget": {"seconds": 1.0}, "x": [1, 2], "nan": float("nan")}, 1.5,
+        samples=torch.zeros(2, 1, 4, 4),
+    )  # fmt: skip
+    d = json.loads(json.dumps(r.to_dict(), allow_nan=False))
     back = AttackResult.from_dict(d)
-    assert back.metrics == r.metrics and back.config == r.config and back.samples is None
+    assert back.ssim == 0.5 and back.metric("ssim").estimate.interval == Interval(0.45, 0.55)
+    assert back.metric("ssim").spec == SSIM.spec and back.metric("reid").spec == REID.spec
+    assert back.metric("reid").value != back.metric("reid").value  # NaN survives as null
+    assert back.threat_model is ThreatModel.BLACK_BOX_QUERY and back.samples is None
+    assert back.config["nan"] is None
+    with pytest.raises(AttributeError):
+        _ = back.nope
+    with pytest.raises(PrivpartError, match="no metric 'nope'"):
+        back.metric("nope")

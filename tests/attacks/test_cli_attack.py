@@ -24,10 +24,13 @@ def test_attack_writes_result_json_and_grid(tiny_checkpoint: Path, tmp_path: Pat
                      "--steps", "5")  # fmt: skip
     assert result.exit_code == 0, result.output
     d = json.loads((out / "result.json").read_text())
-    assert {"attack", "threat_model", "cut", "metrics", "baselines", "config", "seconds"} <= set(d)
+    assert {"attack", "threat_model", "cut", "metrics", "config", "seconds", "grid"} <= set(d)
     assert (d["attack"], d["threat_model"], d["cut"]) == ("decoder", "black-box query", "block2")
-    assert {"ssim", "psnr"} <= set(d["metrics"]) and {"ssim", "psnr"} <= set(d["baselines"])
-    assert d["config"]["budget"] == {"seconds": None, "steps": 5}
+    assert {"ssim", "psnr", "reid"} <= set(d["metrics"])
+    ssim = d["metrics"]["ssim"]
+    assert {"aux_mean", "task_floor"} <= set(ssim["baselines"]) and ssim["spec"]["limit"]
+    assert ssim["interval"]["low"] <= ssim["value"] <= ssim["interval"]["high"]
+    assert d["config"]["budget"] == {"seconds": None, "steps": 5} and d["grid"] == "grid.png"
     assert d["config"]["fit"]["steps"] == 5
     assert (out / "grid.png").stat().st_size > 1000
 
@@ -39,8 +42,9 @@ def test_attribute_attack_via_cli(tiny_checkpoint: Path, tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     d = json.loads((out / "result.json").read_text())
     assert d["config"]["attribute"] == "brightness" and d["config"]["fit"]["seconds"] == 1.0
-    assert {"accuracy", "chance"} <= set(d["baselines"]) and "accuracy" in d["metrics"]
-    assert 0 < d["baselines"]["task_floor"] <= 1  # brightness guessed from the class label
+    baselines = d["metrics"]["accuracy"]["baselines"]
+    assert {"majority", "chance"} <= set(baselines)
+    assert 0 < baselines["task_floor"] <= 1  # brightness guessed from the class label
     assert (out / "grid.png").is_file()
 
 
@@ -53,7 +57,8 @@ def test_attribute_attack_via_cli(tiny_checkpoint: Path, tmp_path: Path) -> None
         (["--cut", "block1", "--attack", "decoder", "--budget", "-3"], "budget seconds=-3"),
         (["--cut", "block1", "--attack", "decoder", "--steps", "0"], "budget steps=0"),
         (["--cut", "block1", "--attack", "attribute", "--attribute", "shoe"], "attribute 'shoe'"),
-        (["--cut", "block1", "--attack", "decoder", "--attribute", "class"], "only applies"),
+        (["--cut", "block1", "--attack", "decoder", "--attribute", "class"], "does not apply"),
+        (["--cut", "block1", "--attack", "decoder", "--loss", "huber"], "one of l1, mse"),
     ],
 )
 def test_bad_arguments_give_clear_errors(

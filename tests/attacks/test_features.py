@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from privpart.attacks import FeatureSet, compute_feature_sets, default_attribute
+from privpart.attacks import (
+    AttackerView,
+    FeatureSet,
+    ThreatModel,
+    compute_feature_sets,
+    default_attribute,
+)
 from privpart.attacks.attributes import available_attributes
 from privpart.data import Attribute, Dataset, make_splits
 from privpart.errors import PrivpartError
@@ -26,7 +32,7 @@ def test_victims_and_aux_never_overlap(tiny_sets: dict[str, FeatureSet]) -> None
     assert fs.aux_index is not None and fs.victim_index is not None
     assert not set(fs.aux_index.tolist()) & set(fs.victim_index.tolist())
     assert fs.sizes() == {"aux": 100, "victim": 32}
-    train, val = fs.aux_split(0.1, seed=0)
+    train, val = AttackerView.of(fs, ThreatModel.BLACK_BOX_QUERY).aux_split(0.1, seed=0)
     assert sorted(torch.cat([train, val]).tolist()) == list(range(100))  # aux indices only
 
 

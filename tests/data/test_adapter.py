@@ -73,7 +73,7 @@ def test_normalised_tensors_and_bad_attributes_are_refused() -> None:
         def __getitem__(self, i: int):  # noqa: ANN204
             return torch.full((3, 4, 4), -1.5), i
 
-    with pytest.raises(PrivpartError, match="normalise"):
+    with pytest.raises(PrivpartError, match="outside \\[0, 1\\]"):
         from_torch(Normalised())
     with pytest.raises(PrivpartError, match="3 values for 30 samples"):
         from_torch(Pictures(30, targets=True), attributes={"x": Attribute(torch.zeros(3), [])})

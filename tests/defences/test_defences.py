@@ -10,14 +10,14 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from privpart import attacks as attack_pkg
-from privpart.audit import AuditConfig, Auditor
+from privpart.auditing import AuditConfig, Auditor
 from privpart.cli import app
 from privpart.defences import DEFENCES, defend, make_defence
 from privpart.defences.adversarial import AdversarialDefence
-from privpart.defences.noise import CutNoise, noise_modules, set_noise
 from privpart.defences.nopeek import distance_correlation
 from privpart.defences.private import determined_by
 from privpart.errors import PrivpartError
+from privpart.models.wrappers import CutNoise, noise_modules, set_noise
 from privpart.partition import Partition
 from privpart.profiling import ProfileConfig
 from privpart.training import load_checkpoint, read_meta

@@ -61,7 +61,7 @@ def test_parse_normalization() -> None:
 def test_weights_shape_reads_a_torchvision_file(tmp_path) -> None:  # noqa: ANN001
     from safetensors.torch import save_file
 
-    from privpart.models.weights import weights_shape
+    from privpart.models.pretrained import weights_shape
 
     tv = torchvision.models.efficientnet_b0(weights=None)
     f = tmp_path / "b0.safetensors"

@@ -1,16 +1,27 @@
-"""A small hand-made results.json (and grid PNGs) for report tests."""
+"""A small hand-made results.json of schema 1 (before typed results), with grid PNGs: reports
+must keep rendering results written by earlier versions."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from privpart.audit import AuditConfig
-from privpart.report.grids import save_grid
-from privpart.selection import Constraints
+from privpart.attacks.grid import save_image_rows
+from privpart.auditing import AuditConfig
+
+# schema 1's constraints, as privpart 0.1.0 wrote them
+V1_CONSTRAINTS = {
+    "max_ssim": 0.4,
+    "ssim_margin": 0.1,
+    "max_ssim_per_attack": {},
+    "max_mae_ratio": 0.5,
+    "max_attribute_advantage": 0.1,
+    "memory_budget_bytes": 93 * 2**20,
+    "enforce_memory": True,
+    "tie_tolerance": 0.02,
+}
 
 CUTS = [
     ("features.4", [64, 16, 16], 0.86, 0.71),
@@ -72,7 +83,7 @@ def write_sample(folder: Path, tabular: bool = False) -> Path:
                 res["baselines"] = {"ssim": 0.2, "psnr": 11.0}
                 x = torch.rand(8, 1, 32, 32, generator=g)
                 rel = f"grids/{name}__{attack}.png"
-                save_grid(x, (x + 0.2 * i).clamp(0, 1), folder / rel)
+                save_image_rows(x, (x + 0.2 * i).clamp(0, 1), folder / rel)
                 res["grid"] = rel
             attacks[attack] = res
         attacks["attribute"] = {
@@ -107,12 +118,14 @@ def write_sample(folder: Path, tabular: bool = False) -> Path:
                 "verdict": {"status": status, "reason": reason},
             }
         )
-    cfg = AuditConfig(attacks=["cgan", "decoder", "whitebox", "attribute"])
+    cfg = AuditConfig(attacks=["cgan", "decoder", "whitebox", "attribute"]).to_dict()
+    for new in ("attack_params", "device", "confirm"):  # fields schema 1 did not have
+        del cfg[new]
     results = {
         "schema_version": 1,
         "privpart_version": "0.1.0",
         "created": "2026-11-21T00:00:00+00:00",
-        "config": cfg.to_dict(),
+        "config": {**cfg, "constraints": V1_CONSTRAINTS},
         "environment": {"python": "3.11", "torch": "2.14.1", "cpu_threads": 2, "cuda": None},
         "model": {
             "arch": "vgg16",
@@ -148,7 +161,7 @@ def write_sample(folder: Path, tabular: bool = False) -> Path:
             "breaches": {},
             "summary": "Cut at avgpool: the fastest cut no attack breaks (20.1 ms end to end).",
             "recommendation": "",
-            "constraints": asdict(Constraints()),
+            "constraints": V1_CONSTRAINTS,
         },
         "selected_cut": "avgpool",
         "stage_seconds": {"attacks": 60.0, "total": 70.0},

@@ -66,8 +66,9 @@ def test_training_precision_learns_and_saves_fp32_contiguous(
 
 def test_minutes_budget_trains_against_the_clock(idx_dir: Path, tmp_path: Path) -> None:
     budget_s = 2.4
+    # two steps per epoch: even a busy 2-core host does more than one epoch in 2.4 s
     ckpt = train_to_checkpoint(
-        "tinycnn", f"idx:{idx_dir}", tmp_path / "clock", epochs=1, batch_size=16,
+        "tinycnn", f"idx:{idx_dir}", tmp_path / "clock", limit=32, epochs=1, batch_size=16,
         show_progress=False, n_aux=100, n_victim=32, precision="fp32", minutes=budget_s / 60,
     )  # fmt: skip
     meta = read_meta(ckpt)

@@ -3,14 +3,17 @@ inversion (white-box), attribute inference (attribute); one file each, a registr
 
     fs = compute_feature_sets(partition, ds, splits, cuts, (32, 32))["features.4"]
     result = run_attack("decoder", fs, Budget(seconds=30))
-    result.metrics["ssim"], result.baselines["ssim"]
+    result.ssim, result.metric("ssim").estimate.interval, result.metric("reid").baselines
 
-Default budgets (time budget with a step cap; about 110 s for all four at one VGG-16 cut on
-2 CPU cores): cgan 40 s, decoder 30 s, whitebox 30 s, attribute 10 s.
+An attack only ever sees the `AttackerView` its threat model grants (`view.py`); the framework
+scores its output (`scoring.py`). Default budgets (time budget with a step cap; about 110 s for
+all four at one VGG-16 cut on 2 CPU cores): cgan 40 s, decoder 30 s, whitebox 30 s,
+attribute 10 s.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from privpart.attacks import attribute as _attribute  # noqa: F401  (fill the registry)
@@ -18,17 +21,15 @@ from privpart.attacks import cgan as _cgan  # noqa: F401
 from privpart.attacks import decoder as _decoder  # noqa: F401
 from privpart.attacks import whitebox as _whitebox  # noqa: F401
 from privpart.attacks.attributes import available_attributes, default_attribute
-from privpart.attacks.base import (
-    THREAT_MODELS,
-    Attack,
-    AttackResult,
-    Budget,
-    FeatureSet,
-)
-from privpart.attacks.features import compute_feature_sets
+from privpart.attacks.base import Attack, AttackOutput, Budget, Output
+from privpart.attacks.features import FeatureSet, compute_feature_sets
 from privpart.attacks.registry import ATTACKS
+from privpart.attacks.result import AttackResult, MetricResult
+from privpart.attacks.scoring import Metric, metrics_for, score
+from privpart.attacks.threat import ThreatModel, ThreatModelError
+from privpart.attacks.view import AttackerView
 
-DEFAULT_ATTACKS: list[str] = ["cgan", "decoder", "whitebox", "attribute"]
+DEFAULT_ATTACKS: tuple[str, ...] = ("cgan", "decoder", "whitebox", "attribute")
 
 
 def make_attack(name: str, budget: Budget | None = None, seed: int = 0, **params: Any) -> Attack:
@@ -37,16 +38,21 @@ def make_attack(name: str, budget: Budget | None = None, seed: int = 0, **params
 
 
 def run_attack(
-    name: str, fs: FeatureSet, budget: Budget | None = None, seed: int = 0, **params: Any
+    name: str | Attack, fs: FeatureSet, budget: Budget | None = None, seed: int = 0, **params: Any
 ) -> AttackResult:
-    """Make, fit on aux, evaluate on victims."""
-    attack = make_attack(name, budget, seed, **params)
-    attack.fit(fs)
-    return attack.evaluate(fs)
+    """Make (or take) an attack, fit and run it on the view its threat model grants, score it."""
+    attack = make_attack(name, budget, seed, **params) if isinstance(name, str) else name
+    start = time.perf_counter()
+    view = AttackerView.of(fs, attack.threat_model)
+    attack.fit(view)
+    attack.fitted = True
+    output = attack.run(view)
+    return score(attack, output, fs, attack.config(view), time.perf_counter() - start)
 
 
 __all__ = [
-    "ATTACKS", "DEFAULT_ATTACKS", "THREAT_MODELS", "Attack", "AttackResult", "Budget",
-    "FeatureSet", "available_attributes", "compute_feature_sets", "default_attribute",
-    "make_attack", "run_attack",
+    "ATTACKS", "DEFAULT_ATTACKS", "Attack", "AttackOutput", "AttackResult", "AttackerView",
+    "Budget", "FeatureSet", "Metric", "MetricResult", "Output", "ThreatModel", "ThreatModelError",
+    "available_attributes", "compute_feature_sets", "default_attribute", "make_attack",
+    "metrics_for", "run_attack",
 ]  # fmt: skip

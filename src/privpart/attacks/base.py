@@ -1,9 +1,10 @@
-"""The attack contract: budgets, the features one cut exposes, results, and the `Attack` base.
+"""The attack contract: budgets, declared parameters, and the `Attack` base.
 
-Every attack declares one threat model (see ARCHITECTURE.md) and is split into `fit` (the
-attacker's preparation: auxiliary data only) and `evaluate` (scoring on held-out victims). The
-split is what keeps victims out of training and tuning; tests poison the victim tensors during
-`fit` to prove it.
+An attack declares its threat model, its output (reconstructions or attribute predictions:
+that picks the metrics it is scored by) and its parameters. It works on an `AttackerView`, the
+share of a cut its threat model grants (`view.py`): `fit` prepares from aux data and whatever
+else is granted, `run` attacks the intercepted victim features and returns an `AttackOutput`.
+It never sees a victim's input or label; the framework scores the output (`scoring.py`).
 """
 
 from __future__ import annotations
@@ -11,16 +12,18 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from privpart.attacks.threat import ThreatModel
 from privpart.errors import PrivpartError
-from privpart.partition import Cut
+from privpart.params import Param, resolve
 
-THREAT_MODELS = ("black-box query", "white-box", "attribute")
+if TYPE_CHECKING:
+    from privpart.attacks.view import AttackerView
 
 
 @dataclass
@@ -110,151 +113,76 @@ def cosine_lr(base: float, fraction: float, floor: float = 0.02) -> float:
     return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * fraction)))
 
 
-@dataclass
-class FeatureSet:
-    """Features at ONE cut, computed once and shared by every attack on that cut.
+class Output(StrEnum):
+    """What an attack produces, which decides the metrics it is scored by."""
 
-    Black-box attacks may only query `head` on auxiliary data; white-box attacks may read its
-    weights. `victim_*` are for scoring only: never for fitting or tuning.
-    """
-
-    cut: Cut
-    head: nn.Module
-    aux_inputs: Tensor
-    aux_features: Tensor
-    victim_inputs: Tensor
-    victim_features: Tensor
-    aux_attributes: dict[str, Tensor]
-    victim_attributes: dict[str, Tensor]
-    attribute_classes: dict[str, list[str]]
-    kind: str = "image"
-    feature_names: list[str] | None = None
-    native_size: tuple[int, int] | None = None
-    aux_index: Tensor | None = None  # dataset indices, for provenance and overlap checks
-    victim_index: Tensor | None = None
-    dataset: str = ""
-    task: str = "class"
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.aux_inputs.shape[1:])
-
-    @property
-    def feature_shape(self) -> tuple[int, ...]:
-        return tuple(self.aux_features.shape[1:])
-
-    def aux_split(self, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
-        """(train, validation) indices into the aux set: tuning never needs a victim."""
-        n = int(self.aux_inputs.shape[0])
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-        n_val = min(max(1, round(n * val_fraction)), n - 1) if n > 1 else 0
-        return perm[n_val:], perm[:n_val]
-
-    def sizes(self) -> dict[str, int]:
-        return {"aux": int(self.aux_inputs.shape[0]), "victim": int(self.victim_inputs.shape[0])}
+    RECONSTRUCTION = "reconstruction"  # inputs recovered from features
+    ATTRIBUTE = "attribute"  # a private attribute predicted per victim
 
 
 @dataclass
-class AttackResult:
-    """What one attack achieved at one cut, with the baselines it must beat and its config."""
+class AttackOutput:
+    """What an attack recovered from the intercepted features; the framework scores it."""
 
-    attack: str
-    threat_model: str
-    cut: str
-    metrics: dict[str, float]
-    baselines: dict[str, float]
-    config: dict
-    seconds: float
-    samples: Tensor | None = None
-    per_feature: dict[str, float] | None = None
-    sample_inputs: Tensor | None = field(default=None, repr=False)  # victims behind `samples`
-
-    def to_dict(self) -> dict:
-        """JSON-ready: tensors are dropped (reconstructions go to grid.png instead)."""
-        return {
-            "attack": self.attack,
-            "threat_model": self.threat_model,
-            "cut": self.cut,
-            "metrics": {k: float(v) for k, v in self.metrics.items()},
-            "baselines": {k: float(v) for k, v in self.baselines.items()},
-            "config": _jsonable(self.config),
-            "seconds": float(self.seconds),
-            "per_feature": None
-            if self.per_feature is None
-            else {k: float(v) for k, v in self.per_feature.items()},
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> AttackResult:
-        known = {f.name for f in fields(cls)} - {"samples", "sample_inputs"}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, Tensor):
-        return obj.tolist()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+    reconstructions: Tensor | None = None  # (k, C, H, W) in [0, 1]: the FIRST k victims
+    predictions: Tensor | None = None  # (n,) attribute class per victim
+    attribute: str | None = None  # which attribute `predictions` are of
+    info: dict[str, Any] = field(default_factory=dict)  # how it went (JSON-able)
 
 
 class Attack(ABC):
-    """One leakage attack. Subclasses set `name`, `threat_model`, their defaults, fit, evaluate.
+    """One leakage attack. Subclasses set `name`, `threat_model`, `output`, `params`, and
+    implement `fit` and `run`; the metrics come with the output kind (`scoring.metrics_for`)
+    unless the class declares its own `metrics`.
 
-    `params` override `defaults`; an unknown parameter fails at construction, before any work.
+    Parameters are validated at construction, before any work.
     """
 
     name: ClassVar[str]
-    threat_model: ClassVar[str]
+    threat_model: ClassVar[ThreatModel]
+    output: ClassVar[Output] = Output.RECONSTRUCTION
+    params: ClassVar[dict[str, Param]] = {}
+    metrics: ClassVar[tuple | None] = None  # tuple[scoring.Metric, ...]; None: by `output`
     default_seconds: ClassVar[float] = 30.0
     default_steps: ClassVar[int] = 1000
-    defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, budget: Budget | None = None, seed: int = 0, **params: Any) -> None:
         self.budget = (budget or Budget()).validate()
         self.seed = int(seed)
-        unknown = sorted(set(params) - set(self.defaults))
-        if unknown:
-            raise PrivpartError(
-                f"attack {self.name!r} has no parameter(s) {', '.join(unknown)}",
-                f"its parameters: {', '.join(sorted(self.defaults)) or 'none'}",
-            )
-        self.params: dict[str, Any] = {**self.defaults, **params}
+        self.values: dict[str, Any] = resolve(f"attack {self.name!r}", self.params, params)
         self.fitted = False
 
     @abstractmethod
-    def fit(self, fs: FeatureSet) -> None:
-        """Prepare the attack from auxiliary data (and, white-box, the head) only."""
+    def fit(self, view: AttackerView) -> None:
+        """Prepare the attack from what the view grants (aux data; queries or weights)."""
 
     @abstractmethod
-    def evaluate(self, fs: FeatureSet) -> AttackResult:
-        """Attack the victims' features and score against the victims' inputs."""
+    def run(self, view: AttackerView) -> AttackOutput:
+        """Attack the intercepted victim features (after `fit`)."""
 
     def clock(self) -> Clock:
         return self.budget.clock(self.default_seconds, self.default_steps)
 
-    def base_config(self, fs: FeatureSet) -> dict:
+    def config(self, view: AttackerView) -> dict[str, Any]:
+        """Provenance recorded with the result."""
         return {
             "attack": self.name,
-            "threat_model": self.threat_model,
+            "threat_model": self.threat_model.value,
             "seed": self.seed,
             "budget": self.budget.to_dict(),
             "default_budget": {"seconds": self.default_seconds, "step_cap": self.default_steps},
-            "params": dict(self.params),
-            "sizes": fs.sizes(),
-            "cut": fs.cut.name,
-            "feature_shape": list(fs.feature_shape),
-            "input_shape": list(fs.input_shape),
-            "kind": fs.kind,
-            "dataset": fs.dataset,
+            "params": dict(self.values),
+            "sizes": view.sizes(),
+            "cut": view.cut.name,
+            "feature_shape": list(view.feature_shape),
+            "input_shape": list(view.input_shape),
+            "kind": view.kind,
+            "dataset": view.dataset,
+            "device": str(view.device),
         }
 
     def _require_fitted(self) -> None:
         if not self.fitted:
             raise PrivpartError(
-                f"attack {self.name!r} was evaluated before fit()", "call fit(fs) first"
+                f"attack {self.name!r} was run before fit()", "call fit(view) first"
             )

@@ -8,16 +8,17 @@ the L1 term pins the content, the adversarial term sharpens what L1 alone blurs.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from privpart.attacks.base import FeatureSet
 from privpart.attacks.generator import PatchDiscriminator
 from privpart.attacks.reconstruction import ReconstructionAttack
 from privpart.attacks.registry import ATTACKS
+from privpart.attacks.view import AttackerView
+from privpart.params import Param
 
 
 @ATTACKS.register("cgan")
@@ -25,29 +26,30 @@ class CGANAttack(ReconstructionAttack):
     name: ClassVar[str] = "cgan"
     default_seconds: ClassVar[float] = 40.0
     default_steps: ClassVar[int] = 3000
-    defaults: ClassVar[dict[str, Any]] = {
-        **ReconstructionAttack.defaults,
-        "l1_weight": 100.0,  # pix2pix's lambda
-        "d_lr": 2e-4,
-        "cond_channels": 16,
-        "d_width": 32,
+    params: ClassVar[dict[str, Param]] = {
+        **ReconstructionAttack.params,
+        "l1_weight": Param(100.0, "weight of the L1 term (pix2pix's lambda)", float, 0.0),
+        "d_lr": Param(2e-4, "discriminator learning rate", float, 0.0, exclusive=True),
+        "cond_channels": Param(16, "channels the features are projected to for D", int, 1),
+        "d_width": Param(32, "discriminator channels", int, 1),
     }
 
-    def setup(self, fs: FeatureSet) -> None:
+    def setup(self, view: AttackerView) -> None:
+        v = self.values
         self.discriminator = PatchDiscriminator(
-            fs.feature_shape, fs.input_shape, self.params["cond_channels"], self.params["d_width"]
-        )
+            view.feature_shape, view.input_shape, v["cond_channels"], v["d_width"]
+        ).to(self.device)
         self.d_opt = torch.optim.Adam(
-            self.discriminator.parameters(), lr=self.params["d_lr"], betas=(0.5, 0.999)
+            self.discriminator.parameters(), lr=v["d_lr"], betas=(0.5, 0.999)
         )
 
     def train_step(self, features: Tensor, images: Tensor, lr: float) -> dict[str, float]:
         assert self.generator is not None
-        scale = lr / self.params["lr"]  # both nets follow the same schedule
+        scale = lr / self.values["lr"]  # both nets follow the same schedule
         for group in self.g_opt.param_groups:
             group["lr"] = lr
         for group in self.d_opt.param_groups:
-            group["lr"] = self.params["d_lr"] * scale
+            group["lr"] = self.values["d_lr"] * scale
         D = self.discriminator
         D.train()
         fake = self.generator(features)
@@ -65,7 +67,7 @@ class CGANAttack(ReconstructionAttack):
         logits = D(fake, features)
         adv = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
         l1 = F.l1_loss(fake, images)
-        g_loss = adv + self.params["l1_weight"] * l1
+        g_loss = adv + self.values["l1_weight"] * l1
         self.g_opt.zero_grad(set_to_none=True)
         g_loss.backward()
         self.g_opt.step()

@@ -6,13 +6,14 @@ than the c-GAN under small budgets; its reconstructions are blurrier where featu
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch.nn.functional as F
 from torch import Tensor
 
 from privpart.attacks.reconstruction import ReconstructionAttack
 from privpart.attacks.registry import ATTACKS
+from privpart.params import Param
 
 LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss}
 
@@ -24,13 +25,16 @@ class DecoderAttack(ReconstructionAttack):
     name: ClassVar[str] = "decoder"
     default_seconds: ClassVar[float] = 30.0
     default_steps: ClassVar[int] = 3000
-    defaults: ClassVar[dict[str, Any]] = {**ReconstructionAttack.defaults, "loss": "l1"}
+    params: ClassVar[dict[str, Param]] = {
+        **ReconstructionAttack.params,
+        "loss": Param("l1", "pixel loss", str, choices=tuple(LOSSES)),
+    }
 
     def train_step(self, features: Tensor, images: Tensor, lr: float) -> dict[str, float]:
         assert self.generator is not None
         for group in self.g_opt.param_groups:
             group["lr"] = lr
-        loss = LOSSES[self.params["loss"]](self.generator(features), images)
+        loss = LOSSES[self.values["loss"]](self.generator(features), images)
         self.g_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.g_opt.step()

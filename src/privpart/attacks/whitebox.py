@@ -6,7 +6,7 @@ with Adam from the aux-mean image, batched over victims. The normalised feature 
 TV weight work at every cut; the TV prior keeps the solution image-like where the head discards
 information (pooling, ReLU).
 
-Its work happens in `evaluate` (it needs the victims' features), so the budget governs the
+Its work happens in `run` (it needs the intercepted features), so the budget governs the
 inversion there; `fit` only reads the aux mean. Each step costs a forward and backward pass of
 the head per victim, so by default it inverts the first 64 victims (`victims`), which buys 4x the
 steps of inverting all 256 under the same clock. Gradients are taken w.r.t. the input only
@@ -15,15 +15,17 @@ steps of inverting all 256 under the same clock. Gradients are taken w.r.t. the 
 
 from __future__ import annotations
 
-import time
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from privpart.attacks.base import Attack, AttackResult, FeatureSet, cosine_lr
+from privpart.attacks.base import Attack, AttackOutput, cosine_lr
+from privpart.attacks.reconstruction import SHOW_PROGRESS
 from privpart.attacks.registry import ATTACKS
-from privpart.attacks.scoring import score_reconstruction
+from privpart.attacks.threat import ThreatModel
+from privpart.attacks.view import AttackerView
+from privpart.params import Param
 from privpart.ui import progress
 
 
@@ -37,19 +39,20 @@ def total_variation(x: Tensor) -> Tensor:
 @ATTACKS.register("whitebox")
 class WhiteBoxAttack(Attack):
     name: ClassVar[str] = "whitebox"
-    threat_model: ClassVar[str] = "white-box"
+    threat_model: ClassVar[ThreatModel] = ThreatModel.WHITE_BOX
     default_seconds: ClassVar[float] = 30.0
     default_steps: ClassVar[int] = 1000
-    defaults: ClassVar[dict[str, Any]] = {
-        "victims": 64,  # victims inverted and scored (the first ones); None = all
-        "chunk": 64,  # victims per forward/backward pass (memory)
-        "lr": 0.1,
-        "tv_weight": 0.05,
-        "show_progress": False,
-    }
+    params: ClassVar[dict[str, Param]] = {
+        "victims": Param(64, "victims inverted and scored (the first ones); none = all", int, 1,
+                         optional=True),
+        "chunk": Param(64, "victims per forward/backward pass (memory)", int, 1),
+        "lr": Param(0.1, "Adam learning rate on the logits", float, 0.0, exclusive=True),
+        "tv_weight": Param(0.05, "weight of the total-variation prior", float, 0.0),
+        "show_progress": SHOW_PROGRESS,
+    }  # fmt: skip
 
-    def fit(self, fs: FeatureSet) -> None:
-        self.mean_image = fs.aux_inputs.float().mean(0, keepdim=True)
+    def fit(self, view: AttackerView) -> None:
+        self.mean_image = view.aux_inputs.float().mean(0, keepdim=True).to(view.device)
         self.fitted = True
 
     def invert(
@@ -58,26 +61,27 @@ class WhiteBoxAttack(Attack):
         """Inputs whose head features match `targets`, within the budget."""
         self._require_fitted()
         torch.manual_seed(self.seed)
-        n, chunk = targets.shape[0], max(1, int(self.params["chunk"]))
+        v = self.values
+        n, chunk = targets.shape[0], max(1, int(v["chunk"]))
         init = torch.logit(self.mean_image.clamp(0.02, 0.98))
         zs = [init.repeat(min(chunk, n - i), 1, 1, 1).requires_grad_(True)
               for i in range(0, n, chunk)]  # fmt: skip
-        ts = [targets[i : i + chunk].float() for i in range(0, n, chunk)]
+        ts = [targets[i : i + chunk].float().to(init.device) for i in range(0, n, chunk)]
         norms = [t.flatten(1).pow(2).sum(1).clamp_min(1e-8) for t in ts]
-        opt = torch.optim.Adam(zs, lr=self.params["lr"])
+        opt = torch.optim.Adam(zs, lr=v["lr"])
         head.eval()
         clock = self.clock()
         loss_value = float("nan")
-        with progress(transient=True, disable=not self.params["show_progress"]) as bar:
+        with progress(transient=True, disable=not v["show_progress"]) as bar:
             task = bar.add_task(f"whitebox {label}", total=clock.steps, info="")
             while not clock.done:
                 for group in opt.param_groups:
-                    group["lr"] = cosine_lr(self.params["lr"], clock.fraction)
+                    group["lr"] = cosine_lr(v["lr"], clock.fraction)
                 total = 0.0
                 for z, t, norm in zip(zs, ts, norms, strict=True):
                     x = torch.sigmoid(z)
                     match = (head(x) - t).flatten(1).pow(2).sum(1) / norm
-                    loss = (match + self.params["tv_weight"] * total_variation(x)).sum() / n
+                    loss = (match + v["tv_weight"] * total_variation(x)).sum() / n
                     (z.grad,) = torch.autograd.grad(loss, [z])
                     total += loss.item()
                 opt.step()
@@ -85,26 +89,12 @@ class WhiteBoxAttack(Attack):
                 loss_value = total
                 bar.update(task, completed=clock.step, info=f"loss {loss_value:.4f}")
         with torch.no_grad():
-            x = torch.cat([torch.sigmoid(z) for z in zs])
+            x = torch.cat([torch.sigmoid(z) for z in zs]).cpu()
         return x, {"steps": clock.step, **clock.limits(), "final_loss": loss_value}
 
-    def evaluate(self, fs: FeatureSet) -> AttackResult:
+    def run(self, view: AttackerView) -> AttackOutput:
         self._require_fitted()
-        start = time.perf_counter()
-        n = fs.victim_inputs.shape[0]
-        k = n if self.params["victims"] is None else min(n, int(self.params["victims"]))
-        recon, info = self.invert(fs.head, fs.victim_features[:k], fs.cut.name)
-        scored = score_reconstruction(fs, recon, fs.victim_inputs[:k])
-        config = {**self.base_config(fs), **scored.config, "inversion": info, "init": "aux mean"}
-        return AttackResult(
-            attack=self.name,
-            threat_model=self.threat_model,
-            cut=fs.cut.name,
-            metrics=scored.metrics,
-            baselines=scored.baselines,
-            config=config,
-            seconds=time.perf_counter() - start,
-            samples=scored.samples,
-            per_feature=scored.per_feature,
-            sample_inputs=scored.sample_inputs,
-        )
+        n = view.intercepted.shape[0]
+        k = n if self.values["victims"] is None else min(n, int(self.values["victims"]))
+        recon, info = self.invert(view.head, view.intercepted[:k], view.cut.name)
+        return AttackOutput(reconstructions=recon, info={"inversion": info, "init": "aux mean"})

@@ -1,133 +1,79 @@
 """`privpart attack`: run one leakage attack at one cut of a checkpoint; write result.json and
-grid.png (victim originals above what the attacker recovered)."""
+grid.png (victim originals above what the attacker recovered). The attack's parameters are
+options generated from its declaration (`--lr`, `--victims`, ...)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
-from privpart.attacks import (
-    ATTACKS,
-    AttackResult,
-    Budget,
-    available_attributes,
-    compute_feature_sets,
-    make_attack,
-)
+from privpart import api
+from privpart.attacks import ATTACKS, Budget, make_attack
+from privpart.attacks.grid import save_grid
 from privpart.cli.app import app
 from privpart.cli.options import DataDirOpt
-from privpart.data import load_dataset, splits_from_meta
+from privpart.cli.params import with_params
 from privpart.errors import PrivpartError
-from privpart.partition import Partition
-from privpart.training import load_checkpoint
+from privpart.report.render import figure
+from privpart.training.target import Target
 from privpart.ui import console
 
-
-def save_grid(result: AttackResult, path: Path) -> Path | None:
-    """Originals (top row) above reconstructions; attribute attacks: truth -> prediction."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    originals = result.sample_inputs
-    if originals is None:
-        return None
-    k = originals.shape[0]
-    rows = 1 if result.samples is None else 2
-    fig, axes = plt.subplots(rows, k, figsize=(1.1 * k, 1.25 * rows + 0.4), squeeze=False)
-
-    def show(ax, img, title: str = "") -> None:  # noqa: ANN001
-        img = img.detach().float().clamp(0, 1)
-        pixels = (img[0] if img.shape[0] == 1 else img.permute(1, 2, 0)).numpy()
-        ax.imshow(pixels, cmap="gray", vmin=0, vmax=1)
-        ax.set_title(title, fontsize=6)
-        ax.axis("off")
-
-    truth = result.config.get("sample_truth")
-    pred = result.config.get("sample_predictions")
-    for i in range(k):
-        title = f"{truth[i]}\n-> {pred[i]}" if truth and pred else ""
-        show(axes[0][i], originals[i], title)
-        if result.samples is not None:
-            show(axes[1][i], result.samples[i])
-    axes[0][0].set_ylabel("victim")
-    m = result.metrics
-    headline = ", ".join(f"{key} {m[key]:.3f}" for key in ("ssim", "psnr", "feature_mae",
-                                                           "accuracy") if key in m)  # fmt: skip
-    fig.suptitle(f"{result.attack} @ {result.cut}: {headline}", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+ATTACK_PARAMS = {name: ATTACKS.get(name).params for name in ATTACKS.names()}
 
 
 @app.command()
+@with_params(ATTACK_PARAMS, dest="params")
 def attack(
     checkpoint: Annotated[Path, typer.Option(help="checkpoint folder (privpart train --out)")],
     cut: Annotated[str, typer.Option(help="cut name, see `privpart cuts`")],
-    attack: Annotated[str, typer.Option(help="cgan, decoder, whitebox or attribute")],
+    attack: Annotated[str, typer.Option(help=f"one of: {', '.join(ATTACKS.names())}")],
     out: Annotated[Path, typer.Option(help="folder for result.json and grid.png")],
     budget: Annotated[
         float | None, typer.Option(help="wall-clock seconds for the attack (default per attack)")
     ] = None,
     steps: Annotated[int | None, typer.Option(help="optimisation steps (exact, no clock)")] = None,
-    attribute: Annotated[
-        str | None, typer.Option(help="private attribute for --attack attribute")
-    ] = None,
     data_dir: DataDirOpt = None,
     model: Annotated[
         str | None, typer.Option(help="expected architecture: refuse a checkpoint of another")
     ] = None,
     seed: Annotated[int, typer.Option(help="attack seed")] = 0,
-    batch_size: Annotated[int, typer.Option(min=1, help="batch for feature extraction")] = 256,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N]")] = "auto",
+    params: dict[str, Any] | None = None,
 ) -> None:
     """Attack one cut: fit on the attacker's aux data, score on held-out victims."""
-    # Cheap checks first: the attack, its budget, the checkpoint, the cut, then the data.
+    # Cheap checks first: the attack, its parameters and budget, the checkpoint, the cut.
     cls = ATTACKS.get(attack)
+    params = params or {}
+    foreign = sorted(set(params) - set(cls.params))
+    if foreign:
+        raise PrivpartError(
+            f"--{foreign[0].replace('_', '-')} does not apply to --attack {attack}",
+            f"{attack}'s parameters: {', '.join(sorted(cls.params)) or 'none'}",
+        )
     the_budget = Budget(seconds=budget, steps=steps).validate()
-    if attribute is not None and attack != "attribute":
-        raise PrivpartError(
-            f"--attribute only applies to --attack attribute (got --attack {attack})",
-            "drop --attribute, or use --attack attribute",
-        )
-    params = {"show_progress": True}
-    if attribute is not None:
-        params["attribute"] = attribute
-    runner = make_attack(attack, the_budget, seed, **params)
-    net, meta = load_checkpoint(checkpoint, expect_arch=model)
-    input_shape = tuple(meta["input_shape"])
-    partition = Partition(net, input_shape)
-    the_cut = partition.cut(cut)
-    ds = load_dataset(meta["dataset_spec"], data_dir)
-    task = meta.get("task", "class")
-    if task != "class":
-        ds = ds.with_task(task)
-    if attribute is not None and attribute not in available_attributes(ds):
-        raise PrivpartError(
-            f"dataset {ds.name} has no private attribute {attribute!r}",
-            f"available: {', '.join(sorted(available_attributes(ds)))}",
-        )
-    splits = splits_from_meta(ds, meta)
-    fs = compute_feature_sets(partition, ds, splits, [the_cut], input_shape[1:], batch_size,
-                              task=task)[the_cut.name]  # fmt: skip
-    console.print(f"[bold]{cls.name}[/] ({cls.threat_model}) at cut [bold]{the_cut.name}[/] "
-                  f"{'x'.join(map(str, the_cut.shape))}: {fs.sizes()['aux']} aux, "
-                  f"{fs.sizes()['victim']} victims")  # fmt: skip
-    runner.fit(fs)
-    result = runner.evaluate(fs)
+    make_attack(attack, the_budget, seed, **params)
+    target = Target.load(checkpoint, data_dir, expect_arch=model)
+    the_cut = target.partition.cut(cut)
+    sizes = f"{target.splits.aux.numel()} aux, {target.splits.victim.numel()} victims"
+    console.print(f"[bold]{cls.name}[/] ({cls.threat_model.value}) at cut [bold]{the_cut.name}[/] "
+                  f"{'x'.join(map(str, the_cut.shape))}: {sizes}")  # fmt: skip
+    result = api.attack(
+        target, cut=cut, attack=attack, budget=the_budget, seed=seed, device=device,
+        **{"show_progress": True, **params},
+    )  # fmt: skip
     result.config["checkpoint"] = str(checkpoint)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "result.json").write_text(json.dumps(result.to_dict(), indent=2))
     grid = save_grid(result, out / "grid.png")
-    for key, value in result.metrics.items():
-        base = result.baselines.get(key)
-        extra = f" (baseline {base:.4f})" if base is not None else ""
-        console.print(f"  {key}: {value:.4f}{extra}")
-    if "chance" in result.baselines:
-        console.print(f"  chance: {result.baselines['chance']:.4f}")
+    result.grid = None if grid is None else grid.name
+    (out / "result.json").write_text(json.dumps(result.to_dict(), indent=2))
+    for m in result.metrics.values():
+        base = ", ".join(f"{b.label} {m.baselines[b.name]:{m.spec.fmt}}"
+                         for b in m.spec.baselines if b.name in m.baselines)  # fmt: skip
+        shown = f"  [dim]({escape(base)})[/]" if base else ""
+        console.print(f"  {m.spec.label}: {figure(m)}{shown}")
     console.print(f"[green]wrote[/] {out / 'result.json'}" + (f" and {grid}" if grid else "")
                   + f" in {result.seconds:.1f} s")  # fmt: skip

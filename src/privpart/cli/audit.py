@@ -4,20 +4,36 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from privpart.audit import AuditConfig, Auditor, AuditResult, resolve_cuts
+from privpart import api
+from privpart.attacks import ATTACKS, DEFAULT_ATTACKS
+from privpart.attacks.scoring import metric_specs
+from privpart.auditing import AuditResult, resolve_cuts
 from privpart.cli.app import app
-from privpart.cli.defend import check_defence_options, defence_params
-from privpart.cli.options import DataDirOpt, DatasetOpt, ModelArg, SeedOpt, TaskOpt
+from privpart.cli.defend import DEFENCE_PARAMS, TRAINING_KNOBS, check_defence_options
+from privpart.cli.options import (
+    AttributesOpt,
+    DataDirOpt,
+    DatasetOpt,
+    DeviceOpt,
+    ModelArg,
+    SeedOpt,
+    TaskOpt,
+)
+from privpart.cli.params import parse_assignments, with_params
+from privpart.hardware import SGX1_EPC_MIB
+from privpart.models.normalize import NORMALIZE_HELP
 from privpart.partition import Partition
 from privpart.profiling import ProfileConfig, profile_cuts
 from privpart.report import render_report
-from privpart.selection import Constraints
+from privpart.report.render import figure
+from privpart.selection import Constraints, Status
 from privpart.training import load_checkpoint
 from privpart.ui import console
 
@@ -43,34 +59,40 @@ def _profile_cfg(
 
 
 def print_summary(r: AuditResult) -> None:
+    """The cut table (each attack's headline figure with its interval) and the verdict."""
+    ran = [a for a in r.config.attacks if any(a in c.attacks for c in r.cuts)]
     table = Table(title=f"{r.model['arch']} on {r.data['dataset']}: {len(r.cuts)} cuts audited")
     table.add_column("cut")
     table.add_column("total ms", justify="right")
-    for a in r.config["attacks"]:
+    for a in ran:
         table.add_column(a, justify="right")
     table.add_column("verdict")
+    colours = {Status.SELECTED: "green", Status.PASSES: "blue", Status.REJECTED: "red"}
     for c in r.cuts:
         cells = []
-        for a in r.config["attacks"]:
-            m = c.attacks.get(a, {}).get("metrics", {})
-            key = next((k for k in ("ssim", "accuracy", "feature_mae") if k in m), None)
-            cells.append(f"{m[key]:.2f}" if key else "-")
-        colour = {"selected": "green", "passes": "blue", "rejected": "red"}[c.verdict["status"]]
+        for a in ran:
+            m = c.attacks[a].headline if a in c.attacks else None
+            cells.append(f"{m.spec.label} {figure(m)}" if m is not None else "-")
+        v = c.verdict
+        tag = " [yellow](borderline)[/]" if v.borderline else ""
         table.add_row(
             c.name,
-            f"{c.latency['total_ms']:.2f}",
+            f"{c.latency.total_ms:.2f}",
             *cells,
-            f"[{colour}]{c.verdict['status']}[/]: {c.verdict['reason']}",
+            f"[{colours[v.status]}]{v.status.value}[/]{tag}: {escape(v.text)}",
         )
     console.print(table)
+    for attack, why in {a: w for c in r.cuts for a, w in c.skipped.items()}.items():
+        console.print(f"[yellow]not run:[/] {attack}: {escape(why)}")
     sel = r.selection
-    text = sel["summary"] + (
-        f"\n[yellow]{sel['recommendation']}[/]" if sel["recommendation"] else ""
+    text = escape(sel.summary) + (
+        f"\n[yellow]{escape(sel.recommendation)}[/]" if sel.recommendation else ""
     )
     console.print(Panel(text, title="verdict", border_style="green" if r.selected_cut else "red"))
 
 
 @app.command()
+@with_params(DEFENCE_PARAMS, dest="defence_params", prefix="defence", prefixed=TRAINING_KNOBS)
 def audit(
     model: ModelArg = "vgg16",
     dataset: DatasetOpt = "fashion-mnist",
@@ -80,40 +102,82 @@ def audit(
     ] = None,
     data_dir: DataDirOpt = None,
     cuts: Annotated[str, Opt(help="default (block boundaries), all, or a,b,c")] = "default",
-    attacks: Annotated[
-        str, Opt(help="comma-separated attacks")
-    ] = "cgan,decoder,whitebox,attribute",
+    attacks: Annotated[str, Opt(help="comma-separated attacks")] = ",".join(DEFAULT_ATTACKS),
+    attack_param: Annotated[
+        list[str] | None,
+        Opt(help="an attack's parameter, ATTACK.NAME=VALUE (repeatable), e.g. decoder.lr=0.001"),
+    ] = None,
     attribute: Annotated[str | None, Opt(help="private attribute for the attribute attack")] = None,
     budget_scale: Annotated[float, Opt(help="multiply every attack's default budget")] = 1.0,
-    train_limit: Annotated[int, Opt(help="training samples when no checkpoint is given")] = 12000,
+    train_limit: Annotated[
+        int | None,
+        Opt(
+            min=1,
+            help="train on exactly this many samples (default: what the split rule "
+            "leaves, at most 12,000)",
+        ),
+    ] = None,
     epochs: Annotated[int, Opt(min=1, help="training epochs when no checkpoint is given")] = 1,
+    weights: Annotated[
+        Path | None,
+        Opt(
+            help="local torchvision-format weights of MODEL: audited as they are with "
+            "--no-train (own classifier and input size), else where training starts"
+        ),
+    ] = None,
+    no_train: Annotated[
+        bool, Opt("--no-train", help="audit --weights as they are (privpart import), no training")
+    ] = False,
+    attributes: AttributesOpt = None,
+    normalize: Annotated[str, Opt(help=NORMALIZE_HELP)] = "auto",
+    aux: Annotated[
+        int | None,
+        Opt(min=1, help="attacker-auxiliary samples (default min(2000, 1/3 of the training side))"),
+    ] = None,
+    victim: Annotated[
+        int | None, Opt(min=1, help="victim samples (default min(256, 1/3 of the test side))")
+    ] = None,
+    allow_weak_target: Annotated[
+        bool, Opt(help="audit a target whose test accuracy is near chance instead of stopping")
+    ] = False,
+    feature_memory: Annotated[
+        float | None,
+        Opt(
+            min=0.01,
+            help="GiB of features one pass keeps (default: half the free memory); "
+            "more cuts than fit are computed in further passes",
+        ),
+    ] = None,
     task: TaskOpt = None,
     seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    confirm: Annotated[
+        bool, Opt(help="re-run the strongest attack with another seed on borderline cuts")
+    ] = False,
     trusted_threads: Annotated[int, Opt(help="CPU threads for the head (the enclave)")] = 1,
-    device: Annotated[str, Opt(help="tail device: auto, cpu, cuda")] = "auto",
     bandwidth: Annotated[float, Opt(help="link bandwidth, Mbit/s")] = 1000.0,
     link_ms: Annotated[float, Opt(help="link latency, ms")] = 0.5,
     enclave_slowdown: Annotated[
         float, Opt(help="multiply head latency (profiling outside an enclave); 1 = not applied")
     ] = 1.0,
-    epc_mib: Annotated[float, Opt(help="enclave memory budget, MiB (SGX1: 93)")] = 93.0,
-    max_ssim: Annotated[float, Opt(help="reconstruction SSIM above this breaks a cut")] = 0.4,
+    epc_mib: Annotated[
+        float, Opt(help=f"enclave memory budget, MiB (SGX1: {SGX1_EPC_MIB})")
+    ] = SGX1_EPC_MIB,
+    max_ssim: Annotated[
+        float | None, Opt(help="SSIM above max(this, baseline + margin) breaks a cut")
+    ] = None,
     max_attribute_advantage: Annotated[
-        float, Opt(help="attribute accuracy above max(majority, task floor) + this breaks a cut")
-    ] = 0.1,
+        float | None, Opt(help="attribute accuracy above max(majority, task floor) + this breaks")
+    ] = None,
+    max_reid: Annotated[
+        float | None,
+        Opt(help="re-identification above this breaks a cut (default: chance + 0.1)"),
+    ] = None,
     ignore_memory: Annotated[bool, Opt(help="do not reject cuts over the memory budget")] = False,
     defence: Annotated[
-        str | None, Opt(help="audit a defended model: adversarial, nopeek or noise")
+        str | None, Opt(help=f"audit a defended model: {', '.join(DEFENCE_PARAMS)}")
     ] = None,
     defence_cut: Annotated[str | None, Opt(help="the cut the defence protects")] = None,
-    alpha: Annotated[float | None, Opt(help="defence: reconstruction / dCor weight")] = None,
-    beta: Annotated[float | None, Opt(help="defence: attribute weight (adversarial)")] = None,
-    sigma: Annotated[float | None, Opt(help="defence: relative noise std (noise)")] = None,
-    private_attribute: Annotated[
-        str | None, Opt(help="defence: attribute to hide (adversarial)")
-    ] = None,
-    defence_epochs: Annotated[int | None, Opt(help="defence: fine-tuning epochs")] = None,
-    defence_limit: Annotated[int | None, Opt(help="defence: training samples")] = None,
     ray: Annotated[
         str | None,
         Opt(
@@ -125,6 +189,7 @@ def audit(
     ray_resources: Annotated[
         str | None, Opt(help="per Ray job, e.g. cpus=1,gpus=0.5 (default cpus=1)")
     ] = None,
+    defence_params: dict[str, Any] | None = None,
 ) -> None:
     """The main job: train (or load) the target, attack and profile every cut, pick the cut.
 
@@ -132,41 +197,61 @@ def audit(
     finished (cut, attack) results are reused. With --defence, the model is first fine-tuned
     with that defence at --defence-cut, then audited by fresh attackers.
     """
-    params = defence_params(alpha, beta, sigma, private_attribute, defence_epochs, defence_limit)
+    params = defence_params or {}
     check_defence_options(defence, defence_cut, params)  # fail before any training
-    cfg = AuditConfig(
-        model=model,
-        dataset=dataset,
-        data_dir=str(data_dir) if data_dir else None,
-        checkpoint=str(checkpoint) if checkpoint else None,
-        cuts=cuts,
-        attacks=[a.strip() for a in attacks.split(",") if a.strip()],
-        attribute=attribute,
-        budget_scale=budget_scale,
-        train_limit=train_limit,
-        train_epochs=epochs,
-        task=task,
-        seed=seed,
-        profile=_profile_cfg(
-            trusted_threads, bandwidth, link_ms, enclave_slowdown, epc_mib, device
-        ),
-        constraints=Constraints(
-            max_ssim=max_ssim,
-            max_attribute_advantage=max_attribute_advantage,
-            memory_budget_bytes=int(epc_mib * 2**20),
-            enforce_memory=not ignore_memory,
-        ),
-        defence=defence,
-        defence_cut=defence_cut,
-        defence_params=params,
+    names = [a.strip() for a in attacks.split(",") if a.strip()]
+    per_attack = parse_assignments(
+        attack_param or [], {a: ATTACKS.get(a).params for a in names}, "--attack-param"
     )
     executor = None
     if ray is not None:
-        from privpart.audit.executors import EXECUTORS
+        from privpart.auditing.executors import EXECUTORS
         from privpart.cluster import Resources
 
         executor = EXECUTORS.get("ray")(ray, Resources.parse(ray_resources))
-    result = Auditor(cfg, out, executor=executor).run()
+    constraints = Constraints.from_options(
+        metric_specs(),
+        max_ssim=max_ssim,
+        max_attribute_advantage=max_attribute_advantage,
+        max_reid=max_reid,
+        memory_budget_bytes=int(epc_mib * 2**20),
+        enforce_memory=not ignore_memory,
+    )
+    result = api.audit(
+        model,
+        dataset,
+        out=out,
+        checkpoint=checkpoint,
+        data_dir=data_dir,
+        cuts=cuts,
+        attacks=names,
+        attack_params=per_attack,
+        attribute=attribute,
+        budget_scale=budget_scale,
+        train_limit=train_limit,
+        epochs=epochs,
+        n_aux=aux,
+        n_victim=victim,
+        weights=weights,
+        train=not no_train,
+        attributes=attributes,
+        normalize=normalize,
+        allow_weak_target=allow_weak_target,
+        feature_memory_gib=feature_memory,
+        task=task,
+        seed=seed,
+        device=device,
+        confirm=confirm,
+        profile=_profile_cfg(
+            trusted_threads, bandwidth, link_ms, enclave_slowdown, epc_mib, device
+        ),
+        constraints=constraints,
+        defence=defence,
+        defence_cut=defence_cut,
+        defence_params=params,
+        executor=executor,
+        show_progress=True,
+    )
     page = render_report(out / "results.json")
     print_summary(result)
     console.print(
@@ -179,11 +264,11 @@ def profile(
     checkpoint: Annotated[Path, Opt(help="checkpoint folder")],
     cuts: Annotated[str, Opt(help="default, all, or a,b,c")] = "default",
     trusted_threads: Annotated[int, Opt()] = 1,
-    device: Annotated[str, Opt(help="tail device: auto, cpu, cuda")] = "auto",
+    device: Annotated[str, Opt(help="tail device: auto, cpu, cuda[:N]")] = "auto",
     bandwidth: Annotated[float, Opt(help="Mbit/s")] = 1000.0,
     link_ms: Annotated[float, Opt()] = 0.5,
     enclave_slowdown: Annotated[float, Opt()] = 1.0,
-    epc_mib: Annotated[float, Opt()] = 93.0,
+    epc_mib: Annotated[float, Opt()] = SGX1_EPC_MIB,
     repeats: Annotated[int, Opt(min=3)] = 15,
     as_json: Annotated[bool, Opt("--json")] = False,
 ) -> None:

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from privpart.cli.app import app
 from privpart.errors import PrivpartError
+from privpart.hardware import SGX1_EPC_MIB
 from privpart.ui import console
 
 if TYPE_CHECKING:  # the runtime is imported lazily, inside the commands
@@ -158,7 +159,9 @@ def enclave(
     platform_dir: Annotated[
         Path | None, typer.Option(help="platform keys (default ~/.privpart/platform)")
     ] = None,
-    epc_mib: Annotated[int, typer.Option(min=0, help="enclave memory budget for the head")] = 93,
+    epc_mib: Annotated[
+        int, typer.Option(min=0, help="enclave memory budget for the head")
+    ] = SGX1_EPC_MIB,
     max_batch: Annotated[int, typer.Option(min=1, help="samples per client request")] = 4,
     threads: Annotated[int | None, typer.Option(help="torch threads in the worker")] = None,
 ) -> None:

@@ -116,9 +116,15 @@ def from_torch(
     """
     parts = [dataset] if test is None else [dataset, test]
     combined = parts[0] if test is None else ConcatDataset(parts)
-    n = len(combined)
+    try:
+        n = len(combined)
+    except TypeError:
+        raise PrivpartError(
+            "the dataset has no length", "pass a map-style torch Dataset (with __len__)"
+        ) from None
     if n == 0:
         raise PrivpartError("the dataset is empty", "give a dataset with samples")
+    store = TorchStore(combined, size)  # probes the first item: bad images fail here, early
     extras: list[dict] = []
     if all(getattr(p, "targets", None) is not None for p in parts):
         labels = [_as_int(v, i) for p in parts for i, v in enumerate(list(p.targets))]
@@ -155,7 +161,7 @@ def from_torch(
         attrs[key] = _attribute(key, values, n)
     return Dataset(
         name=name,
-        images=TorchStore(combined, size),
+        images=store,
         labels=label_tensor,
         classes=[str(c) for c in names],
         source=f"{type(dataset).__module__}.{type(dataset).__name__}",

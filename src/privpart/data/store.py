@@ -214,10 +214,10 @@ class TorchStore(ImageStore):
             lo, hi = float(image.min()), float(image.max())
             if lo < -1e-3 or hi > 1 + 1e-3:
                 raise PrivpartError(
-                    f"sample {i} has values in [{lo:.2f}, {hi:.2f}], not [0, 1]: the dataset "
-                    "seems to normalise its images",
-                    "drop Normalize from the dataset's transform; give the model's normalisation "
-                    "instead (ModelSpec.normalization / --normalize)",
+                    f"sample {i} has float values outside [0, 1] ([{lo:.2f}, {hi:.2f}]): the "
+                    "dataset seems to normalise its images",
+                    "return images in [0, 1]: privpart attacks and scores in image space; put the "
+                    "normalisation inside the model (ModelSpec.normalization, --normalize)",
                 )
         if size is not None and tuple(image.shape[1:]) != tuple(size):
             image = _resize_unit(to_unit(image)[None], size, nearest=False)[0]

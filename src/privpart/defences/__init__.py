@@ -15,13 +15,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
 from privpart.defences import adversarial as _adversarial  # noqa: F401  (fill the registry)
 from privpart.defences import noise as _noise  # noqa: F401
 from privpart.defences import nopeek as _nopeek  # noqa: F401
-from privpart.defences.base import COMMON, Defence, DefenceContext, Param
+from privpart.defences.base import COMMON, Defence, DefenceContext
 from privpart.defences.registry import DEFENCES
+from privpart.params import Param
 
 
 def make_defence(method: str, **params: Any) -> Defence:
@@ -37,22 +36,14 @@ def defend(
     params: dict[str, Any] | None = None,
     data_dir: Path | None = None,
     show_progress: bool = True,
+    device: str = "cpu",
 ) -> Path:
-    """Fine-tune `base_ckpt` with defence `method` at `cut`; the defended checkpoint's folder."""
+    """Fine-tune `base_ckpt` with defence `method` at `cut` on `device`; the defended
+    checkpoint's folder."""
     defence = make_defence(method, **(params or {}))
-    return defence.train(Path(base_ckpt), cut, Path(out_dir), data_dir, show_progress)
-
-
-def restore(model: nn.Module, meta: dict) -> nn.Module:
-    """Re-apply a defended checkpoint's inference-time behaviour (noise) to a freshly built
-    model, before its weights are loaded; models without a defence come back unchanged."""
-    record = meta.get("defence")
-    if not record:
-        return model
-    return DEFENCES.get(record["method"]).restore(model, record)
+    return defence.train(Path(base_ckpt), cut, Path(out_dir), data_dir, show_progress, device)
 
 
 __all__ = [
     "COMMON", "DEFENCES", "Defence", "DefenceContext", "Param", "defend", "make_defence",
-    "restore",
 ]  # fmt: skip

@@ -43,10 +43,12 @@ from torch import Tensor, nn
 from privpart.attacks import available_attributes
 from privpart.attacks.attribute import attribute_classifier
 from privpart.attacks.generator import FeatureGenerator
-from privpart.defences.base import Defence, DefenceContext, Param
+from privpart.data.loading import chunks
+from privpart.defences.base import Defence, DefenceContext
 from privpart.defences.private import resolve_private_attribute
 from privpart.defences.registry import DEFENCES
 from privpart.metrics.baselines import joint_counts, label_means
+from privpart.params import Param
 
 
 def feature_normaliser(shape: tuple[int, ...]) -> nn.Module:
@@ -60,6 +62,28 @@ def conditional_l1(x: Tensor, y: Tensor, n_classes: int) -> float:
     """mean |x - mean image of x's task class|: what a decoder that knows only y achieves."""
     flat = x.flatten(1)
     return float((flat - label_means(flat, y, n_classes)[y]).abs().mean())
+
+
+def streamed_conditional_l1(ctx: DefenceContext, batch: int = 256) -> float:
+    """`conditional_l1` over the defender's samples, streamed in two passes (class means, then
+    deviations), so 224-px training sets never sit in memory at once."""
+    n_classes, sums, counts = len(ctx.ds.classes), None, None
+    order = chunks(ctx.train_index, batch)
+    for x, idx in ctx.ds.loader(order, ctx.input_size):
+        flat, y = x.flatten(1).double(), ctx.ds.labels[idx]
+        if sums is None:
+            sums, counts = torch.zeros(n_classes, flat.shape[1], dtype=flat.dtype), 0
+        sums.index_add_(0, y, flat)
+        counts = counts + torch.bincount(y, minlength=n_classes)
+    assert sums is not None and isinstance(counts, Tensor)
+    overall = sums.sum(0, keepdim=True) / counts.sum()
+    means = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], overall)
+    total, n = 0.0, 0
+    for x, idx in ctx.ds.loader(order, ctx.input_size):
+        flat = x.flatten(1).double()
+        total += float((flat - means[ctx.ds.labels[idx]]).abs().sum())
+        n += flat.numel()
+    return total / max(n, 1)
 
 
 def conditional_entropy(s: Tensor, y: Tensor, n_s: int, n_y: int) -> float:
@@ -109,7 +133,6 @@ class AdversarialDefence(Defence):
 
     def setup(self, ctx: DefenceContext) -> None:
         shape, lr = ctx.feature_shape, self.values["adv_lr"]
-        x_all = ctx.ds.inputs(ctx.train_index, ctx.input_size)
         y_all = ctx.ds.labels[ctx.train_index]
         self.decoder: nn.Module | None = None
         self.classifier: nn.Module | None = None
@@ -117,21 +140,21 @@ class AdversarialDefence(Defence):
         baselines: dict[str, float] = {}
         if self.uses_decoder:
             width = int(self.values["adv_width"])
-            gen = FeatureGenerator(shape, tuple(x_all.shape[1:]), width, 4 * width)
-            self.decoder = nn.Sequential(feature_normaliser(shape), gen)
-            baselines["rec_l1"] = conditional_l1(x_all, y_all, len(ctx.ds.classes))
+            input_shape = (ctx.ds.channels, *ctx.input_size)
+            gen = FeatureGenerator(shape, input_shape, width, 4 * width)
+            self.decoder = nn.Sequential(feature_normaliser(shape), gen).to(ctx.device)
+            baselines["rec_l1"] = streamed_conditional_l1(ctx)
         if self.uses_classifier(ctx):
             assert ctx.private is not None
             n_s = len(ctx.private.classes)
             self.classifier = nn.Sequential(
                 feature_normaliser(shape), attribute_classifier(shape, n_s, 128)
-            )
+            ).to(ctx.device)
             s_all = ctx.private.values[ctx.train_index]
             baselines["attribute_ce"] = conditional_entropy(s_all, y_all, n_s, len(ctx.ds.classes))
             baselines["attribute_prior_ce"] = conditional_entropy(
                 s_all, torch.zeros_like(s_all), n_s, 1
             )
-        del x_all
         for net in (self.decoder, self.classifier):
             if net is not None:
                 opt = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.5, 0.999))
@@ -153,7 +176,7 @@ class AdversarialDefence(Defence):
             for idx in ctx.batches(epoch):
                 if done >= steps:
                     break
-                x = ctx.ds.inputs(idx, ctx.input_size)
+                x = ctx.inputs(idx)
                 with torch.no_grad():
                     ctx.model.train()
                     f = ctx.split.head(x)
@@ -170,7 +193,7 @@ class AdversarialDefence(Defence):
                 self.last["adv_rec_l1"] = loss.item()
             else:
                 assert ctx.private is not None
-                s = ctx.private.values[idx]
+                s = ctx.private.values[idx].to(ctx.device)
                 logits = net(f)
                 loss = F.cross_entropy(logits, s)
                 self.last["adv_att_ce"] = loss.item()
@@ -194,7 +217,7 @@ class AdversarialDefence(Defence):
                 logs["rec"] = rec.item()
             if self.classifier is not None:
                 assert ctx.private is not None
-                att = F.cross_entropy(self.classifier(f), ctx.private.values[idx])
+                att = F.cross_entropy(self.classifier(f), ctx.private.values[idx].to(ctx.device))
                 cap = self.baselines["attribute_ce"]
                 total = total - self.values["beta"] * att.clamp(max=cap)
                 logs["att"] = att.item()

@@ -15,7 +15,6 @@ dependent validation, before any training), `loss` (one batch's objective), opti
 
 from __future__ import annotations
 
-import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -26,60 +25,18 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from privpart.data import Attribute, Dataset, DataSplits, load_dataset, splits_from_meta
+from privpart.data import Attribute, Dataset, DataSplits
+from privpart.device import resolve_device
 from privpart.errors import PrivpartError
 from privpart.models import ModelSpec
+from privpart.params import Param, resolve
 from privpart.partition import Cut, Partition, Split
-from privpart.training import DEFAULT_LR, evaluate_accuracy, load_checkpoint, save_checkpoint
+from privpart.training import DEFAULT_LR, evaluate_accuracy, read_meta, save_checkpoint
 from privpart.training.checkpoint import file_sha256
+from privpart.training.target import Target
 from privpart.ui import console, progress
 
 FINE_TUNE_LR_FACTOR = 0.5  # fine-tuning starts at half the model's from-scratch peak rate
-
-
-@dataclass(frozen=True)
-class Param:
-    """One declared parameter: its default, type, allowed range and what it means."""
-
-    default: Any
-    help: str
-    kind: type = float
-    minimum: float | None = None
-    exclusive: bool = False  # minimum itself is not allowed (sigma > 0)
-    optional: bool = False  # None is a valid value
-
-    def validate(self, defence: str, name: str, value: Any) -> Any:
-        if value is None and self.optional:
-            return None
-        flag = f"--{name.replace('_', '-')}"
-        try:
-            ok_type = not isinstance(value, bool) and (
-                isinstance(value, self.kind) or (self.kind is float and isinstance(value, int))
-            )
-            if self.kind is int and isinstance(value, float) and value.is_integer():
-                value, ok_type = int(value), True
-            if not ok_type:
-                raise TypeError
-            value = self.kind(value)
-        except (TypeError, ValueError):
-            raise PrivpartError(
-                f"defence {defence!r}: {name} must be a {self.kind.__name__}, got {value!r}",
-                f"give {flag} as a {self.kind.__name__} ({self.help})",
-            ) from None
-        if isinstance(value, float) and not math.isfinite(value):
-            raise PrivpartError(
-                f"defence {defence!r}: {name} must be finite, got {value}",
-                f"give {flag} a finite number ({self.help})",
-            )
-        if self.minimum is not None and (
-            value < self.minimum or (self.exclusive and value == self.minimum)
-        ):
-            op = ">" if self.exclusive else ">="
-            raise PrivpartError(
-                f"defence {defence!r}: {name} must be {op} {self.minimum:g}, got {value}",
-                f"give {flag} {op} {self.minimum:g} ({self.help})",
-            )
-        return value
 
 
 # Parameters every defence shares: how much fine-tuning it gets.
@@ -120,6 +77,11 @@ class DefenceContext:
     show_progress: bool = True
     private: Attribute | None = None  # the attribute to hide, if the defence takes one
     state: dict[str, Any] = field(default_factory=dict)  # what a defence records in meta.json
+    device: torch.device = torch.device("cpu")  # where the model and adversaries train
+
+    def inputs(self, idx: Tensor) -> Tensor:
+        """The samples `idx` as model inputs on the device."""
+        return self.ds.inputs(idx, self.input_size, self.device)
 
     @property
     def feature_shape(self) -> tuple[int, ...]:
@@ -140,18 +102,10 @@ class Defence(ABC):
     name: ClassVar[str]
     summary: ClassVar[str]
     params: ClassVar[dict[str, Param]] = {}
+    wrapper: ClassVar[str | None] = None  # inference-time module it deploys (models.wrappers)
 
     def __init__(self, **params: Any) -> None:
-        declared = self.declared()
-        unknown = sorted(set(params) - set(declared))
-        if unknown:
-            raise PrivpartError(
-                f"defence {self.name!r} has no parameter(s) {', '.join(unknown)}",
-                f"its parameters: {', '.join(sorted(declared))}",
-            )
-        self.values: dict[str, Any] = {
-            k: p.validate(self.name, k, params.get(k, p.default)) for k, p in declared.items()
-        }
+        self.values: dict[str, Any] = resolve(f"defence {self.name!r}", self.declared(), params)
 
     @classmethod
     def declared(cls) -> dict[str, Param]:
@@ -176,17 +130,18 @@ class Defence(ABC):
         """The model to save: the fine-tuned one, plus any inference-time module (noise)."""
         return ctx.model
 
-    @classmethod
-    def restore(cls, model: nn.Module, record: dict) -> nn.Module:
-        """Re-apply inference-time behaviour when a defended checkpoint is loaded."""
-        return model
 
     # -- the shared procedure ----------------------------------------------------------------
     def prepare(
-        self, base: Path, cut: str, data_dir: Path | None, show_progress: bool
+        self,
+        base: Path,
+        cut: str,
+        data_dir: Path | None,
+        show_progress: bool,
+        device: str | torch.device = "cpu",
     ) -> DefenceContext:
         """Load, split and validate everything; fails before any training."""
-        model, meta = load_checkpoint(base)
+        meta = read_meta(base)
         if meta.get("defence"):
             raise PrivpartError(
                 f"{base} is already defended ({meta['defence']['method']} at "
@@ -194,18 +149,17 @@ class Defence(ABC):
                 "defend the undefended checkpoint it was made from "
                 f"({meta['defence'].get('base_checkpoint', 'see its meta.json')})",
             )
+        target = Target.load(base, data_dir)
+        model, meta, ds, splits, part = (
+            target.model, target.meta, target.dataset, target.splits, target.partition
+        )
         spec = ModelSpec.from_dict(meta["spec"])
-        part = Partition(model, tuple(meta["input_shape"]))
         where = part.cut(cut)
         if where.position != "interior":
             raise PrivpartError(
                 f"cut {cut!r} is the model's {where.position}: there is nothing to defend there",
                 "choose an interior cut (see `privpart cuts`), e.g. a block boundary",
             )
-        ds = load_dataset(meta.get("dataset_spec", meta["dataset"]), data_dir)
-        if meta.get("task") and meta["task"] != "class":
-            ds = ds.with_task(meta["task"])
-        splits = splits_from_meta(ds, meta)
         limit = self.values["limit"]
         train_index = splits.target_train[: limit or None]
         if train_index.numel() < self.values["batch_size"]:
@@ -224,10 +178,12 @@ class Defence(ABC):
             ds=ds,
             splits=splits,
             train_index=train_index,
-            input_size=tuple(meta["input_shape"][1:]),
+            input_size=target.input_size,
             params=dict(self.values),
             show_progress=show_progress,
+            device=resolve_device(device),
         )
+        model.to(ctx.device)
         self.check(ctx)
         return ctx
 
@@ -249,11 +205,10 @@ class Defence(ABC):
         with progress(disable=not ctx.show_progress) as bar:
             task = bar.add_task(f"{self.name} @ {ctx.cut.name}", total=total, info="")
             for epoch in range(int(self.values["epochs"])):
-                for idx in ctx.batches(epoch):
-                    if step >= total:
-                        break
+                batches = list(ctx.batches(epoch))[: max(total - step, 0)]
+                for x, idx in ctx.ds.loader(batches, ctx.input_size, ctx.device):
                     ctx.model.train()
-                    x, y = ctx.ds.inputs(idx, ctx.input_size), ctx.ds.labels[idx]
+                    y = ctx.ds.labels[idx].to(ctx.device, non_blocking=True)
                     loss, logs = self.loss(ctx, x, y, idx)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
@@ -279,15 +234,20 @@ class Defence(ABC):
         out: Path,
         data_dir: Path | None = None,
         show_progress: bool = True,
+        device: str | torch.device = "cpu",
     ) -> Path:
-        """Fine-tune `base` against leakage at `cut`; write the defended checkpoint to `out`."""
-        ctx = self.prepare(Path(base), cut, data_dir, show_progress)
+        """Fine-tune `base` against leakage at `cut` (on `device`); write the defended
+        checkpoint to `out`."""
+        ctx = self.prepare(Path(base), cut, data_dir, show_progress, device)
         training = self.fit(ctx)
         model = self.deploy(ctx).eval()
         torch.manual_seed(int(self.values["seed"]))  # noise draws, if any, are reproducible
-        accuracy = evaluate_accuracy(model, ctx.ds, ctx.splits.target_test, ctx.input_size)
+        accuracy = evaluate_accuracy(
+            model, ctx.ds, ctx.splits.target_test, ctx.input_size, device=ctx.device
+        )
         record = {
             "method": self.name,
+            "wrapper": self.wrapper,
             "cut": ctx.cut.name,
             "params": dict(self.values),
             "task": ctx.meta.get("task", "class"),
@@ -299,6 +259,7 @@ class Defence(ABC):
             "feature_shape": list(ctx.feature_shape),
             "training": training,
             "data": {"split": "target_train", "samples": int(ctx.train_index.numel())},
+            "device": str(ctx.device),
             **ctx.state,
         }
         kept = {k: v for k, v in ctx.meta.items() if k not in ("spec", "weights_sha256")}

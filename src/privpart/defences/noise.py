@@ -8,14 +8,11 @@ ratio: sigma = 1 adds noise as strong as the features themselves, at every cut a
 stays frozen (a trainable head could simply scale its features up until the fixed noise stops
 mattering); only the tail is fine-tuned, on noisy features, to keep the task.
 
-At inference the noise belongs to the head: the deployed model wraps the module at the cut in
-`NoisyOutput(inner, CutNoise)`, so `Partition(model, shape).cut(<cut>)` still exists and its
-head ends with the noise (the pre-noise value becomes the cut `<cut>.inner`). The noise reads
-the global torch RNG; `CutNoise.sigma` is a buffer, so noise can be switched off after tracing.
-"Exact split" therefore means: for the same RNG state, tail(head(x)) is bit-identical to
-model(x) (the same draws, in the same order); with sigma = 0 it is the deterministic function.
-Loading a defended checkpoint rebuilds the wrapper from meta.json (`restore`) before the
-weights are loaded; nothing is unpickled.
+At inference the noise belongs to the head (`privpart.models.wrappers`: `NoisyOutput(inner,
+CutNoise)` at the cut). "Exact split" means: for the same RNG state, tail(head(x)) is
+bit-identical to model(x) (the same draws, in the same order); with sigma = 0 it is the
+deterministic function. Loading a defended checkpoint rebuilds the wrapper from meta.json
+(`wrapper: cut-noise`) before the weights are loaded; nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -26,44 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from privpart.defences.base import Defence, DefenceContext, Param
+from privpart.defences.base import Defence, DefenceContext
 from privpart.defences.registry import DEFENCES
 from privpart.errors import PrivpartError
 from privpart.models import build_model
+from privpart.models.wrappers import CutNoise, wrap_at
+from privpart.params import Param
 from privpart.partition import Partition
 
 CALIBRATION_SAMPLES = 1024
-
-
-class CutNoise(nn.Module):
-    """x + sigma * scale * N(0, 1); `scale` (per channel) and `sigma` are buffers."""
-
-    def __init__(self, scale: Tensor, sigma: float) -> None:
-        super().__init__()
-        self.register_buffer("scale", scale.float())
-        self.register_buffer("sigma", torch.tensor(float(sigma)))
-
-    def forward(self, x: Tensor) -> Tensor:
-        # Each buffer meets a traced value directly, so tracing reads the buffers (get_attr)
-        # instead of baking sigma * scale into a constant: set_noise still acts after a split.
-        return x + torch.randn_like(x) * self.scale * self.sigma
-
-
-class NoisyOutput(nn.Module):
-    """A module whose output gets `noise`: keeps the module's name, so the cut keeps its name."""
-
-    def __init__(self, inner: nn.Module, noise: CutNoise) -> None:
-        super().__init__()
-        self.inner = inner
-        self.noise = noise
-
-    def forward(self, *args: Tensor) -> Tensor:
-        return self.noise(self.inner(*args))
-
-
-def scale_shape(feature_shape: tuple[int, ...]) -> tuple[int, ...]:
-    """(1, C, 1, 1) for C x H x W maps, (1, D) for vectors: one scale per channel."""
-    return (1, feature_shape[0], *([1] * (len(feature_shape) - 1)))
 
 
 def calibrate(features: Tensor) -> Tensor:
@@ -73,28 +41,11 @@ def calibrate(features: Tensor) -> Tensor:
     return std.clamp_min(1e-6 * float(std.max()) + 1e-12)
 
 
-def wrap_at(model: nn.Module, path: str, noise: CutNoise) -> nn.Module:
-    """Replace the module at `path` with NoisyOutput(module, noise), in place."""
-    parent_path, _, child = path.rpartition(".")
-    parent = model.get_submodule(parent_path) if parent_path else model
-    setattr(parent, child, NoisyOutput(parent.get_submodule(child), noise))
-    return model
-
-
-def noise_modules(model: nn.Module) -> list[CutNoise]:
-    return [m for m in model.modules() if isinstance(m, CutNoise)]
-
-
-def set_noise(model: nn.Module, sigma: float) -> None:
-    """Set every cut noise's sigma (0 switches noise off, e.g. to compare with the clean model)."""
-    for m in noise_modules(model):
-        m.sigma.fill_(float(sigma))
-
-
 @DEFENCES.register("noise")
 class NoiseDefence(Defence):
     name: ClassVar[str] = "noise"
     summary: ClassVar[str] = "calibrated Gaussian noise at the cut, in training and inference"
+    wrapper: ClassVar[str | None] = "cut-noise"
     params: ClassVar[dict[str, Param]] = {
         "sigma": Param(
             1.0, "noise std relative to the features' per-channel std", float, 0.0, exclusive=True
@@ -123,7 +74,7 @@ class NoiseDefence(Defence):
     def setup(self, ctx: DefenceContext) -> None:
         ctx.split.head.eval()
         with torch.no_grad():
-            x = ctx.ds.inputs(ctx.train_index[:CALIBRATION_SAMPLES], ctx.input_size)
+            x = ctx.inputs(ctx.train_index[:CALIBRATION_SAMPLES])
             scale = calibrate(ctx.split.head(x))
         self.noise = CutNoise(scale, self.values["sigma"])
         head_params = {id(p) for p in ctx.split.head.parameters()}
@@ -150,7 +101,3 @@ class NoiseDefence(Defence):
             p.requires_grad_(True)
         return wrap_at(ctx.model, ctx.cut.name, self.noise)
 
-    @classmethod
-    def restore(cls, model: nn.Module, record: dict) -> nn.Module:
-        shape = scale_shape(tuple(record["feature_shape"]))
-        return wrap_at(model, record["cut"], CutNoise(torch.ones(shape), record["params"]["sigma"]))

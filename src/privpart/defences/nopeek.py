@@ -21,8 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from privpart.defences.base import Defence, DefenceContext, Param
+from privpart.defences.base import Defence, DefenceContext
 from privpart.defences.registry import DEFENCES
+from privpart.params import Param
 
 
 def _centred_distances(z: Tensor) -> Tensor:

@@ -9,10 +9,14 @@ from torch import Tensor
 from privpart.metrics.image import image_scores
 
 
+def mean_image_guess(aux_inputs: Tensor, victim_inputs: Tensor) -> Tensor:
+    """The aux-set mean image, once per victim: the guess that needs no features at all."""
+    return aux_inputs.float().mean(0, keepdim=True).expand_as(victim_inputs)
+
+
 def mean_image_baseline(aux_inputs: Tensor, victim_inputs: Tensor) -> dict[str, float]:
     """SSIM/PSNR/MSE of the aux-set mean image guessed for every victim."""
-    guess = aux_inputs.float().mean(0, keepdim=True).expand_as(victim_inputs)
-    scores, _ = image_scores(guess, victim_inputs)
+    scores, _ = image_scores(mean_image_guess(aux_inputs, victim_inputs), victim_inputs)
     return scores
 
 
@@ -31,6 +35,16 @@ def joint_counts(rows: Tensor, cols: Tensor, n_rows: int, n_cols: int) -> Tensor
     )
 
 
+def label_mean_guess(
+    aux_inputs: Tensor, aux_labels: Tensor, victim_inputs: Tensor, victim_labels: Tensor
+) -> Tensor:
+    """The aux mean image of each victim's task label (labels absent from aux: the overall
+    mean), shaped like `victim_inputs`."""
+    flat = aux_inputs.float().flatten(1)
+    n = int(max(aux_labels.max(), victim_labels.max())) + 1
+    return label_means(flat, aux_labels, n)[victim_labels.long()].view_as(victim_inputs)
+
+
 def label_mean_image_baseline(
     aux_inputs: Tensor, aux_labels: Tensor, victim_inputs: Tensor, victim_labels: Tensor
 ) -> dict[str, float]:
@@ -40,9 +54,7 @@ def label_mean_image_baseline(
     prediction, so it can always draw the label's prototype. A reconstruction no better than
     that reveals nothing the output does not. Labels absent from aux get the overall mean.
     """
-    flat = aux_inputs.float().flatten(1)
-    n = int(max(aux_labels.max(), victim_labels.max())) + 1
-    guess = label_means(flat, aux_labels, n)[victim_labels.long()].view_as(victim_inputs)
+    guess = label_mean_guess(aux_inputs, aux_labels, victim_inputs, victim_labels)
     scores, _ = image_scores(guess, victim_inputs)
     return scores
 

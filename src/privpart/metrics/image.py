@@ -50,30 +50,48 @@ def _check(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     return pred.detach().float().clamp(0, 1), target.detach().float()
 
 
-def ssim(pred: Tensor, target: Tensor, window: SSIMWindow | None = None) -> float:
-    """Mean SSIM over images in [0, 1] (data_range 1); NaN where SSIM is undefined."""
+def per_image_ssim(pred: Tensor, target: Tensor, window: SSIMWindow | None = None) -> Tensor:
+    """SSIM of each image pair in [0, 1] (data range 1); NaN where SSIM is undefined."""
     pred, target = _check(pred, target)
     window = window or ssim_window(*pred.shape[2:])
     if window is None:
-        return float("nan")
-    value = structural_similarity_index_measure(
-        pred, target, kernel_size=window.kernel_size, sigma=window.sigma, data_range=1.0
-    )
-    return float(value)
+        return torch.full((pred.shape[0],), float("nan"))
+    return structural_similarity_index_measure(
+        pred,
+        target,
+        kernel_size=window.kernel_size,
+        sigma=window.sigma,
+        data_range=1.0,
+        reduction="none",
+    ).reshape(-1)
 
 
-def psnr(pred: Tensor, target: Tensor) -> float:
-    """Mean per-image PSNR in dB (data_range 1), each capped at PSNR_CAP_DB."""
+def per_image_psnr(pred: Tensor, target: Tensor) -> Tensor:
+    """PSNR of each image pair in dB (data range 1), capped at PSNR_CAP_DB."""
     pred, target = _check(pred, target)
     per_image = peak_signal_noise_ratio(
         pred, target, data_range=1.0, reduction="none", dim=(1, 2, 3)
     )
-    return float(torch.nan_to_num(per_image, posinf=PSNR_CAP_DB).clamp(max=PSNR_CAP_DB).mean())
+    return torch.nan_to_num(per_image, posinf=PSNR_CAP_DB).clamp(max=PSNR_CAP_DB)
+
+
+def per_image_mse(pred: Tensor, target: Tensor) -> Tensor:
+    pred, target = _check(pred, target)
+    return (pred - target).pow(2).flatten(1).mean(1)
+
+
+def ssim(pred: Tensor, target: Tensor, window: SSIMWindow | None = None) -> float:
+    """Mean SSIM over images in [0, 1] (data_range 1); NaN where SSIM is undefined."""
+    return float(per_image_ssim(pred, target, window).mean())
+
+
+def psnr(pred: Tensor, target: Tensor) -> float:
+    """Mean per-image PSNR in dB (data_range 1), each capped at PSNR_CAP_DB."""
+    return float(per_image_psnr(pred, target).mean())
 
 
 def mse(pred: Tensor, target: Tensor) -> float:
-    pred, target = _check(pred, target)
-    return float(torch.mean((pred - target) ** 2))
+    return float(per_image_mse(pred, target).mean())
 
 
 def image_scores(pred: Tensor, target: Tensor) -> tuple[dict[str, float], dict]:

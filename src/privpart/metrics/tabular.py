@@ -18,6 +18,14 @@ def to_native_cells(x: Tensor, native_size: tuple[int, int], n_features: int) ->
     return x.float().mean(1).flatten(1)[:, :n_features]
 
 
+def per_row_mae(
+    pred: Tensor, target: Tensor, native_size: tuple[int, int], n_features: int
+) -> Tensor:
+    """Mean absolute error over the real columns, one value per row."""
+    return (to_native_cells(pred.clamp(0, 1), native_size, n_features)
+            - to_native_cells(target, native_size, n_features)).abs().mean(1)  # fmt: skip
+
+
 def per_feature_mae(
     pred: Tensor, target: Tensor, native_size: tuple[int, int], feature_names: list[str]
 ) -> tuple[float, dict[str, float]]:

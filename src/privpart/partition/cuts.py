@@ -38,6 +38,10 @@ class Cut:
         d["shape"] = list(self.shape)
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict) -> Cut:
+        return cls(**{**d, "shape": tuple(d["shape"])})
+
 
 def _live_nodes(nodes: list[fx.Node]) -> list[set[fx.Node]]:
     """For each position, the values produced so far that are still used afterwards."""

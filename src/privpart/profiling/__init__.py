@@ -1,6 +1,6 @@
 """Per-cut latency and memory: trusted head, feature transfer, accelerator tail."""
 
-from privpart.profiling.memory import SGX1_EPC_BYTES, peak_memory_bytes
+from privpart.profiling.memory import peak_memory_bytes
 from privpart.profiling.profiler import (
     CutProfile,
     ProfileConfig,
@@ -12,7 +12,6 @@ from privpart.profiling.profiler import (
 from privpart.profiling.timing import Timing, time_module
 
 __all__ = [
-    "SGX1_EPC_BYTES",
     "CutProfile",
     "ProfileConfig",
     "ProfileResult",

@@ -11,8 +11,6 @@ import torch
 from torch import fx
 from torch.fx.passes.shape_prop import ShapeProp
 
-SGX1_EPC_BYTES = 93 * 1024 * 1024  # usable EPC of SGX1 parts (128 MiB minus metadata)
-
 
 def _bytes(meta: object) -> int:
     tm = getattr(meta, "shape", None)

@@ -7,8 +7,9 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from privpart.hardware import SGX1_EPC_BYTES
 from privpart.partition import Cut, Partition
-from privpart.profiling.memory import SGX1_EPC_BYTES, peak_memory_bytes
+from privpart.profiling.memory import peak_memory_bytes
 from privpart.profiling.timing import Timing, time_module
 from privpart.ui import progress
 

@@ -1,14 +1,19 @@
 """Render OUT/index.html (Jinja2) and its figures from results.json alone: a self-contained
-folder that needs no network to view."""
+folder that needs no network to view. Tables and panels follow the metric declarations the
+results carry, so a new attack with a new metric renders without a change here."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from privpart.audit.results import AuditResult
-from privpart.report.plots import latency_plot, leakage_plot, pareto_plot
+from privpart.attacks.result import AttackResult, MetricResult
+from privpart.attacks.threat import ThreatModel
+from privpart.auditing.results import AuditResult
+from privpart.report.plots import judged_metrics, latency_plot, leakage_plot, pareto_plot
+from privpart.selection import Breach, judge
 
 
 def _filesize(n: float) -> str:
@@ -19,38 +24,81 @@ def _filesize(n: float) -> str:
     return f"{n:.1f} GiB"
 
 
-def _headline(res: dict) -> str:
-    m = res.get("metrics", {})
-    if "ssim" in m:
-        return f"SSIM {m['ssim']:.2f} / {m.get('psnr', float('nan')):.1f} dB"
-    if "accuracy" in m:
-        return f"acc {m['accuracy']:.2f}"
-    if "feature_mae" in m:
-        return f"MAE {m['feature_mae']:.3f}"
-    return "–"
+def figure(m: MetricResult) -> str:
+    """`0.83 (0.81-0.85)`: a figure with its 95 % interval."""
+    f = m.spec.fmt
+    iv = m.estimate.interval
+    if m.value != m.value:
+        return "n/a"
+    return f"{m.value:{f}}" + (f" ({iv.low:{f}}-{iv.high:{f}})" if iv else "")
 
 
-def _baselines(r: AuditResult) -> dict[str, str]:
-    out: dict[str, str] = {}
+def _headline(res: AttackResult) -> str:
+    m = res.headline
+    return f"{m.spec.label} {figure(m)}" if m is not None else "–"
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One line of the detailed leakage table."""
+
+    cut: str
+    attack: str
+    label: str
+    figure: str
+    baselines: str
+    limit: str
+    status: str  # broken | borderline | passes | reported
+
+
+def _status(found: Breach | None) -> str:
+    if found is None:
+        return "passes"
+    if found.passed:
+        return "passes (borderline)"
+    return "broken (borderline)" if found.borderline else "broken"
+
+
+def metric_rows(r: AuditResult) -> list[MetricRow]:
+    rows = []
+    c = r.config.constraints
     for cr in r.cuts:
-        for name, res in cr.attacks.items():
-            if name in out:
-                continue
-            b = res.get("baselines", {})
-            out[name] = ", ".join(
-                f"{k} {v:.3g}" for k, v in b.items() if isinstance(v, float | int)
-            )
+        runs = [(res, res.attack) for res in cr.attacks.values()]
+        runs += [(res, f"{res.attack} (--confirm, seed {res.config.get('seed')})")
+                 for res in cr.confirmations.values()]  # fmt: skip
+        for res, who in runs:
+            for m in res.metrics.values():
+                f = m.spec.fmt
+                base = ", ".join(f"{b.label} {m.baselines[b.name]:{f}}" for b in m.spec.baselines
+                                 if b.name in m.baselines)  # fmt: skip
+                rule = c.rule(m.spec)
+                limit, status = "–", "reported"
+                if rule is not None:
+                    lim = rule.limit(m.spec, m.baselines)
+                    limit = f"{lim.value:{f}}" + (f" ({lim.reference})" if lim.reference else "")
+                    status = _status(judge(res, m, c))
+                rows.append(MetricRow(cr.name, who, m.spec.label, figure(m), base, limit, status))
+    return rows
+
+
+def _thresholds(r: AuditResult) -> list[str]:
+    c = r.config.constraints
+    out = [rule.describe(spec) for spec in judged_metrics(r).values()
+           if (rule := c.rule(spec)) is not None]  # fmt: skip
+    out.append(f"head memory <= {c.memory_budget_bytes / 2**20:.0f} MiB"
+               + ("" if c.enforce_memory else " (not enforced)"))  # fmt: skip
     return out
 
 
-def _thresholds(r: AuditResult) -> str:
-    c = r.selection["constraints"]
-    return (
-        f"SSIM > max({c['max_ssim']}, max(baseline, task-label floor) + {c['ssim_margin']}); "
-        f"attribute accuracy > max(baseline, task-label floor) + "
-        f"{c['max_attribute_advantage']}; feature MAE < {c['max_mae_ratio']} x "
-        f"baseline; head memory <= {c['memory_budget_bytes'] / 2**20:.0f} MiB"
-    )
+def _threat_models(r: AuditResult) -> list[tuple[str, list[str], str]]:
+    """(threat model, its attacks, what the attacker holds) for the attacks that ran."""
+    by: dict[ThreatModel, list[str]] = {}
+    for cr in r.cuts:
+        for res in cr.attacks.values():
+            names = by.setdefault(res.threat_model, [])
+            if res.attack not in names:
+                names.append(res.attack)
+    return [(tm.value, names, tm.summary) for tm, names in by.items()]
 
 
 def _feature_tables(r: AuditResult, top: int = 8) -> list[tuple[str, list[dict]]]:
@@ -58,14 +106,14 @@ def _feature_tables(r: AuditResult, top: int = 8) -> list[tuple[str, list[dict]]
     for cr in r.cuts:
         best = None
         for res in cr.attacks.values():
-            pf = res.get("per_feature")
-            if pf and (
-                best is None or res["metrics"]["feature_mae"] < best["metrics"]["feature_mae"]
+            mae = res.metrics.get("feature_mae")
+            if res.per_feature and mae is not None and (
+                best is None or mae.value < best.metrics["feature_mae"].value
             ):
                 best = res
         if best is None:
             continue
-        base = best.get("baselines", {}).get("per_feature", {})
+        base = best.config.get("baseline_per_feature", {}) or {}
         rows = [
             {
                 "name": k,
@@ -73,10 +121,10 @@ def _feature_tables(r: AuditResult, top: int = 8) -> list[tuple[str, list[dict]]
                 "base": base.get(k, float("nan")),
                 "ratio": v / base[k] if base.get(k) else float("nan"),
             }
-            for k, v in best["per_feature"].items()
+            for k, v in (best.per_feature or {}).items()
         ]
         rows.sort(key=lambda f: f["ratio"] if f["ratio"] == f["ratio"] else 9e9)
-        tables.append((f"{cr.name} ({best['attack']})", rows[:top]))
+        tables.append((f"{cr.name} ({best.attack})", rows[:top]))
     return tables
 
 
@@ -93,16 +141,20 @@ def render_report(results_json: Path, out: Path | None = None) -> Path:
     env = Environment(loader=PackageLoader("privpart.report"), autoescape=select_autoescape())
     env.filters["filesize"] = _filesize
     env.filters["headline"] = _headline
-    grid_attacks = [
-        a for a in r.config["attacks"] if any(cr.attacks.get(a, {}).get("grid") for cr in r.cuts)
-    ]
+    grid_attacks = [a for a in r.config.attacks
+                    if any(a in cr.attacks and cr.attacks[a].grid for cr in r.cuts)]  # fmt: skip
+    skipped = {a: why for cr in r.cuts for a, why in cr.skipped.items()}
     html = env.get_template("index.html").render(
         r=r,
         figs=figs,
-        baselines=_baselines(r),
         thresholds=_thresholds(r),
+        threat_models=_threat_models(r),
         grid_attacks=grid_attacks,
         feature_tables=_feature_tables(r),
+        metric_rows=metric_rows(r),
+        skipped=skipped,
+        whole=r.verdicts.get("whole model trusted"),
+        ran=[a for a in r.config.attacks if a not in skipped],
     )
     page = out / "index.html"
     page.write_text(html)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import privpart
+from privpart.version import __version__
 
 PROTOCOL = 1
-RUNTIME_VERSION = f"privpart-runtime/{privpart.__version__}/protocol-{PROTOCOL}"
+RUNTIME_VERSION = f"privpart-runtime/{__version__}/protocol-{PROTOCOL}"

@@ -1,23 +1,29 @@
-"""Cut selection: constraints (leakage thresholds, memory) and the latency objective."""
+"""Cut selection: constraints (leakage limits, memory) and the latency objective; typed verdicts."""
 
 from privpart.selection.constraints import Constraints
 from privpart.selection.select import (
     WHOLE_TRUSTED,
-    Breach,
     CutEvidence,
     Selection,
-    breaches,
+    judge,
+    judge_cut,
     leakage_score,
     select_cut,
 )
+from privpart.selection.verdict import (
+    Breach,
+    Fastest,
+    Note,
+    OverMemory,
+    Reason,
+    Slower,
+    Status,
+    TieLost,
+    Verdict,
+)
 
 __all__ = [
-    "WHOLE_TRUSTED",
-    "Breach",
-    "Constraints",
-    "CutEvidence",
-    "Selection",
-    "breaches",
-    "leakage_score",
-    "select_cut",
-]
+    "WHOLE_TRUSTED", "Breach", "Constraints", "CutEvidence", "Fastest", "Note", "OverMemory",
+    "Reason", "Selection", "Slower", "Status", "TieLost", "Verdict", "judge", "judge_cut",
+    "leakage_score", "select_cut",
+]  # fmt: skip

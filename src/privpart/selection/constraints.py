@@ -1,48 +1,83 @@
-"""What makes a cut unacceptable. Defaults are documented here and printed in every report.
+"""What makes a cut unacceptable: each metric's limit rule, the memory budget, tie tolerance.
 
-- Reconstruction (image): an attack breaks a cut when its SSIM exceeds `max_ssim` (0.4: shapes
-  and garment types become recognisable) AND beats its baseline by more than `ssim_margin` (0.1),
-  so a dataset whose mean image already scores high does not make every cut "broken". The
-  baseline is the larger of the aux-mean image and the *task-label floor* (the aux mean image of
-  the victim's task label): the untrusted side computes every prediction, so it can always draw
-  the predicted label's prototype, at every cut. On Fashion-MNIST the floor is SSIM 0.36 for the
-  4-way `group` task and 0.45 for the 10-way `class` task (limits 0.46 / 0.55).
-- Reconstruction (tabular): broken when the attack's mean absolute feature error is below
-  `max_mae_ratio` (0.5) times the baseline's (guessing each feature's aux mean).
-- Attribute: broken when accuracy exceeds its baseline by more than `max_attribute_advantage`
-  (0.1). The baseline is the larger of the aux majority class and the *task-label floor* (the
-  attribute guessed from the victim's task label alone): the untrusted side learns every
-  prediction, so what the label reveals leaks at every cut and cannot count against one.
-- Memory: the head's weights + peak activations must fit `memory_budget_bytes` (SGX1 EPC,
+The limits themselves are declared with each metric (`privpart.attacks.scoring`), so adding an
+attack with a new metric needs nothing here. Defaults, printed in every report:
+
+- SSIM (images): breaks a cut above max(0.4, max(aux-mean image, task-label floor) + 0.1). The
+  task-label floor is the aux mean image of the victim's task label: the untrusted side computes
+  every prediction, so it can always draw the predicted label's prototype, at every cut. On
+  Fashion-MNIST the floor is SSIM 0.36 for the 4-way `group` task and 0.45 for the 10-way
+  `class` task (limits 0.46 / 0.55).
+- re-identification: above chance (1 / line-up size, 0.10) + 0.1.
+- feature MAE (tabular): below 0.5 x the aux-mean row's error.
+- attribute accuracy: above max(majority class, task-label floor) + 0.1 (the task-label floor is
+  the attribute guessed from the task label alone).
+- memory: the head's weights + peak activations must fit `memory_budget_bytes` (SGX1 EPC,
   93 MiB) unless `enforce_memory` is off.
+
+`Constraints.limits` overrides a metric's rule by metric name (None: report it, never judge);
+`from_options` maps the CLI's `--max-ssim`, `--max-attribute-advantage`, `--max-reid`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from privpart.profiling.memory import SGX1_EPC_BYTES
+from privpart.hardware import SGX1_EPC_BYTES
+from privpart.metrics.spec import Cap, LimitRule, Margin, MetricSpec
 
 
 @dataclass(frozen=True)
 class Constraints:
-    max_ssim: float = 0.4
-    ssim_margin: float = 0.1
-    max_ssim_per_attack: dict[str, float] = field(default_factory=dict)
-    max_mae_ratio: float = 0.5
-    max_attribute_advantage: float = 0.1
+    limits: Mapping[str, LimitRule | None] = field(default_factory=dict)
     memory_budget_bytes: int = SGX1_EPC_BYTES
     enforce_memory: bool = True
     tie_tolerance: float = 0.02  # latencies within 2% are a tie: prefer less leakage
 
-    def ssim_limit(self, attack: str, baseline: float, task_floor: float = 0.0) -> float:
-        """SSIM above which `attack` breaks a cut, given its aux-mean and task-label baselines."""
-        cap = self.max_ssim_per_attack.get(attack, self.max_ssim)
-        return max(cap, max(baseline, task_floor) + self.ssim_margin)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def rule(self, spec: MetricSpec) -> LimitRule | None:
+        """The rule `spec` is judged by: the user's override, else its declaration's."""
+        return self.limits.get(spec.name, spec.limit)
 
     @classmethod
-    def from_dict(cls, d: dict) -> Constraints:
-        return cls(**d)
+    def from_options(
+        cls,
+        specs: Mapping[str, MetricSpec],
+        max_ssim: float | None = None,
+        max_attribute_advantage: float | None = None,
+        max_reid: float | None = None,
+        **rest: Any,
+    ) -> Constraints:
+        """The CLI's limit options as overrides of the declared rules (None: keep the rule)."""
+        limits: dict[str, LimitRule | None] = {}
+        if max_ssim is not None:
+            ssim = specs["ssim"].limit
+            limits["ssim"] = (
+                replace(ssim, floor=max_ssim) if isinstance(ssim, Margin) else Cap(max_ssim)
+            )
+        if max_attribute_advantage is not None:
+            limits["accuracy"] = Margin(max_attribute_advantage)
+        if max_reid is not None:
+            limits["reid"] = Cap(max_reid)
+        return cls(limits=limits, **rest)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "limits": {k: None if r is None else r.to_dict() for k, r in self.limits.items()},
+            "memory_budget_bytes": self.memory_budget_bytes,
+            "enforce_memory": self.enforce_memory,
+            "tie_tolerance": self.tie_tolerance,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Constraints:
+        return cls(
+            limits={
+                k: None if r is None else LimitRule.from_dict(r)
+                for k, r in d.get("limits", {}).items()
+            },
+            memory_budget_bytes=int(d.get("memory_budget_bytes", SGX1_EPC_BYTES)),
+            enforce_memory=bool(d.get("enforce_memory", True)),
+            tie_tolerance=float(d.get("tie_tolerance", 0.02)),
+        )

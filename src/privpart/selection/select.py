@@ -1,10 +1,29 @@
-"""Pick the fastest cut no attack breaks, and say why every other candidate lost."""
+"""Pick the fastest cut no attack breaks, and say why every other candidate lost.
+
+Each attack result carries its metrics' declarations (direction, baselines, limit rule), so
+judging is the same loop for every metric: limit from the rule (or the user's override) and the
+result's baselines; past it is a breach; a 95 % interval that reaches across it makes the
+verdict borderline either way.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
+from privpart.attacks.result import AttackResult, MetricResult
 from privpart.selection.constraints import Constraints
+from privpart.selection.verdict import (
+    Breach,
+    Fastest,
+    OverMemory,
+    Reason,
+    Slower,
+    Status,
+    TieLost,
+    Verdict,
+)
 
 WHOLE_TRUSTED = "whole model trusted"
 
@@ -16,101 +35,94 @@ class CutEvidence:
     cut: str
     total_ms: float
     memory_bytes: int
-    # attack name -> {"metrics": {...}, "baselines": {...}, "threat_model": str}
-    attacks: dict[str, dict] = field(default_factory=dict)
-
-
-@dataclass
-class Breach:
-    attack: str
-    metric: str
-    value: float
-    limit: float
-    text: str
+    attacks: Mapping[str, AttackResult] = field(default_factory=dict)
 
 
 @dataclass
 class Selection:
     selected: str | None
-    reasons: dict[str, str]  # every candidate but the selected -> why it lost
-    breaches: dict[str, list[dict]]
+    verdicts: dict[str, Verdict]  # every candidate, the selected one included
     summary: str
     recommendation: str
-    constraints: dict
+    constraints: Constraints
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    @property
+    def reasons(self) -> dict[str, str]:
+        """Why each candidate but the selected one lost, in words."""
+        return {c: v.text for c, v in self.verdicts.items() if v.status is not Status.SELECTED}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "selected": self.selected,
+            "verdicts": {k: v.to_dict() for k, v in self.verdicts.items()},
+            "summary": self.summary,
+            "recommendation": self.recommendation,
+            "constraints": self.constraints.to_dict(),
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> Selection:
-        return cls(**d)
+    def from_dict(cls, d: Mapping[str, Any]) -> Selection:
+        return cls(
+            d.get("selected"),
+            {k: Verdict.from_dict(v) for k, v in d["verdicts"].items()},
+            str(d.get("summary", "")),
+            str(d.get("recommendation", "")),
+            Constraints.from_dict(d.get("constraints", {})),
+        )
 
 
-def leakage_score(ev: CutEvidence) -> float:
-    """The worst normalised leakage over attacks: used only to break latency ties."""
-    worst = 0.0
-    for res in ev.attacks.values():
-        m, b = res["metrics"], res["baselines"]
-        if "ssim" in m:
-            worst = max(worst, m["ssim"])
-        if "accuracy" in m:
-            worst = max(worst, m["accuracy"] - b.get("accuracy", 0.0))
-        if "feature_mae" in m and b.get("feature_mae"):
-            worst = max(worst, 1 - m["feature_mae"] / b["feature_mae"])
-    return worst
+def judge(result: AttackResult, m: MetricResult, c: Constraints) -> Breach | None:
+    """A breach, a borderline pass, or None (judged and clearly safe, or not judged)."""
+    spec = m.spec
+    rule = c.rule(spec)
+    if rule is None or m.value != m.value:  # not judged, or undefined (NaN)
+        return None
+    limit = rule.limit(spec, m.baselines)
+    chance = m.baselines.get(spec.chance) if spec.chance else None
+    breach = Breach(
+        attack=result.attack,
+        threat_model=str(result.threat_model),
+        metric=spec.name,
+        label=spec.label,
+        value=m.value,
+        limit=limit.value,
+        reference=limit.reference,
+        direction=spec.direction,
+        fmt=spec.fmt,
+        interval=m.estimate.interval,
+        chance=chance,
+    )
+    if spec.direction.beyond(m.value, limit.value):
+        return breach
+    if breach.borderline:
+        return replace(breach, passed=True)
+    return None
 
 
-def breaches(ev: CutEvidence, c: Constraints) -> list[Breach]:
-    """Every attack that breaks this cut under the constraints, with its figure."""
-    out: list[Breach] = []
-    for name, res in sorted(ev.attacks.items()):
-        m, b = res["metrics"], res["baselines"]
-        if "ssim" in m:
-            base, floor = b.get("ssim", 0.0), b.get("task_floor_ssim", 0.0)
-            limit = c.ssim_limit(name, base, floor)
-            which = f"task-label floor {floor:.2f}" if floor > base else f"baseline {base:.2f}"
-            if m["ssim"] > limit:
-                out.append(
-                    Breach(
-                        name,
-                        "ssim",
-                        m["ssim"],
-                        limit,
-                        f"{name} reconstructs inputs (SSIM {m['ssim']:.2f} > {limit:.2f}; {which})",
-                    )
-                )
-        if "feature_mae" in m and "feature_mae" in b:
-            limit = c.max_mae_ratio * b["feature_mae"]
-            if m["feature_mae"] < limit:
-                out.append(
-                    Breach(
-                        name,
-                        "feature_mae",
-                        m["feature_mae"],
-                        limit,
-                        f"{name} recovers features (MAE {m['feature_mae']:.3f} < "
-                        f"{limit:.3f}; baseline {b['feature_mae']:.3f})",
-                    )
-                )
-        if "accuracy" in m:
-            # What the task label reveals leaks at every cut (the tail computes the prediction):
-            # a cut is judged on what it adds beyond the larger of the two baselines.
-            base = max(b.get("accuracy", 0.0), b.get("task_floor", 0.0))
-            floor = b.get("task_floor", 0.0) > b.get("accuracy", 0.0)
-            which = "task-label floor" if floor else "majority baseline"
-            limit = base + c.max_attribute_advantage
-            if m["accuracy"] > limit:
-                out.append(
-                    Breach(
-                        name,
-                        "accuracy",
-                        m["accuracy"],
-                        limit,
-                        f"{name} infers the private attribute (accuracy "
-                        f"{m['accuracy']:.2f} > {limit:.2f}; {which} {base:.2f})",
-                    )
-                )
-    return out
+def judge_cut(ev: CutEvidence, c: Constraints) -> list[Breach]:
+    """Every breach and borderline pass of one candidate, attack by attack."""
+    found = []
+    for _, result in sorted(ev.attacks.items()):
+        for m in result.metrics.values():
+            b = judge(result, m, c)
+            if b is not None:
+                found.append(b)
+    return found
+
+
+def leakage_score(ev: CutEvidence, c: Constraints | None = None) -> float:
+    """How far the most revealing judged figure is past (>0) or short of (<0) its limit, in
+    its own units: orders passing candidates for ties and draws the privacy axis of plots."""
+    c = c or Constraints()
+    worst = float("-inf")
+    for result in ev.attacks.values():
+        for m in result.metrics.values():
+            rule = c.rule(m.spec)
+            if rule is None or m.value != m.value:
+                continue
+            limit = rule.limit(m.spec, m.baselines).value
+            worst = max(worst, m.spec.direction.leak_margin(m.value, limit))
+    return worst if worst != float("-inf") else 0.0
 
 
 def select_cut(
@@ -121,50 +133,43 @@ def select_cut(
     Ties (latency within `tie_tolerance`) go to the lower worst-case leakage, then the smaller
     head memory.
     """
-    reasons: dict[str, str] = {}
-    found: dict[str, list[dict]] = {}
+    reasons: dict[str, list[Reason]] = {}
     passing: list[CutEvidence] = []
     pool = [*candidates, *([whole_trusted] if whole_trusted else [])]
     for ev in pool:
-        broken = breaches(ev, c)
-        found[ev.cut] = [asdict(b) for b in broken]
+        found = judge_cut(ev, c)
+        broken = any(not b.passed for b in found)
         over = c.enforce_memory and ev.memory_bytes > c.memory_budget_bytes
-        if broken:
-            reasons[ev.cut] = "broken: " + "; ".join(b.text for b in broken)
+        reasons[ev.cut] = [*found]
         if over:
-            mem = (
-                f"over memory: the head needs {ev.memory_bytes / 2**20:.1f} MiB > "
-                f"{c.memory_budget_bytes / 2**20:.0f} MiB budget"
-            )
-            reasons[ev.cut] = f"{reasons[ev.cut]}; {mem}" if ev.cut in reasons else mem
+            reasons[ev.cut].append(OverMemory(ev.memory_bytes, c.memory_budget_bytes))
         if not broken and not over:
             passing.append(ev)
 
     if not passing:
+        verdicts = {ev.cut: Verdict(ev.cut, Status.REJECTED, tuple(reasons[ev.cut])) for ev in pool}
         return Selection(
             None,
-            reasons,
-            found,
-            _nothing_summary(candidates),
+            verdicts,
+            f"No cut passes: all {len(candidates)} audited cuts are broken or over memory.",
             _nothing_recommendation(candidates, whole_trusted, c),
-            c.to_dict(),
+            c,
         )
 
     fastest = min(ev.total_ms for ev in passing)
     tied = [ev for ev in passing if ev.total_ms <= fastest * (1 + c.tie_tolerance)]
-    best = min(tied, key=lambda ev: (leakage_score(ev), ev.memory_bytes, ev.total_ms))
-    for ev in passing:
+    best = min(tied, key=lambda ev: (leakage_score(ev, c), ev.memory_bytes, ev.total_ms))
+    verdicts: dict[str, Verdict] = {}
+    for ev in pool:
         if ev is best:
-            continue
-        if ev in tied:
-            reasons[ev.cut] = (
-                f"tie on latency ({ev.total_ms:.2f} ms vs {best.total_ms:.2f} ms) "
-                f"lost on leakage/memory"
-            )
+            status, extra = Status.SELECTED, [Fastest(ev.total_ms)]
+        elif ev in tied:
+            status, extra = Status.PASSES, [TieLost(ev.total_ms, best.total_ms, best.cut)]
+        elif ev in passing:
+            status, extra = Status.PASSES, [Slower(ev.total_ms, best.total_ms, best.cut)]
         else:
-            reasons[ev.cut] = (
-                f"passes, but slower: {ev.total_ms:.2f} ms vs {best.total_ms:.2f} ms for {best.cut}"
-            )
+            status, extra = Status.REJECTED, []
+        verdicts[ev.cut] = Verdict(ev.cut, status, (*extra, *reasons[ev.cut]))
     if best.cut == WHOLE_TRUSTED:
         summary = (
             f"Keep the whole model trusted ({best.total_ms:.1f} ms): no cut is both safe "
@@ -175,11 +180,9 @@ def select_cut(
             f"Cut at {best.cut}: the fastest cut no attack breaks "
             f"({best.total_ms:.1f} ms end to end)."
         )
-    return Selection(best.cut, reasons, found, summary, "", c.to_dict())
-
-
-def _nothing_summary(candidates: list[CutEvidence]) -> str:
-    return f"No cut passes: all {len(candidates)} audited cuts are broken or over memory."
+    if verdicts[best.cut].borderline:
+        summary += " Borderline: a figure's 95% interval reaches its limit (re-run with --confirm)."
+    return Selection(best.cut, verdicts, summary, "", c)
 
 
 def _nothing_recommendation(
@@ -188,7 +191,7 @@ def _nothing_recommendation(
     fits = [ev for ev in candidates if ev.memory_bytes <= c.memory_budget_bytes]
     parts = []
     if fits:
-        target = min(fits, key=lambda ev: (leakage_score(ev), ev.total_ms))
+        target = min(fits, key=lambda ev: (leakage_score(ev, c), ev.total_ms))
         parts.append(
             f"train a defended head at {target.cut} (`privpart audit ... --defence "
             f"adversarial --defence-cut {target.cut}`) and re-audit"

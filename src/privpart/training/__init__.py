@@ -9,10 +9,12 @@ from privpart.training.checkpoint import (
 )
 from privpart.training.pipeline import DEFAULT_LR, import_to_checkpoint, train_to_checkpoint
 from privpart.training.quality import TargetCheck, check_target, require_useful
+from privpart.training.target import Target
 from privpart.training.train import TrainConfig, TrainReport, evaluate_accuracy, train_target
 
 __all__ = [
     "DEFAULT_LR",
+    "Target",
     "TargetCheck",
     "TrainConfig",
     "TrainReport",

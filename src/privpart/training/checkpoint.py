@@ -14,6 +14,7 @@ from torch import nn
 
 from privpart.errors import PrivpartError
 from privpart.models import ModelSpec, build_model
+from privpart.models.wrappers import restore_inference
 
 WEIGHTS = "model.safetensors"
 META = "meta.json"
@@ -60,11 +61,8 @@ def load_checkpoint(ckpt: Path, expect_arch: str | None = None) -> tuple[nn.Modu
             f"{ckpt} holds a {spec.arch} checkpoint, not {expect_arch}",
             f"pass a {expect_arch} checkpoint, or audit {spec.arch}",
         )
-    model = build_model(spec)
-    if meta.get("defence"):  # a defended model: re-apply inference-time behaviour (cut noise)
-        from privpart.defences import restore
-
-        model = restore(model, meta)
+    # a defended model: re-apply its inference-time wrapper (cut noise) before the weights
+    model = restore_inference(build_model(spec), meta.get("defence"))
     try:
         state = load_file(str(ckpt / WEIGHTS))
     except (OSError, SafetensorError) as exc:

@@ -11,17 +11,18 @@ from typing import Any
 
 import torch
 
-import privpart
 from privpart.data import Dataset, DataSplits, load_dataset, make_splits
 from privpart.device import describe, resolve_device
 from privpart.errors import PrivpartError
 from privpart.models import ModelSpec, build_model, parse_normalization
+from privpart.models.pretrained import check_complete, weights_shape
 from privpart.models.user import is_user_arch
-from privpart.models.weights import check_complete, load_pretrained, weights_shape
+from privpart.models.weights import load_pretrained
 from privpart.training.checkpoint import file_sha256, save_checkpoint
 from privpart.training.quality import check_target
 from privpart.training.train import TrainConfig, evaluate_accuracy, train_target
 from privpart.ui import console
+from privpart.version import __version__
 
 # Learning rates that converge within one or two CPU epochs (AdamW, one-cycle).
 DEFAULT_LR = {"vgg16": 4e-4, "resnet50": 1e-3, "efficientnet_b0": 2e-3, "tinycnn": 3e-3}
@@ -59,7 +60,7 @@ def _meta(
         "split_sizes": splits.sizes(),
         "target_check": check.to_dict(),
         "device": describe(device),
-        "privpart_version": privpart.__version__,
+        "privpart_version": __version__,
         "torch_version": torch.__version__,
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
         **extra,

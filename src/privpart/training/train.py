@@ -75,9 +75,11 @@ def evaluate_accuracy(
     batch: int = 256,
     device: torch.device | str | None = None,
 ) -> float:
-    """Top-1 accuracy of `model` (eval mode) on the samples `index`, streamed in batches."""
-    device = resolve_device(device or next(model.parameters()).device)
-    model.eval()
+    """Top-1 accuracy of `model` (eval mode, moved to `device`; default: where its parameters
+    are) on the samples `index`, streamed in batches."""
+    first = next(model.parameters(), None)
+    device = resolve_device(device or (first.device if first is not None else "cpu"))
+    model.to(device).eval()
     correct = torch.zeros((), dtype=torch.long, device=device)
     for x, idx in ds.loader(chunks(index, batch), size, device):
         correct += (model(x).argmax(1) == ds.labels[idx].to(device)).sum()

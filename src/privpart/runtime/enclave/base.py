@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from privpart.registry import Registry
 from privpart.runtime.channel.attestation import sign_quote
+from privpart.runtime.enclave.config import EnclaveConfig
 from privpart.runtime.enclave.platform import PlatformKeys
 from privpart.runtime.enclave.sealed import read_header, unseal_bytes, write_sealed
 from privpart.runtime.errors import EnclaveError
 from privpart.runtime.head import HeadInfo, SplitHead, head_state, measure_head
 from privpart.runtime.version import RUNTIME_VERSION
-
-SGX1_EPC_MIB = 93
-
-
-@dataclass(frozen=True)
-class EnclaveConfig:
-    """Limits of one enclave worker."""
-
-    epc_mib: int = SGX1_EPC_MIB  # memory budget for the head (0: unlimited)
-    max_batch: int = 4  # samples per client request
-    threads: int = os.cpu_count() or 1
-    max_sessions: int = 1024  # oldest sessions are dropped beyond this
-    ready_timeout_s: float = 180.0
-    max_restarts: int = 5  # within restart_window_s, then the supervisor gives up
-    restart_window_s: float = 60.0
 
 
 class TEEBackend(ABC):

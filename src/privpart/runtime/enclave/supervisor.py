@@ -16,10 +16,11 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from privpart.errors import PrivpartError
 from privpart.runtime.enclave import ipc
+from privpart.runtime.enclave.config import EnclaveConfig
 from privpart.runtime.enclave.sealed import read_header
 from privpart.runtime.errors import EnclaveError, RuntimeFailure
 from privpart.runtime.threads import idle_spin_env
@@ -27,14 +28,22 @@ from privpart.runtime.threads import idle_spin_env
 # a large stream limit: feature-sized messages are read without pausing the pipe every 128 KiB
 PIPE_BUFFER = 16 << 20
 
-if TYPE_CHECKING:
-    from privpart.runtime.enclave.base import TEEBackend
+
+
+class Platform(Protocol):
+    """What the supervisor needs of a TEE backend (`base.TEEBackend` is one)."""
+
+    config: EnclaveConfig
+
+    def release_key(self, claimed: str, expected: str) -> bytes: ...
+
+    def worker_command(self, sealed: Path) -> tuple[list[str], dict[str, str], Path | None]: ...
 
 
 class WorkerSupervisor:
     """Runs one worker at a time for a sealed head; `call` is the only way to reach it."""
 
-    def __init__(self, backend: TEEBackend, sealed: Path, expected_measurement: str) -> None:
+    def __init__(self, backend: Platform, sealed: Path, expected_measurement: str) -> None:
         self.backend = backend
         self.sealed = sealed
         self.expected = expected_measurement

@@ -36,6 +36,7 @@ from typing import Any, BinaryIO
 import torch
 
 from privpart.errors import PrivpartError
+from privpart.hardware import SGX1_EPC_BYTES
 from privpart.runtime import frames
 from privpart.runtime.channel.handshake import accept_hello
 from privpart.runtime.channel.session import Session
@@ -334,7 +335,7 @@ def serve(worker: Worker, inp: BinaryIO) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="privpart enclave worker (started by privpart)")
     parser.add_argument("--sealed", required=True)
-    parser.add_argument("--epc-bytes", type=int, default=93 << 20)
+    parser.add_argument("--epc-bytes", type=int, default=SGX1_EPC_BYTES)
     parser.add_argument("--max-batch", type=int, default=4)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--max-sessions", type=int, default=1024)

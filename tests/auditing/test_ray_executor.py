@@ -15,8 +15,8 @@ import torch
 
 from privpart import attacks as attack_pkg
 from privpart.attacks import Budget
-from privpart.audit import AuditConfig, Auditor
-from privpart.audit.executors import EXECUTORS, AttackJob, LocalExecutor, RayExecutor
+from privpart.auditing import AuditConfig, Auditor
+from privpart.auditing.executors import EXECUTORS, AttackJob, LocalExecutor, RayExecutor
 from privpart.cluster import Resources, check_address, ray_session
 from privpart.data import load_dataset, splits_from_meta
 from privpart.errors import PrivpartError
@@ -41,6 +41,7 @@ def cfg(ckpt: Path, **kw: object) -> AuditConfig:
         checkpoint=str(ckpt),
         cuts="block1,block2",
         attack_steps=4,
+        attribute="brightness",  # idx data's only label is the task: name a private attribute
         profile=FAST_PROFILE,
     )
     return AuditConfig(**{**base, **kw})
@@ -85,13 +86,13 @@ def test_ray_audit_matches_the_local_run_then_resumes(
         assert list(b.attacks) == list(a.attacks) == ["cgan", "decoder", "whitebox", "attribute"]
         for name, ra in a.attacks.items():
             rb = b.attacks[name]
-            assert not rb["cached"]
-            for part in ("metrics", "baselines", "per_feature"):
-                assert rb[part] == ra[part], (a.name, name, part)
-            assert untimed(rb["config"]) == untimed(ra["config"]), (a.name, name)
-            if ra.get("grid"):
-                grid_a = (tmp_path / "local" / ra["grid"]).read_bytes()
-                assert (tmp_path / "ray" / rb["grid"]).read_bytes() == grid_a
+            assert not rb.cached
+            assert rb.to_dict()["metrics"] == ra.to_dict()["metrics"], (a.name, name)
+            assert rb.per_feature == ra.per_feature
+            assert untimed(rb.config) == untimed(ra.config), (a.name, name)
+            if ra.grid:
+                grid_a = (tmp_path / "local" / ra.grid).read_bytes()
+                assert (tmp_path / "ray" / rb.grid).read_bytes() == grid_a
     # (The selection is not compared: it also weighs latencies, measured afresh by each run.)
 
     # Resume: every job is cached, so nothing is computed and Ray is not even asked.
@@ -102,7 +103,7 @@ def test_ray_audit_matches_the_local_run_then_resumes(
     monkeypatch.setattr(attack_pkg, "compute_feature_sets", refuse)
     monkeypatch.setattr(RayExecutor, "run", lambda self, jobs, *a: refuse() if jobs else None)
     again = Auditor(cfg(tiny_checkpoint), tmp_path / "ray", False, ray_exec).run()
-    assert all(r["cached"] for c in again.cuts for r in c.attacks.values())
+    assert all(r.cached for c in again.cuts for r in c.attacks.values())
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +121,7 @@ def feature_sets(tiny_checkpoint: Path) -> dict:
 def test_a_failing_job_raises_its_own_error_and_keeps_finished_results(
     ray_cluster: ModuleType, feature_sets: dict
 ) -> None:
-    good = AttackJob("block1", "attribute", Budget(steps=2), 0)
+    good = AttackJob("block1", "attribute", Budget(steps=2), 0, {"attribute": "brightness"})
     bad = AttackJob("block1", "decoder", Budget(steps=2), 0, {"no_such_param": 1})
     done: list[str] = []
     with pytest.raises(PrivpartError, match="no parameter") as err:
@@ -196,11 +197,11 @@ def test_cli_ray_option_takes_an_optional_address(monkeypatch: pytest.MonkeyPatc
     class Stop(Exception):
         pass
 
-    def fake_auditor(cfg: AuditConfig, out: Path, executor: object = None) -> None:
+    def fake_audit(model: object, dataset: object, executor: object = None, **_: object) -> None:
         seen.append(executor)
         raise Stop
 
-    monkeypatch.setattr(cli_audit, "Auditor", fake_auditor)
+    monkeypatch.setattr(cli_audit.api, "audit", fake_audit)
     for args, expect in (
         ([], None),
         (["--ray"], "local"),

@@ -1,0 +1,258 @@
+"""The audit's typed result. It stays dataclasses end to end and becomes JSON only at the file
+boundary (`save` / `load`); results.json is the report's only input.
+
+Schema 2 (this version): every attack result carries its metrics' declarations, figures with
+95 % intervals and baselines by name; verdicts are typed (`privpart.selection.Verdict`).
+Schema 1 files (before typed results) still load: `_upgrade_v1` maps their flat metric and
+baseline names onto the built-in declarations and keeps their verdict sentences as notes.
+
+    result.selected_cut
+    result.verdicts["features.16"].reasons
+    result.leakage("features.16", "decoder").ssim
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from privpart.attacks.result import AttackResult, MetricResult
+from privpart.attacks.scoring import metric_specs
+from privpart.attacks.threat import ThreatModel
+from privpart.auditing.config import AuditConfig
+from privpart.errors import PrivpartError
+from privpart.metrics.spec import Direction, Estimate, Margin, MetricSpec, Ratio
+from privpart.partition import Cut
+from privpart.profiling import CutProfile
+from privpart.selection import Constraints, Note, Selection, Status, Verdict
+
+SCHEMA_VERSION = 2
+
+
+@dataclass
+class CutReport:
+    """One audited cut: where it is, what each attack achieved, what it costs, the verdict."""
+
+    cut: Cut
+    attacks: dict[str, AttackResult]
+    latency: CutProfile
+    verdict: Verdict
+    confirmations: dict[str, AttackResult] = field(default_factory=dict)  # --confirm re-runs
+    skipped: dict[str, str] = field(default_factory=dict)  # attack -> why it did not run
+
+    @property
+    def name(self) -> str:
+        return self.cut.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cut": self.cut.to_dict(),
+            "attacks": {k: r.to_dict() for k, r in self.attacks.items()},
+            "latency": self.latency.to_dict(),
+            "verdict": self.verdict.to_dict(),
+            "confirmations": {k: r.to_dict() for k, r in self.confirmations.items()},
+            "skipped": dict(self.skipped),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CutReport:
+        return cls(
+            cut=Cut.from_dict(d["cut"]),
+            attacks={k: AttackResult.from_dict(r) for k, r in d["attacks"].items()},
+            latency=CutProfile.from_dict(d["latency"]),
+            verdict=Verdict.from_dict(d["verdict"]),
+            confirmations={
+                k: AttackResult.from_dict(r) for k, r in d.get("confirmations", {}).items()
+            },
+            skipped=dict(d.get("skipped", {})),
+        )
+
+
+@dataclass
+class AuditResult:
+    schema_version: int
+    privpart_version: str
+    created: str
+    config: AuditConfig
+    environment: dict[str, Any]  # provenance: versions, machine, executor
+    model: dict[str, Any]  # spec, checkpoint path + hash, accuracy, training info
+    data: dict[str, Any]  # dataset, kind, split sizes, feature names (tabular)
+    cuts: list[CutReport]
+    extremes: dict[str, CutProfile]  # whole_trusted / whole_untrusted
+    selection: Selection
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    defence: dict | None = None
+
+    @property
+    def selected_cut(self) -> str | None:
+        return self.selection.selected
+
+    @property
+    def verdicts(self) -> dict[str, Verdict]:
+        """Every candidate's verdict by cut name (the whole-model-trusted option included)."""
+        return dict(self.selection.verdicts)
+
+    def cut(self, name: str) -> CutReport:
+        for c in self.cuts:
+            if c.name == name:
+                return c
+        raise PrivpartError(
+            f"cut {name!r} was not audited", f"audited cuts: {', '.join(c.name for c in self.cuts)}"
+        )
+
+    def leakage(self, cut: str, attack: str) -> AttackResult:
+        """The result of `attack` at `cut` (`.ssim`, `.metric("reid").estimate.interval`...)."""
+        report = self.cut(cut)
+        if attack not in report.attacks:
+            raise PrivpartError(
+                f"attack {attack!r} did not run at {cut}",
+                f"attacks run there: {', '.join(report.attacks) or 'none'}",
+            )
+        return report.attacks[attack]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "privpart_version": self.privpart_version,
+            "created": self.created,
+            "config": self.config.to_dict(),
+            "environment": self.environment,
+            "model": self.model,
+            "data": self.data,
+            "cuts": [c.to_dict() for c in self.cuts],
+            "extremes": {k: p.to_dict() for k, p in self.extremes.items()},
+            "selection": self.selection.to_dict(),
+            "selected_cut": self.selected_cut,
+            "stage_seconds": self.stage_seconds,
+            "defence": self.defence,
+        }
+
+    def save(self, path: Path) -> Path:
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> AuditResult:
+        version = int(d.get("schema_version", 1))
+        if version > SCHEMA_VERSION:
+            raise PrivpartError(
+                f"results schema {version} is newer than this privpart's ({SCHEMA_VERSION})",
+                "upgrade privpart to read it",
+            )
+        if version == 1:
+            d = _upgrade_v1(d)
+        return cls(
+            schema_version=SCHEMA_VERSION,
+            privpart_version=str(d["privpart_version"]),
+            created=str(d["created"]),
+            config=AuditConfig.from_dict(d["config"]),
+            environment=dict(d.get("environment", {})),
+            model=dict(d["model"]),
+            data=dict(d["data"]),
+            cuts=[CutReport.from_dict(c) for c in d["cuts"]],
+            extremes={k: CutProfile.from_dict(p) for k, p in d["extremes"].items()},
+            selection=Selection.from_dict(d["selection"]),
+            stage_seconds=dict(d.get("stage_seconds", {})),
+            defence=d.get("defence"),
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> AuditResult:
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise PrivpartError(f"{path} does not exist", "run `privpart audit` first") from None
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise PrivpartError(
+                f"{path} is not a privpart results.json: {type(exc).__name__}: {exc}",
+                "re-run the audit to regenerate it",
+            ) from exc
+
+
+# -- schema 1 -> 2 --------------------------------------------------------------------------
+# schema 1 kept baselines flat: its name for each (metric, baseline) pair
+_V1_BASELINES: dict[str, dict[str, str]] = {
+    "ssim": {"aux_mean": "ssim", "task_floor": "task_floor_ssim"},
+    "psnr": {"aux_mean": "psnr", "task_floor": "task_floor_psnr"},
+    "mse": {"aux_mean": "mse", "task_floor": "task_floor_mse"},
+    "accuracy": {"majority": "accuracy", "task_floor": "task_floor", "chance": "chance"},
+    "feature_mae": {"aux_mean": "feature_mae"},
+}
+
+
+def _upgrade_attack_v1(d: Mapping[str, Any]) -> dict[str, Any]:
+    specs = metric_specs()
+    baselines = d.get("baselines", {})
+    metrics = {}
+    for name, value in d.get("metrics", {}).items():
+        spec = specs.get(name) or MetricSpec(name, name, Direction.HIGHER)
+        names = _V1_BASELINES.get(name, {})
+        b = {new: baselines[old] for new, old in names.items() if baselines.get(old) is not None}
+        metrics[name] = MetricResult(spec, Estimate(float(value)), b).to_dict()
+    config = dict(d.get("config", {}))
+    if "baseline_per_feature" not in config and isinstance(baselines.get("per_feature"), dict):
+        config["baseline_per_feature"] = baselines["per_feature"]
+    return {
+        **d,
+        "threat_model": ThreatModel(d.get("threat_model", "black-box query")).value,
+        "metrics": metrics,
+        "config": config,
+    }
+
+
+def _upgrade_constraints_v1(c: Mapping[str, Any]) -> dict[str, Any]:
+    limits: dict[str, Any] = {}
+    if "max_ssim" in c:
+        limits["ssim"] = Margin(float(c.get("ssim_margin", 0.1)), float(c["max_ssim"])).to_dict()
+    if "max_attribute_advantage" in c:
+        limits["accuracy"] = Margin(float(c["max_attribute_advantage"])).to_dict()
+    if "max_mae_ratio" in c:
+        limits["feature_mae"] = Ratio(float(c["max_mae_ratio"])).to_dict()
+    limits["reid"] = None  # schema 1 had no re-identification
+    keep = ("memory_budget_bytes", "enforce_memory", "tie_tolerance")
+    return Constraints.from_dict({"limits": limits, **{k: c[k] for k in keep if k in c}}).to_dict()
+
+
+def _upgrade_v1(d: Mapping[str, Any]) -> dict[str, Any]:
+    d = dict(d)
+    constraints = _upgrade_constraints_v1(d.get("selection", {}).get("constraints", {}))
+    config = dict(d["config"])
+    config["constraints"] = constraints
+    d["config"] = config
+    verdicts = {}
+    cuts = []
+    for c in d["cuts"]:
+        name = c["cut"]["name"]
+        v = c["verdict"]
+        verdict = Verdict(name, Status(v["status"]), (Note(v.get("reason", "")),))
+        verdicts[name] = verdict.to_dict()
+        cuts.append({
+            **c,
+            "attacks": {k: _upgrade_attack_v1(r) for k, r in c["attacks"].items()},
+            "verdict": verdict.to_dict(),
+        })  # fmt: skip
+    sel = d["selection"]
+    for name, reason in sel.get("reasons", {}).items():
+        if name not in verdicts:  # the whole-model-trusted option
+            status = Status.PASSES if reason.startswith(("passes", "tie")) else Status.REJECTED
+            verdicts[name] = Verdict(name, status, (Note(reason),)).to_dict()
+    chosen = sel.get("selected")
+    if chosen is not None and chosen not in verdicts:  # the whole model trusted, selected
+        note = Note("the fastest option that no attack breaks")
+        verdicts[chosen] = Verdict(chosen, Status.SELECTED, (note,)).to_dict()
+    d["cuts"] = cuts
+    d["selection"] = {
+        "selected": sel.get("selected"),
+        "verdicts": verdicts,
+        "summary": sel.get("summary", ""),
+        "recommendation": sel.get("recommendation", ""),
+        "constraints": constraints,
+    }
+    return d
+
+

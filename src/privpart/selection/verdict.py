@@ -1,0 +1,202 @@
+"""A cut's verdict as data: its status and every reason, each a typed record that also says
+itself in words. Reports and the CLI read these, never parse a sentence."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from privpart.metrics.spec import Direction, Interval
+from privpart.registry import Registry
+
+
+class Status(StrEnum):
+    SELECTED = "selected"  # the fastest cut no attack breaks
+    PASSES = "passes"  # no attack breaks it, but another candidate won
+    REJECTED = "rejected"  # broken by an attack, or over the memory budget
+
+
+REASONS: Registry[type[Reason]] = Registry("verdict reason")
+
+
+class Reason:
+    """One reason in a verdict; subclasses are dataclasses registered by `kind`."""
+
+    kind: ClassVar[str]
+
+    @property
+    def text(self) -> str:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)  # type: ignore[call-overload]
+        return {"kind": self.kind, **d}
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> Reason:
+        cls = REASONS.get(str(d["kind"]))
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        values = {k: v for k, v in d.items() if k in names}
+        if "interval" in values and values["interval"] is not None:
+            values["interval"] = Interval(**values["interval"])
+        if "direction" in values:
+            values["direction"] = Direction(values["direction"])
+        return cls(**values)
+
+
+def _fmt(x: float, fmt: str) -> str:
+    return f"{x:{fmt}}"
+
+
+@REASONS.register("breach")
+@dataclass(frozen=True)
+class Breach(Reason):
+    """An attack's figure past its limit (or, with `passed`, a figure short of it whose interval
+    reaches it: a borderline pass)."""
+
+    attack: str
+    threat_model: str
+    metric: str
+    label: str
+    value: float
+    limit: float
+    reference: str  # what the limit came from ("task-label floor 0.45", "cap")
+    direction: Direction
+    fmt: str = ".2f"
+    interval: Interval | None = None
+    chance: float | None = None
+    passed: bool = False  # True: not a breach, recorded because it is borderline
+    kind: ClassVar[str] = "breach"
+
+    @property
+    def borderline(self) -> bool:
+        """The 95 % interval reaches across the limit: another sample of victims could flip it."""
+        return self.interval is not None and self.interval.contains(self.limit)
+
+    @property
+    def text(self) -> str:
+        f = self.fmt
+        sign = (">" if self.direction is Direction.HIGHER else "<") if not self.passed else (
+            "<=" if self.direction is Direction.HIGHER else ">=")  # fmt: skip
+        iv = self.interval
+        ci = f", 95% {_fmt(iv.low, f)}-{_fmt(iv.high, f)}" if iv is not None else ""
+        chance = (
+            f", chance {self.chance:.2f}"
+            if self.chance is not None and not self.reference.startswith("chance")
+            else ""
+        )
+        head = f"{self.attack}: {self.label} {_fmt(self.value, f)}{ci} {sign} {_fmt(self.limit, f)}"
+        tag = " (borderline)" if self.borderline else ""
+        ref = f" ({self.reference}{chance})" if self.reference else ""
+        return f"{head}{ref}{tag}"
+
+
+@REASONS.register("over_memory")
+@dataclass(frozen=True)
+class OverMemory(Reason):
+    need_bytes: int
+    budget_bytes: int
+    kind: ClassVar[str] = "over_memory"
+
+    @property
+    def text(self) -> str:
+        return (
+            f"over memory: the head needs {self.need_bytes / 2**20:.1f} MiB > "
+            f"{self.budget_bytes / 2**20:.0f} MiB budget"
+        )
+
+
+@REASONS.register("slower")
+@dataclass(frozen=True)
+class Slower(Reason):
+    total_ms: float
+    best_ms: float
+    best: str
+    kind: ClassVar[str] = "slower"
+
+    @property
+    def text(self) -> str:
+        ms = f"{self.total_ms:.2f} ms vs {self.best_ms:.2f} ms"
+        return f"passes, but slower: {ms} for {self.best}"
+
+
+@REASONS.register("tie_lost")
+@dataclass(frozen=True)
+class TieLost(Reason):
+    total_ms: float
+    best_ms: float
+    best: str
+    kind: ClassVar[str] = "tie_lost"
+
+    @property
+    def text(self) -> str:
+        return (
+            f"tie on latency ({self.total_ms:.2f} ms vs {self.best_ms:.2f} ms) lost on "
+            f"leakage/memory to {self.best}"
+        )
+
+
+@REASONS.register("fastest")
+@dataclass(frozen=True)
+class Fastest(Reason):
+    total_ms: float
+    kind: ClassVar[str] = "fastest"
+
+    @property
+    def text(self) -> str:
+        return f"the fastest cut that no attack breaks ({self.total_ms:.2f} ms)"
+
+
+@REASONS.register("note")
+@dataclass(frozen=True)
+class Note(Reason):
+    """Free text: reasons carried over from results written before verdicts were typed."""
+
+    message: str
+    kind: ClassVar[str] = "note"
+
+    @property
+    def text(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class Verdict:
+    cut: str
+    status: Status
+    reasons: tuple[Reason, ...] = ()
+
+    @property
+    def breaches(self) -> list[Breach]:
+        return [r for r in self.reasons if isinstance(r, Breach) and not r.passed]
+
+    @property
+    def borderline(self) -> bool:
+        """Some judged figure's interval straddles its limit (see `Breach.borderline`)."""
+        return any(isinstance(r, Breach) and r.borderline for r in self.reasons)
+
+    @property
+    def text(self) -> str:
+        parts = [r.text for r in self.reasons if not (isinstance(r, Breach) and r.passed)]
+        shown = "; ".join(parts)
+        if self.breaches:
+            shown = "broken: " + shown
+        close = [r for r in self.reasons if isinstance(r, Breach) and r.passed]
+        if close:
+            shown += ("; " if shown else "") + "borderline: " + "; ".join(r.text for r in close)
+        return shown
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cut": self.cut,
+            "status": self.status.value,
+            "reasons": [r.to_dict() for r in self.reasons],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Verdict:
+        return cls(
+            str(d["cut"]), Status(d["status"]), tuple(Reason.from_dict(r) for r in d["reasons"])
+        )
