@@ -106,7 +106,8 @@ def compute_feature_sets(
     task: str | None = None,
     device: torch.device | str = "cpu",
 ) -> dict[str, FeatureSet]:
-    """{cut name: FeatureSet} for `cuts`, model in eval mode, no gradients, one pass.
+    """{cut name: FeatureSet} for `cuts`, model in eval mode, no gradients, one pass of the
+    graph up to the deepest of them.
 
     Inputs stream from the dataset (decoded by worker processes for image folders) in batches
     and the graph runs on `device` (the model's parameters move there, in fp32: features are
@@ -119,7 +120,8 @@ def compute_feature_sets(
     wanted = {c.node for c in cuts}
     index = torch.cat([splits.aux, splits.victim])
     n, n_aux = index.numel(), splits.aux.numel()
-    gm = partition.graph.to(device)
+    # run the graph only as far as the deepest cut wanted (its head keeps the node names)
+    gm = partition.split(max(cuts, key=lambda c: c.index)).head.to(device)
     was_training = gm.training
     gm.eval()
     all_inputs = torch.empty(n, ds.channels, *input_size)
