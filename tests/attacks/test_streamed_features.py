@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -48,3 +49,22 @@ def test_only_aux_and_victims_are_decoded(tmp_path: Path, monkeypatch) -> None:
     assert fs.attribute_classes["tint"] == ["cool", "warm"]
     assert default_attribute(ds.name, "class", fs.aux_attributes.keys()) == "tint"
     assert default_attribute(ds.name, "tint", fs.aux_attributes.keys()) == "class"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_features_on_cuda_match_the_cpu(tmp_path: Path) -> None:
+    folder = write_image_folder(tmp_path / "f", 40, classes=2, size=16, fmt="png")
+    ds = load_dataset(f"imagefolder:{folder}@16")
+    splits = make_splits(ds, seed=0)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 16 * 16, 2)).eval()  # fmt: skip
+    part = Partition(model, (3, 16, 16))
+    cut = part.interior_cuts[:1]
+    cpu = compute_feature_sets(part, ds, splits, cut, (16, 16), show_progress=False)
+    gpu = compute_feature_sets(part, ds, splits, cut, (16, 16), show_progress=False,
+                               device="cuda")  # fmt: skip
+    a, b = cpu[cut[0].name], gpu[cut[0].name]
+    assert b.device.type == "cuda" and b.aux_features.device.type == "cpu"
+    torch.testing.assert_close(a.aux_features, b.aux_features, rtol=1e-4, atol=1e-4)
+    assert torch.equal(a.aux_inputs, b.aux_inputs)

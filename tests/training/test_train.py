@@ -83,3 +83,33 @@ def test_minutes_budget_trains_against_the_clock(idx_dir: Path, tmp_path: Path) 
 def test_epochs_run_the_whole_schedule(tiny_checkpoint: Path) -> None:
     meta = read_meta(tiny_checkpoint)
     assert meta["final_lr"] < 1e-3 * meta["train_config"]["lr"]
+
+
+CUDA = torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not CUDA, reason="no CUDA device on this machine"))])  # fmt: skip
+def test_same_seed_same_weights_on_the_same_device(
+    device: str, idx_dir: Path, tmp_path: Path
+) -> None:
+    runs = [
+        train_to_checkpoint(
+            "tinycnn",
+            f"idx:{idx_dir}",
+            tmp_path / f"{device}{i}",
+            limit=64,
+            epochs=2,
+            batch_size=16,
+            show_progress=False,
+            n_aux=100,
+            n_victim=32,
+            device=device,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    a, b = (load_file(str(r / "model.safetensors")) for r in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    meta = read_meta(runs[0])
+    assert meta["train_config"]["device"].startswith(device)
+    assert all(t.device.type == "cpu" and t.dtype == torch.float32 for t in a.values())
