@@ -9,7 +9,11 @@ import typer
 
 ModelArg = Annotated[str, typer.Argument(help="zoo name or path/to/file.py:factory")]
 DatasetOpt = Annotated[
-    str, typer.Option(help="fashion-mnist, idx:DIR, imagefolder:DIR, csv:FILE or ton-iot:FILE")
+    str,
+    typer.Option(
+        help="fashion-mnist, idx:DIR, imagefolder:DIR[@SIZE] (read lazily), csv:FILE or "
+        "ton-iot:FILE"
+    ),
 ]
 DataDirOpt = Annotated[Path | None, typer.Option(help="folder holding the dataset")]
 TaskOpt = Annotated[
