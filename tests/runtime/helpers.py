@@ -128,3 +128,10 @@ class ServerProcess:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
+
+
+def simulated_policy(pin: bytes):  # noqa: ANN201
+    """What a test client of the process backend states: simulated allowed, platform pinned."""
+    from privpart.runtime.channel.policy import VerificationPolicy
+
+    return VerificationPolicy(allow_simulated=True, platform_pins=(pin,))

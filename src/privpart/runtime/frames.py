@@ -30,7 +30,6 @@ import torch
 from privpart.runtime.errors import FrameError
 
 MAGIC = b"PPT1"
-MEDIA_TYPE = "application/x-privpart-frame"
 PREFIX = struct.Struct("<4sI")
 MAX_HEADER = 1024
 MAX_RANK = 8
