@@ -44,6 +44,7 @@ class QuoteContext:
     measurement: str
     attestation_dir: Path = GRAMINE_DIR
     tsm_dir: Path = TSM_DIR
+    tsm_entry: str | None = None
 
 
 class QuoteSource(ABC):
@@ -151,7 +152,7 @@ class TsmSource(QuoteSource):
 
     @classmethod
     def start(cls, ctx: QuoteContext) -> QuoteSource:
-        return cls(ctx.tsm_dir)
+        return cls(ctx.tsm_dir, ctx.tsm_entry)
 
     def _read(self, name: str) -> bytes:
         return (self.entry / name).read_bytes()

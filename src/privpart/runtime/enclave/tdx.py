@@ -32,10 +32,15 @@ class TdxBackend(TEEBackend):
     quote_source = "tdx"
 
     def __init__(
-        self, platform: PlatformKeys, config: EnclaveConfig | None = None, tsm_dir: Path = TSM_DIR
+        self,
+        platform: PlatformKeys,
+        config: EnclaveConfig | None = None,
+        tsm_dir: Path = TSM_DIR,
+        tsm_entry: str | None = None,
     ) -> None:
         super().__init__(platform, config)
         self.tsm_dir = tsm_dir
+        self.tsm_entry = tsm_entry  # the report entry's name (default: privpart-<worker pid>)
 
     def check_available(self) -> None:
         reports = self.tsm_dir / "report"
@@ -55,4 +60,6 @@ class TdxBackend(TEEBackend):
             "OMP_NUM_THREADS": str(self.config.threads),
         }
         argv = [*self.worker_args(sealed, measurement), "--tsm-dir", str(self.tsm_dir)]
+        if self.tsm_entry:
+            argv += ["--tsm-entry", self.tsm_entry]
         return [sys.executable, *argv], env, None

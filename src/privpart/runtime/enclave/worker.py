@@ -311,7 +311,9 @@ def _load(args: argparse.Namespace, out: BinaryIO, pool: TailPool) -> tuple[Work
             f"decrypted head measures {measured[:16]}..., its seal says {info.measurement[:16]}...",
             "the sealed file or the runtime differs from the one sealed: re-seal the head",
         )
-    ctx = QuoteContext(platform, measured, Path(args.attestation_dir), Path(args.tsm_dir))
+    ctx = QuoteContext(
+        platform, measured, Path(args.attestation_dir), Path(args.tsm_dir), args.tsm_entry
+    )
     quotes = QUOTE_SOURCES.get(args.quote_source).start(ctx)
     budget.reset_peak_resident()
     rss0 = budget.resident()
@@ -373,6 +375,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quote-source", choices=QUOTE_SOURCES.names(), required=True)
     parser.add_argument("--attestation-dir", default=str(GRAMINE_DIR))
     parser.add_argument("--tsm-dir", default=str(TSM_DIR))
+    parser.add_argument("--tsm-entry", default=None, help="report entry (default privpart-PID)")
     parser.add_argument("--epc-bytes", type=int, default=93 << 20)
     parser.add_argument("--max-batch", type=int, default=4)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
