@@ -153,7 +153,7 @@ def build_enclave_app(host: EnclaveHost) -> web.Application:
 
     public = {ep.path for ep in protocol.ENCLAVE_ENDPOINTS if ep.public}
     app = web.Application(
-        middlewares=[count, json_errors, auth(host.limits, public)],
+        middlewares=[count, json_errors, auth(lambda: host.limits, public)],
         client_max_size=host.record_limit,
     )
     app[HOST_KEY] = host

@@ -61,7 +61,8 @@ def build_tail_app(
     limits = service.config.limits
     public = {ep.path for ep in protocol.TAIL_ENDPOINTS if ep.public}
     app = web.Application(
-        middlewares=[json_errors, auth(limits, public)], client_max_size=service.spec.max_bytes
+        middlewares=[json_errors, auth(lambda: service.config.limits, public)],
+        client_max_size=service.spec.max_bytes,
     )
     app[TAIL_KEY] = service
     app[LIMITS_KEY] = limits

@@ -75,13 +75,13 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         )
 
 
-def auth(limits: ServerLimits, public: set[str]) -> Callable:
-    """Middleware: the bearer token on every path outside `public`."""
+def auth(limits: Callable[[], ServerLimits], public: set[str]) -> Callable:
+    """Middleware: the bearer token of `limits()` on every path outside `public`."""
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path not in public:
-            check_token(limits.token, request.headers.get(protocol.AUTH_HEADER))
+            check_token(limits().token, request.headers.get(protocol.AUTH_HEADER))
         return await handler(request)
 
     return check
@@ -124,14 +124,45 @@ class _Refused(asyncio.Protocol):
         transport.close()
 
 
+class _Counted(asyncio.Protocol):
+    """aiohttp's protocol for one connection, counted from accept to close.
+
+    Counting in the factory (not in aiohttp's connection list, filled a loop iteration later)
+    keeps a burst of connects, which asyncio accepts many at a time, under the cap too."""
+
+    def __init__(self, inner: asyncio.Protocol, factory: _CappedFactory) -> None:
+        self.inner, self.factory = inner, factory
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.factory.live -= 1
+        self.inner.connection_lost(exc)
+
+
 class _CappedFactory:
     def __init__(self, server: web.Server, cap: int) -> None:
         self.server, self.cap = server, cap
+        self.live = 0
 
     def __call__(self) -> asyncio.Protocol:
-        if len(self.server.connections) >= self.cap:
+        if self.live >= self.cap:
             return _Refused()
-        return self.server()
+        self.live += 1
+        return _Counted(self.server(), self)
 
 
 class CappedRunner(web.AppRunner):
@@ -140,8 +171,13 @@ class CappedRunner(web.AppRunner):
     def __init__(self, app: web.Application, max_connections: int, **kwargs: object) -> None:
         super().__init__(app, **kwargs)  # type: ignore[arg-type]
         self.max_connections = max_connections
+        self._capped: _CappedFactory | None = None
 
     @property
     def server(self) -> web.Server | None:  # type: ignore[override]
         inner = super().server
-        return None if inner is None else _CappedFactory(inner, self.max_connections)  # type: ignore[return-value]
+        if inner is None:
+            return None
+        if self._capped is None or self._capped.server is not inner:  # one count for all sites
+            self._capped = _CappedFactory(inner, self.max_connections)
+        return self._capped  # type: ignore[return-value]

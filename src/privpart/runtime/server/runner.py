@@ -21,6 +21,10 @@ from privpart.runtime.server.limits import ServerLimits
 # 64 KiB). A 1.6 MB feature frame then streams in without flow-control pauses: 0.55-0.59 ms to
 # read instead of 0.78-0.83 ms (loopback, http.client sender, 100 requests, two runs each).
 READ_BUFFER = 4 << 20
+# How long aiohttp keeps reading (and discarding) a body it did not consume before it closes the
+# connection, e.g. after a 408 body timeout or a 413 (its default is 10 s): a slow sender's
+# socket is freed this long after its answer.
+LINGER_S = 1.0
 
 
 async def start_site(
@@ -40,6 +44,7 @@ async def start_site(
         shutdown_timeout=shutdown_timeout,
         access_log=None,
         read_bufsize=READ_BUFFER,
+        lingering_time=LINGER_S,
     )
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024, ssl_context=tls)
