@@ -111,9 +111,11 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the tail of a split over HTTP(S): dynamic batching, backpressure, /metrics."""
+    from privpart.runtime.head import refuse_code
     from privpart.runtime.server import BatchConfig, ServerLimits, TailConfig
     from privpart.runtime.server.limits import read_token
 
+    refuse_code(checkpoint, trust_code)  # before anything runs: the refusal costs nothing
     if (tls_cert is None) != (tls_key is None):
         raise PrivpartError("--tls-cert and --tls-key go together", "pass both, or neither")
     batch = BatchConfig(max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue)
@@ -154,6 +156,9 @@ def serve(
     service.warm_up()
 
     def started(url: str) -> None:
+        from privpart.runtime.protocol import TAIL_ENDPOINTS
+
+        endpoints = ", ".join(f"{ep.method} {ep.path}" for ep in TAIL_ENDPOINTS)
         shape = "x".join(map(str, split.info.cut.shape))
         auth = "bearer token required" if limits.token else "no authentication"
         console.print(
@@ -161,8 +166,7 @@ def serve(
             f"{service.device} at [bold]{url}[/]\n  features {shape} float32; batches <= "
             f"{max_batch} (wait <= {max_wait_ms:g} ms under load); queue <= {max_queue} "
             f"samples, then 429 busy\n  {auth}; bodies within {body_timeout:g} s; <= "
-            f"{max_connections} connections\n  endpoints: POST /v1/infer, GET /v1/info /healthz "
-            "/metrics; Ctrl-C drains and stops"
+            f"{max_connections} connections\n  endpoints: {endpoints}; Ctrl-C drains and stops"
         )
 
     asyncio.run(

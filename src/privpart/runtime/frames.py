@@ -27,6 +27,7 @@ from math import prod
 import numpy as np
 import torch
 
+from privpart.runtime import protocol
 from privpart.runtime.errors import FrameError
 
 MAGIC = b"PPT1"
@@ -146,7 +147,8 @@ def decode(buf: bytes | bytearray | memoryview, spec: FrameSpec) -> torch.Tensor
         raise _fail(
             "wrong_shape",
             f"expected samples of shape {list(spec.sample_shape)}, got {list(shape[1:])}",
-            "send [batch, *sample_shape]; check the cut the server was started with (/v1/info)",
+            "send [batch, *sample_shape]; check the cut the server was started with "
+            f"({protocol.INFO.path})",
         )
     if shape[0] > spec.max_batch:
         raise _fail(

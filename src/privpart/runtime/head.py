@@ -126,13 +126,19 @@ def check_inert(spec: ModelSpec, trust_code: bool, where: str = "the checkpoint"
         )
 
 
+def refuse_code(ckpt: Path, trust_code: bool) -> None:
+    """`check_inert` for a checkpoint folder, reading only its meta.json (no torch work)."""
+    from privpart.training.checkpoint import checkpoint_spec
+
+    check_inert(checkpoint_spec(ckpt), trust_code, f"checkpoint {ckpt}")
+
+
 def split_checkpoint(ckpt: Path, cut: str, trust_code: bool = False) -> SplitHead:
     """Load a trusted checkpoint (safetensors, no pickle) and split it at `cut`. A checkpoint
     whose architecture is a user file is refused unless `trust_code` (see `check_inert`)."""
     from privpart.training import load_checkpoint
-    from privpart.training.checkpoint import checkpoint_spec
 
-    check_inert(checkpoint_spec(ckpt), trust_code, f"checkpoint {ckpt}")
+    refuse_code(ckpt, trust_code)
     model, meta = load_checkpoint(ckpt)
     spec = ModelSpec.from_dict(meta["spec"])
     input_shape = tuple(meta.get("input_shape") or spec.input_shape)

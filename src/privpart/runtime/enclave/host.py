@@ -177,7 +177,9 @@ def build_enclave_app(host: EnclaveHost) -> web.Application:
         session = request.match_info["session"]
         if not SESSION_ID.match(session):
             raise RuntimeFailure(
-                "unknown_session", "malformed session id", "attest first: POST /v1/attest"
+                "unknown_session",
+                "malformed session id",
+                f"attest first: {protocol.ATTEST.method} {protocol.ATTEST.path}",
             )
         # read first: a client still sending its body is not in flight (a slow sender cannot
         # fill the enclave's slots), and the body timeout bounds how long it holds its socket

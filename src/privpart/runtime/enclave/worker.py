@@ -366,7 +366,7 @@ def serve(worker: Worker, inp: BinaryIO) -> None:
         worker.reply(reply, body)
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="privpart enclave worker (started by privpart)")
     parser.add_argument("--sealed", required=True)
     parser.add_argument("--expect-measurement", required=True)
@@ -386,7 +386,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tail-timeout", type=float, default=60.0)
     parser.add_argument("--tail-pin", default="", help="SHA-256 of the tail's TLS certificate")
     parser.add_argument("--trust-code", action="store_true")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     forbid_unpickling()
     # the protocol owns the original stdout; stray prints go to stderr
     out = os.fdopen(os.dup(1), "wb")

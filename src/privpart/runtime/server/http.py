@@ -117,7 +117,7 @@ class _Refused(asyncio.Protocol):
             )
         ).encode()
         head = (
-            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: {protocol.JSON_TYPE}\r\n"
             f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
         )
         transport.write(head.encode() + body)  # type: ignore[attr-defined]
