@@ -373,11 +373,13 @@ def _attestation_line(att: Attestation) -> str:
         for k, v in att.identity.items()
         if k in ("MRENCLAVE", "MRSIGNER", "MRTD", "attestation key")
     )
-    tcb = f", TCB {att.tcb_status}" if att.tcb_status else ""
+    if att.simulated:
+        what = "simulated: true (no hardware TEE)"
+    else:
+        what = f"{att.tee}, simulated: false, TCB {att.tcb_status}"
     key = f", platform key {att.platform_key[:16]}..." if att.platform_key else ""
-    sim = "simulated: true" if att.simulated else "simulated: false"
     return (
-        f"attested: backend {att.backend}, {att.tee}, {sim}{tcb}, {ident}, measurement "
+        f"attested: backend {att.backend}, {what}, {ident}, measurement "
         f"{att.measurement[:16]}...{key}"
     )
 
