@@ -291,3 +291,53 @@ def test_an_overloaded_enclave_host_says_busy(enclave_stack: SimpleNamespace) ->
     finally:
         enclave_stack.host.max_inflight = 256
     assert status == 429 and json.loads(body)["error"] == "busy" and headers["Retry-After"] == "1"
+
+
+def test_a_tail_answering_logits_that_do_not_fit_gets_an_error_to_the_client(
+    enclave_stack: SimpleNamespace,
+) -> None:
+    """A tail server (real HTTP) answering well-formed frames of the wrong batch or classes: the
+    client gets `bad_tail_answer`, never logits sealed by the enclave."""
+    from aiohttp import web
+
+    from privpart.runtime.enclave.host import EnclaveHost, build_enclave_app
+    from privpart.runtime.server.runner import start_site
+
+    answers = [torch.rand(3, 10), torch.rand(1, 7)]  # the request below has a batch of 1
+
+    async def lying_tail(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(
+            body=frames.encode(answers[0]), content_type="application/x-privpart-frame"
+        )
+
+    async def up() -> tuple:
+        app = web.Application()
+        app.router.add_post("/v1/infer", lying_tail)
+        tail_runner, tail_url = await start_site(app, "127.0.0.1", 0)
+        host = EnclaveHost(
+            enclave_stack.backend, enclave_stack.supervisor, enclave_stack.host.info, tail_url
+        )
+        # the host app's cleanup would stop the shared worker: only its site is torn down below
+        host_app = build_enclave_app(host)
+        host_app.on_cleanup.clear()
+        host_runner, url = await start_site(host_app, "127.0.0.1", 0)
+        return tail_runner, host_runner, url
+
+    tail_runner, host_runner, url = enclave_stack.loop.run(up())
+    try:
+        for answer in list(answers):
+            answers[0] = answer
+            with pytest.raises(RemoteError) as err:
+                infer_once(
+                    SimpleNamespace(**{**vars(enclave_stack), "url": url}), torch.rand(1, 1, 28, 28)
+                )
+            assert err.value.code == "bad_tail_answer" and err.value.status == 502
+            assert "expected [1, 10] float32" in err.value.message
+    finally:
+
+        async def down() -> None:
+            await host_runner.cleanup()
+            await tail_runner.cleanup()
+
+        enclave_stack.loop.run(down())
