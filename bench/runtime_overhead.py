@@ -27,14 +27,19 @@ process (plain, split, the device client's head) and the enclave host with its w
 set and the tail servers to another: the layout of a deployment whose tail has hardware of its
 own. Give each side `--threads` CPUs; the plain baseline then runs on the head's CPUs.
 
+`--baseline FILE.json` adds a comparison with another run (another version of the code, run
+just before on the same host): each mode's paired ratio here against the other run's 95%
+interval, which says whether a change costs anything measurable per request.
+
 Run: flock /tmp/privpart-cpu.lock .venv/bin/python bench/runtime_overhead.py [--rounds 40]
-     [--head-cpus 0-3 --tail-cpus 4-7 --threads 4]
+     [--head-cpus 0-3 --tail-cpus 4-7 --threads 4] [--baseline other.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import socket
 import statistics
@@ -47,6 +52,7 @@ import torch
 
 from _common import machine, paired_ratio, paired_ratio_ci, write
 from privpart.runtime.channel.attestation import read_pin
+from privpart.runtime.channel.policy import VerificationPolicy
 from privpart.runtime.client import DeviceClient, EnclaveClient
 from privpart.runtime.head import split_checkpoint
 from privpart.runtime.threads import runtime_openmp, user_openmp
@@ -148,7 +154,9 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
     floor_port = int(floor_tail.stdout.readline())  # type: ignore[union-attr]
     try:
         pin = read_pin(work / "platform" / "platform.pub")
-        ec = EnclaveClient(enclave.url, [pin], split.info.measurement, timeout=120)
+        # the process backend is simulated: the benchmark accepts it knowingly
+        policy = VerificationPolicy(allow_simulated=True, platform_pins=(pin,))
+        ec = EnclaveClient(enclave.url, policy, split.info.measurement, timeout=120)
         dc = DeviceClient(split, tail.url, timeout=120)
         await dc.check_tail()
         attested = await ec.attest()
@@ -294,6 +302,49 @@ def ci(r: dict, mode: str) -> str:
     return f"{lo:.3f}-{hi:.3f}"
 
 
+COMPARED = ("split", "floor", "device", "enclave")
+
+
+def comparison(r: dict, base: dict) -> dict:
+    """This run's paired ratios against a baseline run's 95% intervals, mode by mode."""
+    out = {}
+    for mode in COMPARED:
+        lo, hi = base["paired_ratio_ci95"][mode]
+        ratio = r["ratio_of_paired_rounds"][mode]
+        out[mode] = {
+            "baseline_ratio": base["ratio_of_paired_rounds"][mode],
+            "baseline_ci95": [lo, hi],
+            "ratio": ratio,
+            "ci95": r["paired_ratio_ci95"][mode],
+            "within_baseline_interval": lo <= ratio <= hi,
+        }
+    return out
+
+
+def comparison_markdown(r: dict) -> str:
+    c = r.get("comparison")
+    if not c:
+        return ""
+
+    def cell(ratio: float, ci: list[float]) -> str:
+        return f"{ratio:.3f} ({ci[0]:.3f}-{ci[1]:.3f})"
+
+    rows = "\n".join(
+        f"| {m} | {cell(v['baseline_ratio'], v['baseline_ci95'])} | {cell(v['ratio'], v['ci95'])}"
+        f" | {'yes' if v['within_baseline_interval'] else '**no**'} |"
+        for m, v in c.items()
+    )
+    return f"""
+Against the baseline run `{r["baseline"]["name"]}` ({r["baseline"]["what"]}), same host, run just
+before: each mode's paired ratio here, and whether it falls inside the baseline's 95% interval
+(inside: the difference is within this host's noise).
+
+| mode | baseline paired ratio (95%) | this run (95%) | inside the baseline's interval |
+|---|---:|---:|:---:|
+{rows}
+"""
+
+
 def markdown(r: dict) -> str:
     rows = "\n".join(
         f"| {m} | {r['median_ms'][m]:.1f} | **{r['ratio'][m]:.3f}** | "
@@ -362,7 +413,7 @@ tail {here["tail"]:.1f}): how much the other processes slow the forward passes t
 | mode | head ms | tail ms |
 |---|---:|---:|
 {compute}
-"""
+{comparison_markdown(r)}"""
 
 
 def main() -> None:
@@ -381,6 +432,8 @@ def main() -> None:
     )
     ap.add_argument("--head-cpus", type=parse_cpus, help="CPUs of this process and the enclave")
     ap.add_argument("--tail-cpus", type=parse_cpus, help="CPUs of the tail servers")
+    ap.add_argument("--baseline", type=Path, help="another run's JSON to compare with")
+    ap.add_argument("--baseline-what", default="", help="what the baseline run was")
     args = ap.parse_args()
     if args.client_openmp == "privpart":
         rerun_with_quiet_openmp()
@@ -388,6 +441,10 @@ def main() -> None:
         os.sched_setaffinity(0, args.head_cpus)
     args.work.mkdir(parents=True, exist_ok=True)
     result = asyncio.run(measure(args, args.work))
+    if args.baseline is not None:
+        base = json.loads(args.baseline.read_text())
+        result["baseline"] = {"name": args.baseline.name, "what": args.baseline_what}
+        result["comparison"] = comparison(result, base)
     write(args.name, result, markdown(result))
 
 

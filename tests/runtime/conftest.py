@@ -11,6 +11,7 @@ from privpart.models import ModelSpec, build_model
 from privpart.runtime.enclave import EnclaveConfig, PlatformKeys
 from privpart.runtime.enclave.host import EnclaveHost, build_enclave_app
 from privpart.runtime.enclave.process import ProcessBackend
+from privpart.runtime.enclave.supervisor import launch
 from privpart.runtime.head import SplitHead, split_checkpoint
 from privpart.runtime.server import TailConfig, build_tail_app
 from privpart.runtime.server.runner import start_site
@@ -67,7 +68,7 @@ def enclave_stack(tiny_split: SplitHead, platform: PlatformKeys) -> Iterator[Sim
         tail_runner, tail_url = await start_site(
             build_tail_app(tiny_split, TailConfig(device="cpu")), "127.0.0.1", 0
         )
-        supervisor = backend.launch(sealed, tiny_split.info.measurement)
+        supervisor = launch(backend, sealed, tiny_split.info.measurement)
         await supervisor.start()
         host = EnclaveHost(backend, supervisor, tiny_split.info, tail_url)
         host_runner, url = await start_site(build_enclave_app(host), "127.0.0.1", 0)

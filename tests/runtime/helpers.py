@@ -45,9 +45,10 @@ class LoopThread:
 class RawHttp:
     """Keep-alive HTTP/1.1 with http.client; reconnects when the server closed the connection."""
 
-    def __init__(self, url: str, timeout: float = 20.0) -> None:
+    def __init__(self, url: str, timeout: float = 20.0, source: str | None = None) -> None:
         host, port = url.removeprefix("http://").split(":")
         self.host, self.port, self.timeout = host, int(port), timeout
+        self.source = (source, 0) if source else None  # e.g. 127.0.0.2: another client address
         self.conn: http.client.HTTPConnection | None = None
         self.reconnects = 0
 
@@ -60,7 +61,9 @@ class RawHttp:
     ) -> tuple[int, bytes, dict[str, str]]:
         for attempt in range(2):
             if self.conn is None:
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+                self.conn = http.client.HTTPConnection(
+                    self.host, self.port, timeout=self.timeout, source_address=self.source
+                )
             try:
                 self.conn.request(method, path, body=body, headers=headers or {})
                 resp = self.conn.getresponse()
@@ -128,3 +131,42 @@ class ServerProcess:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
+
+
+def simulated_policy(pin: bytes):  # noqa: ANN201
+    """What a test client of the process backend states: simulated allowed, platform pinned."""
+    from privpart.runtime.channel.policy import VerificationPolicy
+
+    return VerificationPolicy(allow_simulated=True, platform_pins=(pin,))
+
+
+def slow_body(
+    url: str, path: str, declared: int, sent: bytes, headers: dict[str, str] | None = None
+) -> socket.socket:
+    """A client that declares a body of `declared` bytes and sends only `sent`, then stalls."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {declared}\r\n"
+        f"Content-Type: application/octet-stream\r\n{extra}\r\n"
+    )
+    sock.sendall(head.encode() + sent)
+    return sock
+
+
+def read_reply(sock: socket.socket) -> tuple[int, dict]:
+    """The status and JSON body of the one answer on a raw socket."""
+    data = b""
+    while b"\r\n\r\n" not in data and (chunk := sock.recv(65536)):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length and (chunk := sock.recv(65536)):
+        body += chunk
+    sock.close()
+    return int(head.split()[1]), json.loads(body or b"{}")

@@ -59,6 +59,7 @@ def test_infer_through_the_attested_enclave(process_stack, images, tiny_model) -
         *map(str, images),
         "--enclave",
         process_stack.url,
+        "--allow-simulated",
         "--pin",
         str(process_stack.pin),
         "--checkpoint",
@@ -68,6 +69,7 @@ def test_infer_through_the_attested_enclave(process_stack, images, tiny_model) -
         "--json",
     )
     assert out.returncode == 0, out.stderr
+    assert "NO confidentiality against the enclave host" in out.stderr  # said even with --json
     result = json.loads(out.stdout)
     assert result["mode"] == "enclave" and result["simulated"] is True
     assert [r["class_index"] for r in result["results"]] == expected(
@@ -105,6 +107,7 @@ def test_human_output_says_simulated(process_stack, images) -> None:  # noqa: AN
         str(images[0]),
         "--enclave",
         process_stack.url,
+        "--allow-simulated",
         "--pin",
         str(process_stack.pin),
         "--checkpoint",
@@ -116,17 +119,16 @@ def test_human_output_says_simulated(process_stack, images) -> None:  # noqa: AN
     )
     assert result.exit_code == 0, result.exception
     assert "simulated: true" in result.output and "attested" in result.output
+    assert "warning:" in result.output and "NO confidentiality" in result.output
     assert "simulated: true" in process_stack.enclave.log_text()
 
 
 def test_wrong_cut_or_unpinned_key_fail_with_advice(process_stack, images) -> None:  # noqa: ANN001
     common = ["infer", str(images[0]), "--checkpoint", str(process_stack.checkpoint)]
+    enclave = ["--enclave", process_stack.url, "--allow-simulated"]
     cases = [
-        (["--enclave", process_stack.url, "--pin", "ab" * 32, "--cut", "block2"], "not pinned"),
-        (
-            ["--enclave", process_stack.url, "--pin", str(process_stack.pin), "--cut", "block3"],
-            "enclave runs head",
-        ),
+        ([*enclave, "--pin", "ab" * 32, "--cut", "block2"], "not pinned"),
+        ([*enclave, "--pin", str(process_stack.pin), "--cut", "block3"], "enclave runs head"),
         (["--device", "--tail", process_stack.tail_url, "--cut", "block3"], "serves cut block2"),
     ]
     for extra, message in cases:
@@ -140,18 +142,22 @@ def test_wrong_cut_or_unpinned_key_fail_with_advice(process_stack, images) -> No
         assert not unclosed, f"{extra}: the failed command left {unclosed[0].message}"
 
 
-def test_user_errors_exit_2_without_traceback(process_stack, images) -> None:  # noqa: ANN001
+def test_a_simulated_enclave_is_refused_with_exit_2_unless_allowed(process_stack, images) -> None:  # noqa: ANN001
     out = run_cli(
         "infer",
         str(images[0]),
         "--enclave",
         process_stack.url,
         "--pin",
-        "ab" * 32,
-        "--measurement",
-        "00" * 32,
+        str(process_stack.pin),
+        "--checkpoint",
+        str(process_stack.checkpoint),
+        "--cut",
+        "block2",
     )
-    assert out.returncode == 2 and "not pinned" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2, out.stderr
+    assert "quote is simulated" in out.stderr and "--allow-simulated" in out.stderr
+    assert "Traceback" not in out.stderr and "inference" not in out.stderr
 
 
 @pytest.mark.parametrize(
@@ -160,7 +166,11 @@ def test_user_errors_exit_2_without_traceback(process_stack, images) -> None:  #
         (["infer", "x.png"], "choose one mode"),
         (["infer", "x.png", "--device", "--enclave", "http://x"], "choose one mode"),
         (["infer", "x.png", "--device"], "--device needs"),
-        (["infer", "x.png", "--enclave", "http://127.0.0.1:9"], "--enclave needs --pin"),
+        (["infer", "x.png", "--enclave", "http://127.0.0.1:9"], "--enclave needs either"),
+        (
+            ["infer", "x.png", "--enclave", "http://x", "--measurement", "00", "--allow-simulated"],
+            "--allow-simulated needs --pin",
+        ),
     ],
 )
 def test_usage_errors(args: list[str], message: str) -> None:

@@ -169,3 +169,12 @@ def test_selection_roundtrips_through_json() -> None:
     assert back.verdicts == sel.verdicts and back.constraints == sel.constraints
     assert back.reasons == sel.reasons
     assert isinstance(back.verdicts["a"].reasons[0], Breach)
+
+
+def test_one_clear_breach_is_not_borderline_and_the_short_text_names_the_worst() -> None:
+    mixed = {"decoder": result("decoder", ssim=(0.9, 0.88, 0.92), reid=(0.21, 0.15, 0.27)),
+             "cgan": result("cgan", ssim=(0.42, 0.37, 0.46))}  # fmt: skip
+    v = select_cut([CutEvidence("a", 1, 0, mixed)], None, Constraints()).verdicts["a"]
+    assert len(v.breaches) == 3 and not v.borderline
+    assert v.short == "broken: decoder: SSIM 0.90, 95% 0.88-0.92 > 0.40 (floor) (+2 more)"
+    assert v.text.count(";") == 2 and "borderline" not in v.short

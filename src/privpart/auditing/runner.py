@@ -328,7 +328,8 @@ class Auditor:
         )
 
     def _grid(self, res: AttackResult, tag: str = "") -> AttackResult:
-        if self.out is None:
+        """Victims above reconstructions, for results that have reconstructions."""
+        if self.out is None or res.samples is None:
             return res
         rel = Path("grids") / f"{res.cut}__{res.attack}{tag}.png"
         written = save_grid(res, self.out / rel)

@@ -19,6 +19,7 @@ from privpart.cli import defend as _defend  # noqa: E402, F401
 from privpart.cli import importer as _importer  # noqa: E402, F401
 from privpart.cli import serve as _serve  # noqa: E402, F401  (serve, enclave, infer)
 from privpart.cli import train as _train  # noqa: E402, F401
+from privpart.cli import verify as _verify  # noqa: E402, F401  (verify-quote)
 from privpart.cli.app import app  # noqa: E402
 from privpart.cli.argv import expand_optional_values  # noqa: E402
 from privpart.errors import PrivpartError  # noqa: E402

@@ -32,7 +32,7 @@ from privpart.models.normalize import NORMALIZE_HELP
 from privpart.partition import Partition
 from privpart.profiling import ProfileConfig, profile_cuts
 from privpart.report import render_report
-from privpart.report.render import figure
+from privpart.report.render import judged_figures
 from privpart.selection import Constraints, Status
 from privpart.training import load_checkpoint
 from privpart.ui import console
@@ -71,15 +71,14 @@ def print_summary(r: AuditResult) -> None:
     for c in r.cuts:
         cells = []
         for a in ran:
-            m = c.attacks[a].headline if a in c.attacks else None
-            cells.append(f"{m.spec.label} {figure(m)}" if m is not None else "-")
+            cells.append("\n".join(judged_figures(c.attacks[a])) if a in c.attacks else "-")
         v = c.verdict
         tag = " [yellow](borderline)[/]" if v.borderline else ""
         table.add_row(
             c.name,
             f"{c.latency.total_ms:.2f}",
             *cells,
-            f"[{colours[v.status]}]{v.status.value}[/]{tag}: {escape(v.text)}",
+            f"[{colours[v.status]}]{v.status.value}[/]{tag}: {escape(v.short)}",
         )
     console.print(table)
     for attack, why in {a: w for c in r.cuts for a, w in c.skipped.items()}.items():

@@ -2,7 +2,8 @@
 
 Three terminals (docs/runtime.md): `serve` runs the tail on the untrusted accelerator,
 `enclave` runs the head in an attested worker (seed A), `infer` sends images through either the
-enclave (`--enclave URL`) or a head on this device (`--device`).
+enclave (`--enclave URL`, after verifying its quote against the client's policy) or a head on
+this device (`--device`).
 """
 
 from __future__ import annotations
@@ -18,12 +19,27 @@ import typer
 from rich.table import Table
 
 from privpart.cli.app import app
+from privpart.cli.verify import (
+    AdvisoryOpt,
+    CollateralOpt,
+    IsvProdOpt,
+    MinSvnOpt,
+    MrenclaveOpt,
+    MrsignerOpt,
+    MrtdOpt,
+    RtmrOpt,
+    StatusOpt,
+    policy_from,
+)
 from privpart.errors import PrivpartError
 from privpart.hardware import SGX1_EPC_MIB
 from privpart.ui import console
 
 if TYPE_CHECKING:  # the runtime is imported lazily, inside the commands
+    from privpart.runtime.channel.attestation import Attestation
+    from privpart.runtime.channel.policy import VerificationPolicy
     from privpart.runtime.client import DeviceClient, EnclaveClient
+    from privpart.runtime.enclave import TEEBackend
     from privpart.runtime.head import SplitHead
     from privpart.runtime.server import TailConfig
     from privpart.runtime.server.ray_serve import RayTail
@@ -31,6 +47,25 @@ if TYPE_CHECKING:  # the runtime is imported lazily, inside the commands
 LOOPBACK = "127.0.0.1"
 CheckpointOpt = Annotated[Path, typer.Option(help="checkpoint folder (privpart train)")]
 CutOpt = Annotated[str, typer.Option(help="cut name (see `privpart cuts`)")]
+TrustCodeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust-code",
+        help="allow a checkpoint whose architecture is a Python file (it is imported and run)",
+    ),
+]
+TokenFileOpt = Annotated[
+    Path | None,
+    typer.Option(help="require this bearer token from clients (a file holding it); /healthz open"),
+]
+BodyTimeoutOpt = Annotated[
+    float, typer.Option(min=0.1, help="seconds a request body may take to arrive")
+]
+MaxConnOpt = Annotated[int, typer.Option(min=1, help="open connections at most")]
+TailCertOpt = Annotated[
+    Path | None,
+    typer.Option(help="pin the tail's TLS certificate (PEM): only an https:// tail presenting it"),
+]
 
 
 def _set_threads(threads: int | None) -> None:
@@ -51,6 +86,14 @@ def serve(
     max_queue: Annotated[int, typer.Option(min=1, help="queued samples before 'busy'")] = 256,
     device: Annotated[str, typer.Option(help="auto (CUDA if present), cpu or cuda")] = "auto",
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+    auth_token_file: TokenFileOpt = None,
+    body_timeout: BodyTimeoutOpt = 10.0,
+    max_connections: MaxConnOpt = 512,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="serve HTTPS with this PEM certificate (and --tls-key)")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert")] = None,
+    trust_code: TrustCodeOpt = False,
     ray: Annotated[
         str | None,
         typer.Option(
@@ -68,40 +111,69 @@ def serve(
         str | None, typer.Option(help="Ray: per replica, e.g. cpus=1,gpus=0.5 (default cpus=1)")
     ] = None,
 ) -> None:
-    """Serve the tail of a split over HTTP: dynamic batching, backpressure, /metrics."""
-    from privpart.runtime.server import BatchConfig, TailConfig, build_tail_app, tail_service
+    """Serve the tail of a split over HTTP(S): dynamic batching, backpressure, /metrics."""
+    from privpart.runtime.head import refuse_code
+    from privpart.runtime.server import BatchConfig, ServerLimits, TailConfig
+    from privpart.runtime.server.limits import read_token
 
+    refuse_code(checkpoint, trust_code)  # before anything runs: the refusal costs nothing
+    if (tls_cert is None) != (tls_key is None):
+        raise PrivpartError("--tls-cert and --tls-key go together", "pass both, or neither")
     batch = BatchConfig(max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue)
+    limits = ServerLimits(body_timeout, max_connections, read_token(auth_token_file))
+    config = TailConfig(batch=batch, device=device, limits=limits)
     if ray is not None:
-        config = TailConfig(batch=batch, device=device)
+        if tls_cert is not None:
+            raise PrivpartError(
+                "--tls-cert is not supported with --ray", "terminate TLS in front of Ray Serve"
+            )
         _serve_on_ray(
-            ray, checkpoint, cut, host, port, config, replicas, autoscale, ray_resources, threads
+            ray,
+            checkpoint,
+            cut,
+            host,
+            port,
+            config,
+            replicas,
+            autoscale,
+            ray_resources,
+            threads,
+            trust_code,
         )
         return
     from privpart.runtime.compute import serving_threads
     from privpart.runtime.head import split_checkpoint
     from privpart.runtime.nopickle import forbid_unpickling
+    from privpart.runtime.server import build_tail_app, tail_service
     from privpart.runtime.server.runner import serve_until_signal
+    from privpart.runtime.tls import server_context
 
     compute = serving_threads(threads)  # before any torch work here: one OpenMP team per process
     forbid_unpickling()
-    split = split_checkpoint(checkpoint, cut)
-    web_app = build_tail_app(split, TailConfig(batch=batch, device=device), compute)
+    split = split_checkpoint(checkpoint, cut, trust_code=trust_code)
+    tls = server_context(tls_cert, tls_key) if tls_cert and tls_key else None
+    web_app = build_tail_app(split, config, compute)
     service = tail_service(web_app)
     service.warm_up()
 
     def started(url: str) -> None:
+        from privpart.runtime.protocol import TAIL_ENDPOINTS
+
+        endpoints = ", ".join(f"{ep.method} {ep.path}" for ep in TAIL_ENDPOINTS)
         shape = "x".join(map(str, split.info.cut.shape))
+        auth = "bearer token required" if limits.token else "no authentication"
         console.print(
             f"[green]tail server[/] {split.info.spec.arch} after cut [bold]{cut}[/] on "
             f"{service.device} at [bold]{url}[/]\n  features {shape} float32; batches <= "
             f"{max_batch} (wait <= {max_wait_ms:g} ms under load); queue <= {max_queue} "
-            "samples, then 429 busy\n  endpoints: POST /v1/infer, GET /v1/info /healthz /metrics;"
-            " Ctrl-C drains and stops"
+            f"samples, then 429 busy\n  {auth}; bodies within {body_timeout:g} s; <= "
+            f"{max_connections} connections\n  endpoints: {endpoints}; Ctrl-C drains and stops"
         )
 
     asyncio.run(
-        serve_until_signal(web_app, host, port, started, lambda: console.print("draining..."))
+        serve_until_signal(
+            web_app, host, port, started, lambda: console.print("draining..."), tls=tls
+        )
     )
     console.print("[green]stopped[/] (queue drained)")
 
@@ -117,6 +189,7 @@ def _serve_on_ray(
     autoscale: str | None,
     resources: str | None,
     threads: int | None,
+    trust_code: bool,
 ) -> None:
     """`serve --ray`: the same tail as Ray Serve replicas (runtime/server/ray_serve.py)."""
     from privpart.cluster import Resources, check_address, import_ray
@@ -141,7 +214,18 @@ def _serve_on_ray(
         console.print("draining...")
 
     serve_on_ray(
-        address, checkpoint, cut, config, scale, res, host, port, threads, started, stopping
+        address,
+        checkpoint,
+        cut,
+        config,
+        scale,
+        res,
+        host,
+        port,
+        threads,
+        started,
+        stopping,
+        trust_code,
     )
     console.print("[green]stopped[/] (replicas drained)")
 
@@ -150,10 +234,14 @@ def _serve_on_ray(
 def enclave(
     checkpoint: CheckpointOpt,
     cut: CutOpt,
-    tail: Annotated[str, typer.Option(help="tail server URL (privpart serve)")],
-    backend: Annotated[str, typer.Option(help="TEE backend: process (simulated) or gramine")] = (
-        "process"
-    ),
+    tail: Annotated[str | None, typer.Option(help="tail server URL (privpart serve)")] = None,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="TEE backend: process (simulated: no confidentiality against the host), "
+            "gramine (Intel SGX) or tdx (Intel TDX VM)"
+        ),
+    ] = "process",
     host: Annotated[str, typer.Option(help="address to bind")] = LOOPBACK,
     port: Annotated[int, typer.Option(help="TCP port")] = 8700,
     platform_dir: Annotated[
@@ -164,11 +252,32 @@ def enclave(
     ] = SGX1_EPC_MIB,
     max_batch: Annotated[int, typer.Option(min=1, help="samples per client request")] = 4,
     threads: Annotated[int | None, typer.Option(help="torch threads in the worker")] = None,
+    max_sessions_per_client: Annotated[
+        int, typer.Option(min=1, help="live sessions per client address")
+    ] = 16,
+    auth_token_file: TokenFileOpt = None,
+    tail_token_file: Annotated[
+        Path | None, typer.Option(help="the tail server's bearer token (a file holding it)")
+    ] = None,
+    tail_cert: TailCertOpt = None,
+    body_timeout: BodyTimeoutOpt = 10.0,
+    max_connections: MaxConnOpt = 512,
+    isv_prod_id: Annotated[int, typer.Option(min=0, help="gramine: ISV product id")] = 0,
+    isv_svn: Annotated[int, typer.Option(min=0, help="gramine: ISV SVN")] = 0,
+    print_mrenclave: Annotated[
+        bool,
+        typer.Option(
+            "--print-mrenclave",
+            help="gramine: sign the enclave and print what clients pin (MRENCLAVE, MRSIGNER), "
+            "then exit",
+        ),
+    ] = False,
+    trust_code: TrustCodeOpt = False,
 ) -> None:
     """Run the head in an attested enclave worker that relays features to the tail server."""
     import os
 
-    from privpart.runtime.channel.attestation import fingerprint
+    from privpart.runtime.channel.simulated import fingerprint
     from privpart.runtime.enclave import (
         TEE_BACKENDS,
         EnclaveConfig,
@@ -176,35 +285,64 @@ def enclave(
         default_platform_dir,
     )
     from privpart.runtime.enclave.host import EnclaveHost, build_enclave_app
+    from privpart.runtime.enclave.supervisor import launch
     from privpart.runtime.head import split_checkpoint
+    from privpart.runtime.server import ServerLimits
+    from privpart.runtime.server.limits import read_token
     from privpart.runtime.server.runner import serve_until_signal
+    from privpart.runtime.tls import cert_fingerprint
 
     backend_cls = TEE_BACKENDS.get(backend)
+    if tail is None and not print_mrenclave:
+        raise PrivpartError("--tail URL is required", "pass the tail server's URL")
     config = EnclaveConfig(
-        epc_mib=epc_mib, max_batch=max_batch, threads=threads or os.cpu_count() or 1
+        epc_mib=epc_mib,
+        max_batch=max_batch,
+        threads=threads or os.cpu_count() or 1,
+        max_sessions_per_client=max_sessions_per_client,
+        tail_pin=cert_fingerprint(tail_cert).hex() if tail_cert else "",
+        trust_code=trust_code,
+        isv_prod_id=isv_prod_id,
+        isv_svn=isv_svn,
     )
     platform = PlatformKeys.load_or_create(platform_dir or default_platform_dir())
     tee = backend_cls(platform, config)
-    tee.check_available()
-    split = split_checkpoint(checkpoint, cut)
+    split = split_checkpoint(checkpoint, cut, trust_code=trust_code)
+    if print_mrenclave:
+        _print_mrenclave(tee, split, platform.directory / "heads")
+        return
+    assert tail is not None
+    tee.check_available()  # before sealing anything
     sealed = tee.seal(split, platform.directory / "heads")
-    sim = "[bold yellow]simulated: true[/] (no hardware TEE: a software platform key signs quotes)"
+    limits = ServerLimits(body_timeout, max_connections, read_token(auth_token_file))
+    tail_token = read_token(tail_token_file)
+    sim = (
+        "[bold yellow]simulated: true[/] (no hardware TEE: NO confidentiality against this host;"
+        " clients must pass --allow-simulated)"
+    )
     console.print(f"sealed head -> {sealed}")
 
     async def run() -> None:
-        supervisor = tee.launch(sealed, split.info.measurement)
+        supervisor = launch(tee, sealed, split.info.measurement)
         ready = await supervisor.start()
-        web_app = build_enclave_app(EnclaveHost(tee, supervisor, split.info, tail))
+        host_state = EnclaveHost(
+            tee, supervisor, split.info, tail, limits=limits, tail_token=tail_token
+        )
+        web_app = build_enclave_app(host_state)
 
         def started(url: str) -> None:
+            pin = (
+                f"\n  clients pin {platform.public_file} ({fingerprint(platform.public_raw)}...)"
+                if tee.simulated
+                else ""
+            )
             console.print(
                 f"[green]enclave host[/] at [bold]{url}[/]  backend {tee.name}  "
                 f"{sim if tee.simulated else 'simulated: false'}\n"
                 f"  head {split.info.spec.arch} up to cut [bold]{cut}[/], measurement "
                 f"{split.info.measurement}\n  worker pid {supervisor.pid}, budget {epc_mib} MiB "
-                f"(head peak {ready['head_peak_bytes'] / 2**20:.1f} MiB), tail {tail}\n"
-                f"  clients pin {platform.public_file} "
-                f"({fingerprint(platform.public_raw)}...)"
+                f"(head peak {ready['head_peak_bytes'] / 2**20:.1f} MiB), tail {tail}"
+                f"{' (TLS, pinned)' if tail_cert else ''}{pin}"
             )
 
         await serve_until_signal(web_app, host, port, started)
@@ -213,12 +351,39 @@ def enclave(
     console.print("[green]stopped[/]")
 
 
-def _attestation_line(body: object) -> str:
-    b = body  # QuoteBody
-    sim = "simulated: true" if b.simulated else "simulated: false"  # type: ignore[attr-defined]
+def _print_mrenclave(tee: TEEBackend, split: SplitHead, heads: Path) -> None:
+    """`enclave --backend gramine --print-mrenclave`: what SGX clients pin for this head."""
+    from privpart.runtime.enclave.gramine import GramineBackend
+
+    if not isinstance(tee, GramineBackend):
+        raise PrivpartError(
+            "--print-mrenclave is for --backend gramine",
+            "a tdx deployment's clients pin the TD image's MRTD/RTMRs (see docs/runtime.md)",
+        )
+    sealed = tee.seal(split, heads)
+    ident = tee.identity(sealed, split.info.measurement)
+    console.print(
+        f"head measurement {split.info.measurement}\nenclave signed: {ident.sigfile}\n"
+        f"  debug enclave: {str(ident.debug).lower()}"
+    )
+    print(f"mrenclave = {ident.mrenclave}\nmrsigner = {ident.mrsigner}")
+    print(f"isv_prod_id = {ident.isv_prod_id}\nisv_svn = {ident.isv_svn}")
+
+
+def _attestation_line(att: Attestation) -> str:
+    ident = ", ".join(
+        f"{k} {v[:16]}..." if len(v) > 16 else f"{k} {v}"
+        for k, v in att.identity.items()
+        if k in ("MRENCLAVE", "MRSIGNER", "MRTD", "attestation key")
+    )
+    if att.simulated:
+        what = "simulated: true (no hardware TEE)"
+    else:
+        what = f"{att.tee}, simulated: false, TCB {att.tcb_status}"
+    key = f", platform key {att.platform_key[:16]}..." if att.platform_key else ""
     return (
-        f"attested: backend {b.backend}, {sim}, measurement "  # type: ignore[attr-defined]
-        f"{b.measurement[:16]}..., platform key {b.platform_key[:16]}..."  # type: ignore[attr-defined]
+        f"attested: backend {att.backend}, {what}, {ident}, measurement "
+        f"{att.measurement[:16]}...{key}"
     )
 
 
@@ -234,12 +399,38 @@ def infer(
         Path | None, typer.Option(help="the checkpoint you trust (head, measurement, classes)")
     ] = None,
     cut: Annotated[str | None, typer.Option(help="the cut you accept")] = None,
-    pin: Annotated[
-        str | None, typer.Option(help="pinned platform key: platform.pub file or 64 hex digits")
-    ] = None,
     measurement: Annotated[
         str | None, typer.Option(help="expected measurement (instead of --checkpoint/--cut)")
     ] = None,
+    allow_simulated: Annotated[
+        bool,
+        typer.Option(
+            "--allow-simulated",
+            help="accept a simulated quote (process backend): NO confidentiality against the "
+            "enclave host; tests only",
+        ),
+    ] = False,
+    pin: Annotated[
+        str | None,
+        typer.Option(help="simulated: pinned platform key (platform.pub file or 64 hex digits)"),
+    ] = None,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="a JSON verification policy (docs/runtime.md)")
+    ] = None,
+    mrenclave: MrenclaveOpt = None,
+    mrsigner: MrsignerOpt = None,
+    isv_prod_id: IsvProdOpt = None,
+    min_isv_svn: MinSvnOpt = None,
+    mrtd: MrtdOpt = None,
+    rtmr: RtmrOpt = None,
+    collateral: CollateralOpt = None,
+    accept_status: StatusOpt = None,
+    accept_advisory: AdvisoryOpt = None,
+    token_file: Annotated[
+        Path | None, typer.Option(help="bearer token of the server you talk to (a file)")
+    ] = None,
+    tail_cert: TailCertOpt = None,
+    trust_code: TrustCodeOpt = False,
     repeat: Annotated[int, typer.Option(min=1, help="run each image N times (timing)")] = 1,
     timeout: Annotated[float, typer.Option(help="seconds to wait for an answer")] = 30.0,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads (device mode)")] = None,
@@ -250,24 +441,91 @@ def infer(
     if (enclave_url is None) == (not device):
         raise PrivpartError(
             "choose one mode: --enclave URL or --device",
-            "seed A: --enclave URL --pin ...; seed B: --device --tail URL",
+            "seed A: --enclave URL with a verification policy; seed B: --device --tail URL",
         )
     if device and (tail is None or checkpoint is None or cut is None):
         raise PrivpartError(
             "--device needs --tail URL, --checkpoint DIR and --cut NAME",
             "the head runs here, so it needs the checkpoint and the cut",
         )
-    if enclave_url is not None and (
-        pin is None or (measurement is None and (checkpoint is None or cut is None))
-    ):
-        raise PrivpartError(
-            "--enclave needs --pin and either --checkpoint DIR --cut NAME or --measurement HEX",
-            "the client must know which platform key and which head to trust before sending data",
+    pol = None
+    if enclave_url is not None:
+        if measurement is None and (checkpoint is None or cut is None):
+            raise PrivpartError(
+                "--enclave needs either --checkpoint DIR --cut NAME or --measurement HEX",
+                "the client must know which head to trust before sending data",
+            )
+        if allow_simulated and pin is None:
+            raise PrivpartError(
+                "--allow-simulated needs --pin: a simulated quote is only as good as the "
+                "platform key it is checked against",
+                "pass --pin platform.pub (written by `privpart enclave`)",
+            )
+        pol = _policy(
+            policy,
+            allow_simulated,
+            pin,
+            collateral,
+            mrenclave,
+            mrsigner,
+            isv_prod_id,
+            min_isv_svn,
+            mrtd,
+            rtmr,
+            accept_status,
+            accept_advisory,
         )
+    from privpart.runtime.server.limits import read_token
+
+    token = read_token(token_file)
     asyncio.run(
         _infer(
-            images, enclave_url, tail, checkpoint, cut, pin, measurement, repeat, timeout, as_json
+            images,
+            enclave_url,
+            tail,
+            checkpoint,
+            cut,
+            pol,
+            measurement,
+            token,
+            tail_cert,
+            trust_code,
+            repeat,
+            timeout,
+            as_json,
         )
+    )
+
+
+def _policy(
+    policy_file: Path | None,
+    allow_simulated: bool,
+    pin: str | None,
+    collateral: str | None,
+    mrenclave: str | None,
+    mrsigner: str | None,
+    isv_prod_id: int | None,
+    min_isv_svn: int | None,
+    mrtd: str | None,
+    rtmr: list[str] | None,
+    accept_status: list[str] | None,
+    accept_advisory: list[str] | None,
+) -> VerificationPolicy:
+    from privpart.runtime.channel.attestation import read_pin
+
+    return policy_from(
+        policy_file,
+        allow_simulated=allow_simulated,
+        pins=(read_pin(pin),) if pin else (),
+        collateral=collateral,
+        mrenclave=mrenclave,
+        mrsigner=mrsigner,
+        isv_prod_id=isv_prod_id,
+        min_isv_svn=min_isv_svn,
+        mrtd=mrtd,
+        rtmr=rtmr,
+        accept_status=accept_status,
+        accept_advisory=accept_advisory,
     )
 
 
@@ -279,15 +537,21 @@ async def _connect(
 
     if isinstance(client, EnclaveClient):
         info = await client.info()
-        body = await client.attest()
+        att = await client.attest()
+        if att.warning:  # always on stderr, even with --json
+            console.print(f"[bold yellow]warning:[/] {att.warning}")
         if not as_json:
-            console.print(_attestation_line(body))
+            console.print(_attestation_line(att))
         header = {
             "mode": "enclave",
-            "backend": body.backend,
-            "simulated": body.simulated,
-            "measurement": body.measurement,
-            "platform_key": body.platform_key,
+            "backend": att.backend,
+            "simulated": att.simulated,
+            "tee": att.tee,
+            "measurement": att.measurement,
+            "identity": att.identity,
+            "tcb_status": att.tcb_status,
+            "advisories": list(att.advisories),
+            "platform_key": att.platform_key,
         }
         return header, tuple(info["input_shape"])
     assert split is not None
@@ -301,28 +565,36 @@ async def _infer(
     tail: str | None,
     checkpoint: Path | None,
     cut: str | None,
-    pin: str | None,
+    policy: VerificationPolicy | None,
     measurement: str | None,
+    token: str | None,
+    tail_cert: Path | None,
+    trust_code: bool,
     repeat: int,
     timeout: float,
     as_json: bool,
 ) -> None:
-    from privpart.runtime.channel.attestation import read_pin
     from privpart.runtime.client import DeviceClient, EnclaveClient
     from privpart.runtime.client.images import load_images
     from privpart.runtime.head import split_checkpoint
+    from privpart.runtime.tls import cert_fingerprint
     from privpart.training import read_meta
 
-    split = split_checkpoint(checkpoint, cut) if checkpoint is not None and cut else None
+    split = (
+        split_checkpoint(checkpoint, cut, trust_code=trust_code)
+        if checkpoint is not None and cut
+        else None
+    )
     classes = read_meta(checkpoint).get("classes") if checkpoint is not None else None
     client: EnclaveClient | DeviceClient
     if enclave_url is not None:
-        assert pin is not None
+        assert policy is not None
         expected = measurement or (split.info.measurement if split else "")
-        client = EnclaveClient(enclave_url, [read_pin(pin)], expected, timeout)
+        client = EnclaveClient(enclave_url, policy, expected, timeout, token=token)
     else:
         assert split is not None and tail is not None
-        client = DeviceClient(split, tail, timeout)
+        pin = cert_fingerprint(tail_cert) if tail_cert else None
+        client = DeviceClient(split, tail, timeout, token=token, tls_pin=pin)
     try:  # the client's connections close whatever fails, attestation included
         header, input_shape = await _connect(client, split, tail, as_json)
         x = load_images(images, input_shape)

@@ -18,7 +18,9 @@ from privpart.auditing.results import AuditResult  # noqa: E402
 from privpart.metrics.spec import Direction, MetricSpec  # noqa: E402
 from privpart.selection import CutEvidence, leakage_score  # noqa: E402
 
-PALETTE = plt.get_cmap("tab10").colors
+# attacks: tab10 without its red, which marks limits; baselines: greys, one line style each
+PALETTE = [c for i, c in enumerate(plt.get_cmap("tab10").colors) if i != 3]
+BASELINE_STYLES = [("#444444", "--"), ("#888888", "-."), ("#aaaaaa", ":"), ("#666666", (0, (1, 3)))]
 
 
 def attack_colors(r: AuditResult) -> dict[str, tuple]:
@@ -49,7 +51,7 @@ def _metric_panel(ax: plt.Axes, r: AuditResult, name: str, spec: MetricSpec) -> 
     names = [cr.name for cr in r.cuts]
     x = list(range(len(names)))
     rule = r.config.constraints.rule(spec)
-    shown_base: set[str] = set()
+    shown_base: list[str] = []
     limit_drawn = False
     for attack in r.config.attacks:
         ys, lo, hi = [], [], []
@@ -68,13 +70,13 @@ def _metric_panel(ax: plt.Axes, r: AuditResult, name: str, spec: MetricSpec) -> 
                      if attack in cr.attacks and name in cr.attacks[attack].metrics)  # fmt: skip
         for b in spec.baselines:
             if b.name in first.baselines and b.name not in shown_base:
-                shown_base.add(b.name)
-                style = "--" if b.judged else ":"
-                ax.axhline(first.baselines[b.name], color="grey" if b.judged else "silver",
-                           ls=style, lw=1, label=b.label)  # fmt: skip
+                color, style = BASELINE_STYLES[len(shown_base) % len(BASELINE_STYLES)]
+                shown_base.append(b.name)
+                label = b.label if b.judged else f"{b.label} (not judged)"
+                ax.axhline(first.baselines[b.name], color=color, ls=style, lw=1.2, label=label)
         if rule is not None and not limit_drawn:
             limit_drawn = True
-            ax.axhline(rule.limit(spec, first.baselines).value, color="red", ls=":",
+            ax.axhline(rule.limit(spec, first.baselines).value, color="#d62728", ls=":", lw=1.6,
                        label="limit")  # fmt: skip
     leak = "higher = more leakage" if spec.direction is Direction.HIGHER else "lower = more leakage"
     ax.set_title(f"{spec.label} ({leak})", fontsize=10)

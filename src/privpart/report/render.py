@@ -33,9 +33,14 @@ def figure(m: MetricResult) -> str:
     return f"{m.value:{f}}" + (f" ({iv.low:{f}}-{iv.high:{f}})" if iv else "")
 
 
+def judged_figures(res: AttackResult) -> list[str]:
+    """`SSIM 0.83 (0.81-0.85)` for each metric the result is judged by (else its first)."""
+    shown = [m for m in res.metrics.values() if m.spec.judged] or list(res.metrics.values())[:1]
+    return [f"{m.spec.label} {figure(m)}" for m in shown]
+
+
 def _headline(res: AttackResult) -> str:
-    m = res.headline
-    return f"{m.spec.label} {figure(m)}" if m is not None else "–"
+    return "; ".join(judged_figures(res)) or "–"
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,7 @@ def render_report(results_json: Path, out: Path | None = None) -> Path:
     env = Environment(loader=PackageLoader("privpart.report"), autoescape=select_autoescape())
     env.filters["filesize"] = _filesize
     env.filters["headline"] = _headline
+    env.filters["figures"] = judged_figures
     grid_attacks = [a for a in r.config.attacks
                     if any(a in cr.attacks and cr.attacks[a].grid for cr in r.cuts)]  # fmt: skip
     skipped = {a: why for cr in r.cuts for a, why in cr.skipped.items()}

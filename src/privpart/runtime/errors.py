@@ -1,9 +1,11 @@
 """Runtime failures: every one is a `PrivpartError` with a machine-readable `code` and the HTTP
-status a server answers it with, so the same exception travels from validator to wire to CLI."""
+status a server answers it with, so the same exception travels from validator to wire to CLI.
+The status comes from the protocol's table (`protocol.STATUS`) unless a raise site names one."""
 
 from __future__ import annotations
 
 from privpart.errors import PrivpartError
+from privpart.runtime import protocol
 
 
 class RuntimeFailure(PrivpartError):
@@ -14,10 +16,15 @@ class RuntimeFailure(PrivpartError):
     def __init__(self, code: str, message: str, hint: str = "", status: int | None = None) -> None:
         super().__init__(message, hint)
         self.code = code
-        self.status = status if status is not None else self.default_status
+        if status is None:
+            status = protocol.status_of(code, self.default_status)
+        self.status = status
 
-    def to_json(self) -> dict[str, str | int]:
-        return {"error": self.code, "message": self.message, "hint": self.hint}
+    def to_json(self) -> dict[str, str]:
+        return protocol.error_body(self.code, self.message, self.hint)
+
+    def reply(self) -> protocol.Reply:
+        return protocol.Reply.error(self.code, self.message, self.hint, self.status)
 
 
 class FrameError(RuntimeFailure):
@@ -31,7 +38,7 @@ class ChannelError(RuntimeFailure):
 
 
 class AttestationError(RuntimeFailure):
-    """A quote the client must not trust: bad signature, unpinned key, wrong measurement."""
+    """A quote the client must not trust: each reason has its own code (docs/runtime.md)."""
 
     default_status = 401
 

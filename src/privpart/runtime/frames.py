@@ -27,10 +27,10 @@ from math import prod
 import numpy as np
 import torch
 
+from privpart.runtime import protocol
 from privpart.runtime.errors import FrameError
 
 MAGIC = b"PPT1"
-MEDIA_TYPE = "application/x-privpart-frame"
 PREFIX = struct.Struct("<4sI")
 MAX_HEADER = 1024
 MAX_RANK = 8
@@ -147,7 +147,8 @@ def decode(buf: bytes | bytearray | memoryview, spec: FrameSpec) -> torch.Tensor
         raise _fail(
             "wrong_shape",
             f"expected samples of shape {list(spec.sample_shape)}, got {list(shape[1:])}",
-            "send [batch, *sample_shape]; check the cut the server was started with (/v1/info)",
+            "send [batch, *sample_shape]; check the cut the server was started with "
+            f"({protocol.INFO.path})",
         )
     if shape[0] > spec.max_batch:
         raise _fail(

@@ -24,6 +24,7 @@ from torch import fx, nn
 
 from privpart.errors import PrivpartError
 from privpart.models import ModelSpec, build_model
+from privpart.models.user import is_user_arch
 from privpart.partition import Cut, Partition
 from privpart.partition.split import split_graph
 from privpart.partition.tracer import trace
@@ -110,10 +111,34 @@ def measure_head(
     return h.hexdigest()
 
 
-def split_checkpoint(ckpt: Path, cut: str) -> SplitHead:
-    """Load a trusted checkpoint (safetensors, no pickle) and split it at `cut`."""
+def check_inert(spec: ModelSpec, trust_code: bool, where: str = "the checkpoint") -> None:
+    """Refuse to build an architecture that is a user's Python file unless the operator said so.
+
+    A zoo architecture is data (a name and weights); `path/to/file.py:factory` would import and
+    run that file in this process: a checkpoint from someone else would be code from someone
+    else."""
+    if is_user_arch(spec.arch) and not trust_code:
+        raise PrivpartError(
+            f"{where} names its architecture as Python code ({spec.arch}): serving it would "
+            "import and run that file, so it is refused",
+            "read the file, and if you trust it pass --trust-code (API: trust_code=True); or "
+            "train the model from the zoo",
+        )
+
+
+def refuse_code(ckpt: Path, trust_code: bool) -> None:
+    """`check_inert` for a checkpoint folder, reading only its meta.json (no torch work)."""
+    from privpart.training.checkpoint import checkpoint_spec
+
+    check_inert(checkpoint_spec(ckpt), trust_code, f"checkpoint {ckpt}")
+
+
+def split_checkpoint(ckpt: Path, cut: str, trust_code: bool = False) -> SplitHead:
+    """Load a trusted checkpoint (safetensors, no pickle) and split it at `cut`. A checkpoint
+    whose architecture is a user file is refused unless `trust_code` (see `check_inert`)."""
     from privpart.training import load_checkpoint
 
+    refuse_code(ckpt, trust_code)
     model, meta = load_checkpoint(ckpt)
     spec = ModelSpec.from_dict(meta["spec"])
     input_shape = tuple(meta.get("input_shape") or spec.input_shape)

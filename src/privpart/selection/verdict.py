@@ -174,19 +174,43 @@ class Verdict:
 
     @property
     def borderline(self) -> bool:
-        """Some judged figure's interval straddles its limit (see `Breach.borderline`)."""
-        return any(isinstance(r, Breach) and r.borderline for r in self.reasons)
+        """Another sample of victims could flip it: broken only by figures whose 95 % interval
+        reaches back to their limit, or passing with a figure whose interval reaches its limit.
+        A cut with one clear breach is not borderline, however many close calls it has."""
+        close = [r for r in self.reasons if isinstance(r, Breach) and r.borderline]
+        return bool(close) and all(b.borderline for b in self.breaches)
+
+    @property
+    def worst(self) -> Breach | None:
+        """The breach furthest past its limit (or, for a pass, the closest call)."""
+        found = self.breaches or [r for r in self.reasons if isinstance(r, Breach)]
+        return max(found, key=lambda b: b.direction.leak_margin(b.value, b.limit), default=None)
 
     @property
     def text(self) -> str:
-        parts = [r.text for r in self.reasons if not (isinstance(r, Breach) and r.passed)]
-        shown = "; ".join(parts)
-        if self.breaches:
-            shown = "broken: " + shown
+        """Every reason in words."""
+        others = [r.text for r in self.reasons if not isinstance(r, Breach)]
+        parts = [*(b.text for b in self.breaches), *others]
+        shown = ("broken: " if self.breaches else "") + "; ".join(parts)
         close = [r for r in self.reasons if isinstance(r, Breach) and r.passed]
-        if close:
+        if close and not self.breaches:
             shown += ("; " if shown else "") + "borderline: " + "; ".join(r.text for r in close)
         return shown
+
+    @property
+    def short(self) -> str:
+        """One line: the decisive reason, and how many more there are."""
+        lead = [r for r in self.reasons if not isinstance(r, Breach)]
+        worst = self.worst
+        if self.breaches and worst is not None:
+            more = len(self.breaches) - 1
+            extra = f" (+{more} more)" if more else ""
+            parts = [r.text for r in lead if not isinstance(r, Slower | TieLost | Fastest)]
+            return "; ".join(["broken: " + worst.text + extra, *parts])
+        text = "; ".join(r.text for r in lead)
+        if worst is not None:
+            text += ("; " if text else "") + "borderline: " + worst.text
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -10,40 +10,43 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from privpart.runtime.channel.attestation import public_bytes, read_pin, sign_quote
+from privpart.runtime.channel.attestation import read_pin
+from privpart.runtime.channel.envelope import SIMULATED, QuoteEnvelope, report_data
 from privpart.runtime.channel.handshake import ClientHello, accept_hello
+from privpart.runtime.channel.policy import VerificationPolicy
 from privpart.runtime.channel.session import Session
+from privpart.runtime.channel.simulated import SimulatedQuoter, public_bytes
 from privpart.runtime.errors import AttestationError, ChannelError
 
 MEASUREMENT = "ab" * 32
 KEY = Ed25519PrivateKey.generate()
 PIN = public_bytes(KEY.public_key())
+POLICY = VerificationPolicy(allow_simulated=True, platform_pins=(PIN,))
 MANY = settings(
     max_examples=500, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
 
+def envelope(quoter: SimulatedQuoter, data: bytes, measurement: str) -> dict:
+    return QuoteEnvelope("process", SIMULATED, quoter.quote(data), measurement, "test").to_json()
+
+
 def handshake(
     measurement: str = MEASUREMENT, signer: Ed25519PrivateKey = KEY, quoted: str | None = None
 ) -> tuple[ClientHello, dict, Session]:
+    """A handshake as the worker answers it: its own attestation key, certified by `signer`."""
     hello = ClientHello()
-    enclave, enclave_pub, report_data = accept_hello(measurement, hello.to_json())
-    quote = sign_quote(
-        signer,
-        backend="process",
-        simulated=True,
-        measurement=quoted or measurement,
-        report_data=report_data,
-        runtime_version="test",
-    )
+    enclave, enclave_pub, transcript = accept_hello(measurement, hello.to_json())
+    quoter = SimulatedQuoter(signer, quoted or measurement, "test")
+    quote = envelope(quoter, report_data(transcript), quoted or measurement)
     answer = {"session": enclave.session_id, "enclave_pub": enclave_pub.hex(), "quote": quote}
     return hello, answer, enclave
 
 
 def pair() -> tuple[Session, Session]:
     hello, answer, enclave = handshake()
-    client, body = hello.finish(answer, [PIN], MEASUREMENT)
-    assert body.simulated is True and body.measurement == MEASUREMENT
+    client, att = hello.finish(answer, POLICY, MEASUREMENT)
+    assert att.simulated is True and att.measurement == MEASUREMENT and att.warning
     return client, enclave
 
 
@@ -119,15 +122,23 @@ def test_wrong_measurement_is_always_rejected(other: bytes) -> None:
         return
     hello, answer, _ = handshake(measurement=wrong)
     with pytest.raises(AttestationError) as err:
-        hello.finish(answer, [PIN], MEASUREMENT)
+        hello.finish(answer, POLICY, MEASUREMENT)
     assert err.value.code == "wrong_measurement"
 
 
 def test_a_quote_for_another_head_fails_even_if_signed_for_ours() -> None:
     hello, answer, _ = handshake(measurement="cd" * 32, quoted=MEASUREMENT)
     with pytest.raises(AttestationError) as err:  # transcript bound to the real measurement
-        hello.finish(answer, [PIN], MEASUREMENT)
+        hello.finish(answer, POLICY, MEASUREMENT)
     assert err.value.code == "wrong_report_data"
+
+
+def test_simulated_quotes_are_refused_unless_allowed() -> None:
+    hello, answer, _ = handshake()
+    with pytest.raises(AttestationError) as err:
+        hello.finish(answer, VerificationPolicy(platform_pins=(PIN,)), MEASUREMENT)
+    assert err.value.code == "simulated_not_allowed"
+    assert "no hardware TEE" in err.value.message and "--allow-simulated" in err.value.hint
 
 
 def test_unpinned_platform_keys_are_always_rejected() -> None:
@@ -135,22 +146,45 @@ def test_unpinned_platform_keys_are_always_rejected() -> None:
         rogue = Ed25519PrivateKey.generate()
         hello, answer, _ = handshake(signer=rogue)
         with pytest.raises(AttestationError) as err:
-            hello.finish(answer, [PIN], MEASUREMENT)
+            hello.finish(answer, POLICY, MEASUREMENT)
         assert err.value.code == "unpinned_key"
 
 
-def test_forged_quote_claiming_the_pinned_key_is_rejected() -> None:
+def _evidence(answer: dict) -> dict:
+    return json.loads(base64.b64decode(answer["quote"]["evidence"]))
+
+
+def _with_evidence(answer: dict, evidence: dict) -> dict:
+    raw = json.dumps(evidence, sort_keys=True, separators=(",", ":")).encode()
+    return {**answer, "quote": {**answer["quote"], "evidence": base64.b64encode(raw).decode()}}
+
+
+def test_forged_evidence_claiming_the_pinned_key_is_rejected() -> None:
+    """A host that substitutes its own keys: it can claim the pinned platform key, but cannot
+    sign a certificate for its attestation key with it."""
     rogue = Ed25519PrivateKey.generate()
     hello, answer, _ = handshake(signer=rogue)
-    body = json.loads(base64.b64decode(answer["quote"]["payload"]))
-    body["platform_key"] = PIN.hex()  # claims to be the pinned platform
-    payload = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-    answer["quote"] = {
-        "payload": base64.b64encode(payload).decode(),
-        "signature": base64.b64encode(rogue.sign(payload)).decode(),
+    forged = {**_evidence(answer), "platform_key": PIN.hex()}
+    with pytest.raises(AttestationError) as err:
+        hello.finish(_with_evidence(answer, forged), POLICY, MEASUREMENT)
+    assert err.value.code == "bad_signature"
+
+
+def test_an_attestation_key_swapped_into_a_genuine_certificate_is_rejected() -> None:
+    """The host keeps the platform's genuine certificate and signs the quote with its own key."""
+    hello, answer, _ = handshake()
+    genuine = _evidence(answer)
+    host_key = Ed25519PrivateKey.generate()
+    body = json.loads(base64.b64decode(genuine["quote"]))
+    body["attestation_key"] = public_bytes(host_key.public_key()).hex()
+    raw = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    forged = {
+        **genuine,
+        "quote": base64.b64encode(raw).decode(),
+        "quote_signature": base64.b64encode(host_key.sign(raw)).decode(),
     }
     with pytest.raises(AttestationError) as err:
-        hello.finish(answer, [PIN], MEASUREMENT)
+        hello.finish(_with_evidence(answer, forged), POLICY, MEASUREMENT)
     assert err.value.code == "bad_signature"
 
 
@@ -158,7 +192,7 @@ def test_quote_replayed_into_another_handshake_is_rejected() -> None:
     _, old_answer, _ = handshake()
     hello = ClientHello()  # a new handshake, answered with the old quote
     with pytest.raises(AttestationError) as err:
-        hello.finish(old_answer, [PIN], MEASUREMENT)
+        hello.finish(old_answer, POLICY, MEASUREMENT)
     assert err.value.code == "wrong_report_data"
 
 
@@ -166,7 +200,7 @@ def test_quote_replayed_into_another_handshake_is_rejected() -> None:
 @given(st.dictionaries(st.text(max_size=8), st.text(max_size=8) | st.integers(), max_size=4))
 def test_malformed_answers_are_rejected(answer: dict) -> None:
     with pytest.raises((AttestationError, ChannelError)):
-        ClientHello().finish(answer, [PIN], MEASUREMENT)
+        ClientHello().finish(answer, POLICY, MEASUREMENT)
 
 
 def test_bad_key_shares_are_refused() -> None:

@@ -16,7 +16,7 @@ from privpart.runtime.client import DeviceClient, EnclaveClient
 from privpart.runtime.client.load import closed_loop
 from privpart.runtime.errors import RuntimeFailure
 from privpart.runtime.head import SplitHead
-from tests.runtime.helpers import ServerProcess
+from tests.runtime.helpers import ServerProcess, simulated_policy
 
 SECONDS = float(os.environ.get("PRIVPART_LOAD_SECONDS", "30"))
 CLIENTS, ENCLAVE_CLIENTS = 32, 8
@@ -33,7 +33,7 @@ def make_clients(
     pin = read_pin(stack.pin)
     device = [DeviceClient(split, stack.tail_url, timeout, session) for _ in range(n_device)]
     enclave = [
-        EnclaveClient(stack.url, [pin], split.info.measurement, timeout, session)
+        EnclaveClient(stack.url, simulated_policy(pin), split.info.measurement, timeout, session)
         for _ in range(n_enclave)
     ]
     return [*enclave, *device]

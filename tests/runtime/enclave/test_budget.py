@@ -63,5 +63,5 @@ def test_process_backend_starts_its_worker_with_the_malloc_settings(tmp_path: Pa
     from privpart.runtime.enclave import EnclaveConfig, PlatformKeys
 
     backend = ProcessBackend(PlatformKeys.load_or_create(tmp_path), EnclaveConfig(epc_mib=64))
-    _, env, _ = backend.worker_command(tmp_path / "head.sealed")
+    _, env, _ = backend.worker_command(tmp_path / "head.sealed", "00" * 32)
     assert env.items() >= malloc_env(64 << 20).items()

@@ -12,27 +12,31 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from privpart.errors import PrivpartError
 from privpart.runtime import frames
 from privpart.runtime.channel.handshake import ClientHello
+from privpart.runtime.channel.policy import VerificationPolicy
 from privpart.runtime.channel.session import Session
 from privpart.runtime.client import EnclaveClient
 from privpart.runtime.enclave import EnclaveConfig, PlatformKeys
 from privpart.runtime.enclave.process import ProcessBackend
+from privpart.runtime.enclave.supervisor import launch
 from privpart.runtime.errors import AttestationError, RemoteError
-from tests.runtime.helpers import RawHttp, get_json
+from tests.runtime.helpers import RawHttp, get_json, simulated_policy
 
 RECORD = {"Content-Type": "application/x-privpart-record"}
 TALLY: Counter = Counter()
 
 
 def client(stack: SimpleNamespace, **kw: object) -> EnclaveClient:
-    pins = kw.pop("pins", [stack.backend.platform.public_raw])
+    pin = kw.pop("pin", stack.backend.platform.public_raw)
+    policy = kw.pop("policy", simulated_policy(pin))  # type: ignore[arg-type]
     measurement = kw.pop("measurement", stack.host.info.measurement)
-    return EnclaveClient(stack.url, pins, measurement, **kw)  # type: ignore[arg-type]
+    return EnclaveClient(stack.url, policy, measurement, **kw)  # type: ignore[arg-type]
 
 
 def infer_once(stack: SimpleNamespace, x: torch.Tensor, **kw: object) -> tuple[object, object]:
@@ -55,9 +59,8 @@ def raw_session(stack: SimpleNamespace, http: RawHttp) -> Session:
         {"Content-Type": "application/json"},
     )
     assert status == 200, body
-    session, _ = hello.finish(
-        json.loads(body), [stack.backend.platform.public_raw], stack.host.info.measurement
-    )
+    policy = simulated_policy(stack.backend.platform.public_raw)
+    session, _ = hello.finish(json.loads(body), policy, stack.host.info.measurement)
     return session
 
 
@@ -82,6 +85,7 @@ def test_info_and_health_say_simulated(enclave_stack: SimpleNamespace) -> None:
     status, info = get_json(enclave_stack.url + "/v1/info")
     assert status == 200 and info["simulated"] is True and info["backend"] == "process"
     assert info["measurement"] == enclave_stack.host.info.measurement
+    assert info["platform_key"] == enclave_stack.backend.platform.public_raw.hex()
     status, health = get_json(enclave_stack.url + "/healthz")
     assert status == 200 and health["simulated"] is True
 
@@ -100,11 +104,37 @@ def test_unpinned_key_or_wrong_measurement_stop_the_client_before_it_sends(encla
     x = torch.rand(1, *enclave_stack.host.info.input_shape)
     other = PlatformKeys.load_or_create(enclave_stack.sealed.parent.parent / "other-platform")
     with pytest.raises(AttestationError) as err:
-        infer_once(enclave_stack, x, pins=[other.public_raw])
+        infer_once(enclave_stack, x, pin=other.public_raw)
     assert err.value.code == "unpinned_key"
     with pytest.raises(AttestationError) as err:
         infer_once(enclave_stack, x, measurement="00" * 32)
     assert err.value.code == "wrong_measurement"
+    with pytest.raises(AttestationError) as err:  # the default policy: no simulated quotes
+        infer_once(enclave_stack, x, policy=VerificationPolicy())
+    assert err.value.code == "simulated_not_allowed"
+
+
+def test_the_quote_is_the_workers_the_host_holds_no_signing_key(enclave_stack) -> None:  # noqa: ANN001
+    """The evidence is made in the worker process: its attestation key is fresh per worker and
+    certified by the platform key; the host object never loaded a private key."""
+    http = RawHttp(enclave_stack.url)
+    keys = set()
+    for _ in range(2):
+        hello = ClientHello()
+        _, body, _ = http.request("POST", "/v1/attest", json.dumps(hello.to_json()).encode())
+        answer = json.loads(body)
+        _, att = hello.finish(
+            answer,
+            simulated_policy(enclave_stack.backend.platform.public_raw),
+            enclave_stack.host.info.measurement,
+        )
+        keys.add(att.identity["attestation key"])
+        assert answer["quote"]["evidence_type"] == "simulated-ed25519" and att.tee == "simulated"
+    assert len(keys) == 1  # one attestation key per worker, not per quote
+    assert keys != {enclave_stack.backend.platform.public_raw.hex()}
+    assert not any(
+        isinstance(v, Ed25519PrivateKey) for v in vars(enclave_stack.host).values()
+    ) and not hasattr(enclave_stack.backend.platform, "signing")
 
 
 def test_tampered_replayed_and_reordered_records_are_refused_live(
@@ -227,7 +257,7 @@ def test_key_is_withheld_from_a_worker_with_an_unexpected_measurement(enclave_st
     backend = ProcessBackend(enclave_stack.backend.platform, EnclaveConfig(threads=1))
 
     async def start() -> None:
-        await backend.launch(enclave_stack.sealed, "00" * 32).start()
+        await launch(backend, enclave_stack.sealed, "00" * 32).start()
 
     with pytest.raises(PrivpartError, match="key withheld"):
         asyncio.run(start())
@@ -239,7 +269,7 @@ def test_a_head_over_the_enclave_budget_refuses_to_start(enclave_stack) -> None:
     )
 
     async def start() -> None:
-        sup = backend.launch(enclave_stack.sealed, enclave_stack.host.info.measurement)
+        sup = launch(backend, enclave_stack.sealed, enclave_stack.host.info.measurement)
         try:
             await sup.start()
         finally:
@@ -261,3 +291,53 @@ def test_an_overloaded_enclave_host_says_busy(enclave_stack: SimpleNamespace) ->
     finally:
         enclave_stack.host.max_inflight = 256
     assert status == 429 and json.loads(body)["error"] == "busy" and headers["Retry-After"] == "1"
+
+
+def test_a_tail_answering_logits_that_do_not_fit_gets_an_error_to_the_client(
+    enclave_stack: SimpleNamespace,
+) -> None:
+    """A tail server (real HTTP) answering well-formed frames of the wrong batch or classes: the
+    client gets `bad_tail_answer`, never logits sealed by the enclave."""
+    from aiohttp import web
+
+    from privpart.runtime.enclave.host import EnclaveHost, build_enclave_app
+    from privpart.runtime.server.runner import start_site
+
+    answers = [torch.rand(3, 10), torch.rand(1, 7)]  # the request below has a batch of 1
+
+    async def lying_tail(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(
+            body=frames.encode(answers[0]), content_type="application/x-privpart-frame"
+        )
+
+    async def up() -> tuple:
+        app = web.Application()
+        app.router.add_post("/v1/infer", lying_tail)
+        tail_runner, tail_url = await start_site(app, "127.0.0.1", 0)
+        host = EnclaveHost(
+            enclave_stack.backend, enclave_stack.supervisor, enclave_stack.host.info, tail_url
+        )
+        # the host app's cleanup would stop the shared worker: only its site is torn down below
+        host_app = build_enclave_app(host)
+        host_app.on_cleanup.clear()
+        host_runner, url = await start_site(host_app, "127.0.0.1", 0)
+        return tail_runner, host_runner, url
+
+    tail_runner, host_runner, url = enclave_stack.loop.run(up())
+    try:
+        for answer in list(answers):
+            answers[0] = answer
+            with pytest.raises(RemoteError) as err:
+                infer_once(
+                    SimpleNamespace(**{**vars(enclave_stack), "url": url}), torch.rand(1, 1, 28, 28)
+                )
+            assert err.value.code == "bad_tail_answer" and err.value.status == 502
+            assert "expected [1, 10] float32" in err.value.message
+    finally:
+
+        async def down() -> None:
+            await host_runner.cleanup()
+            await tail_runner.cleanup()
+
+        enclave_stack.loop.run(down())

@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from privpart.runtime import frames
-from privpart.runtime.channel.attestation import sign_quote
 from privpart.runtime.channel.handshake import ClientHello
 from privpart.runtime.enclave import ipc
 from privpart.runtime.enclave import worker as W
+from privpart.runtime.enclave.quoting import SimulatedSource
 from privpart.runtime.errors import EnclaveError, RuntimeFailure
+from tests.runtime.helpers import simulated_policy
 
 
 class Pool:
@@ -30,7 +31,9 @@ class Link:
     def __init__(self, tail: torch.nn.Module | None) -> None:
         self.tail, self.posted = tail, []
 
-    def post(self, url: str, frame: bytes) -> tuple[bytes, dict[str, float]]:
+    def post(
+        self, url: str, frame: bytes, token: str | None = None
+    ) -> tuple[bytes, dict[str, float]]:
         self.posted.append(url)
         if self.tail is None:
             raise RuntimeFailure("tail_unreachable", "cannot connect", status=502)
@@ -39,31 +42,43 @@ class Link:
         return frames.encode(y), {"compute": 0.1}
 
 
+class LyingTail(Link):
+    """A tail (or a host on its path) answering logits that do not fit the request."""
+
+    def __init__(self, answer: torch.Tensor) -> None:
+        super().__init__(None)
+        self.answer = answer
+
+    def post(
+        self, url: str, frame: bytes, token: str | None = None
+    ) -> tuple[bytes, dict[str, float]]:
+        return frames.encode(self.answer), {}
+
+
 @pytest.fixture
 def rig(tiny_split, platform) -> SimpleNamespace:  # noqa: ANN001
     args = argparse.Namespace(
-        max_sessions=4, quote_source="platform", max_batch=2, tail_timeout=5.0
+        max_sessions=4,
+        max_sessions_per_client=3,
+        session_ttl=600.0,
+        backend="process",
+        max_batch=2,
+        tail_timeout=5.0,
+        tail_pin="",
     )
     out, pool = io.BytesIO(), Pool()
-    w = W.Worker(tiny_split.head, tiny_split.info, args, out, pool)
+    quotes = SimulatedSource(platform, tiny_split.info.measurement)
+    w = W.Worker(tiny_split.head, tiny_split.info, args, out, pool, quotes)
     w.link = Link(tiny_split.tail)
     return SimpleNamespace(w=w, out=out, pool=pool, split=tiny_split, platform=platform)
 
 
-def attest(rig: SimpleNamespace):  # noqa: ANN201
+def attest(rig: SimpleNamespace, client: str = "127.0.0.1"):  # noqa: ANN201
     hello = ClientHello()
-    reply, _ = W.OPS["attest"](rig.w, {"hello": hello.to_json()}, memoryview(b""))
-    quote = sign_quote(
-        rig.platform.signing,
-        backend="process",
-        simulated=True,
-        measurement=rig.split.info.measurement,
-        report_data=bytes.fromhex(reply["report_data"]),
-        runtime_version="t",
-    )
-    session, _ = hello.finish(
-        {**reply, "quote": quote}, [rig.platform.public_raw], rig.split.info.measurement
-    )
+    header = {"hello": hello.to_json(), "client": client}
+    reply, _ = W.OPS["attest"](rig.w, header, memoryview(b""))
+    policy = simulated_policy(rig.platform.public_raw)
+    session, _ = hello.finish(reply, policy, rig.split.info.measurement)
     return session
 
 
@@ -120,11 +135,41 @@ def test_a_failing_tail_answers_an_error_and_closes_the_session(rig: SimpleNames
     rig.pool.jobs.pop().run()
     ((reply, body),) = replies(rig.out)
     assert reply == {**reply, "id": 5, "error": "tail_unreachable", "status": 502} and body == b""
-    assert session.session_id not in rig.w.sessions and not rig.w.busy
+    assert rig.w.sessions.get(session.session_id) is None and not rig.w.busy
 
 
-def test_sessions_beyond_the_limit_drop_the_oldest(rig: SimpleNamespace) -> None:
-    first = attest(rig)
-    for _ in range(4):
-        attest(rig)
-    assert first.session_id not in rig.w.sessions and len(rig.w.sessions) == 4
+@pytest.mark.parametrize(
+    ("rows", "classes", "dtype", "why"),
+    [
+        (1, 10, torch.float32, "1 rows of logits for a batch of 2"),  # wrong batch
+        (3, 10, torch.float32, "batch of 3 exceeds"),  # more rows than the batch limit
+        (2, 7, torch.float32, "expected samples of shape [10]"),  # wrong classes
+        (2, 10, torch.float64, "expected float32"),  # wrong dtype
+    ],
+)
+def test_logits_that_do_not_fit_the_request_never_reach_the_client(
+    rig: SimpleNamespace, rows: int, classes: int, dtype: torch.dtype, why: str
+) -> None:
+    rig.w.link = LyingTail(torch.rand(rows, classes, dtype=dtype))
+    session = attest(rig)
+    frame = frames.encode(torch.rand(2, *rig.split.info.input_shape))
+    header = {"session": session.session_id, "tail": "http://t", "id": 9}
+    W.OPS["infer"](rig.w, header, memoryview(session.seal(frame)))
+    rig.pool.jobs.pop().run()
+    ((reply, body),) = replies(rig.out)
+    assert reply["error"] == "bad_tail_answer" and reply["status"] == 502 and body == b""
+    assert why in reply["message"] and "expected [2, 10] float32" in reply["message"]
+    assert rig.w.sessions.get(session.session_id) is None  # the session is closed
+
+
+def test_an_attestation_flood_evicts_only_the_flooders_own_sessions(rig: SimpleNamespace) -> None:
+    mine = attest(rig, client="10.0.0.1")
+    flood = [attest(rig, client="10.0.0.2") for _ in range(3)]
+    attest(rig, client="10.0.0.2")  # the flooder's 4th: drops its own oldest
+    assert rig.w.sessions.get(flood[0].session_id) is None
+    assert rig.w.sessions.get(mine.session_id) is not None
+    assert rig.w.sessions.count("10.0.0.2") == 3 and len(rig.w.sessions) == 4
+    with pytest.raises(EnclaveError) as err:  # the table is full: refuse, never evict others
+        attest(rig, client="10.0.0.3")
+    assert err.value.code == "sessions_full" and err.value.status == 503
+    assert rig.w.sessions.get(mine.session_id) is not None

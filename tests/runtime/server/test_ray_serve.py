@@ -28,6 +28,7 @@ from privpart.runtime.client.load import closed_loop
 from privpart.runtime.enclave import EnclaveConfig, PlatformKeys
 from privpart.runtime.enclave.host import EnclaveHost, build_enclave_app
 from privpart.runtime.enclave.process import ProcessBackend
+from privpart.runtime.enclave.supervisor import launch
 from privpart.runtime.head import SplitHead
 from privpart.runtime.server import BatchConfig, TailConfig
 from privpart.runtime.server.runner import start_site
@@ -39,6 +40,7 @@ from tests.runtime.helpers import (
     ServerProcess,
     free_port,
     get_json,
+    simulated_policy,
 )
 
 pytest.importorskip("ray.serve", reason="the ray extra is not installed (privpart[ray])")
@@ -217,11 +219,12 @@ def test_enclave_host_relays_to_the_ray_tail(
     x = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(7))
 
     async def scenario() -> torch.Tensor:
-        supervisor = backend.launch(sealed, tiny_split.info.measurement)
+        supervisor = launch(backend, sealed, tiny_split.info.measurement)
         await supervisor.start()
         host = EnclaveHost(backend, supervisor, tiny_split.info, ray_tail.url)
         runner, url = await start_site(build_enclave_app(host), "127.0.0.1", 0)
-        client = EnclaveClient(url, [read_pin(platform.public_file)], tiny_split.info.measurement)
+        policy = simulated_policy(read_pin(platform.public_file))
+        client = EnclaveClient(url, policy, tiny_split.info.measurement)
         try:
             return (await client.infer(x)).logits
         finally:

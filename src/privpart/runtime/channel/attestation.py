@@ -1,146 +1,231 @@
-"""Attestation quotes: a platform key signs (measurement, report data) for a launched head.
+"""One client verification path for every backend: the envelope's evidence type picks a verifier
+from `EVIDENCE_VERIFIERS`, the verifier checks the evidence against the policy, and then, for
+every kind alike, the quote must be for the expected head and bound to this handshake.
 
-Wire form: `{"payload": base64(canonical JSON body), "signature": base64(Ed25519 signature)}`.
-The client checks, in order: the signer is a key it pinned; the signature verifies; the format
-is known; the measurement is the one it expects; the report data is the hash of *its own*
-handshake transcript (so a quote cannot be replayed into another session). A `simulated` quote
-(process backend) is signed by a software key, not by hardware; it says so in every report.
+Order of checks (each failure has its own `AttestationError` code, docs/runtime.md):
+envelope well-formed (`bad_quote`) -> evidence type known (`unknown_evidence`) -> simulated
+allowed (`simulated_not_allowed`) -> evidence verified: simulated signatures up to a pinned
+platform key (`unpinned_key`, `bad_signature`), or DCAP via dcap-qvl (`bad_signature`,
+`collateral_expired`, `collateral_not_yet_valid`, `debug_enclave`, ...) and the policy's pins and
+TCB rules (`wrong_mrenclave`, `wrong_mrsigner`, `wrong_mrtd`, `tcb_status_not_accepted`,
+`advisory_not_accepted`, ...) -> head measurement (`wrong_measurement`) -> report data equals
+`report_data(T)` of this handshake (`wrong_report_data`: a replayed or relayed quote).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+import dcap_qvl
 
 from privpart.errors import PrivpartError
+from privpart.registry import Registry
+from privpart.runtime.channel.dcap import Check, check_dcap, verify_dcap
+from privpart.runtime.channel.envelope import (
+    SGX_DCAP,
+    SIMULATED,
+    TDX_DCAP,
+    QuoteEnvelope,
+    report_data,
+)
+from privpart.runtime.channel.policy import VerificationPolicy
+from privpart.runtime.channel.simulated import verify_simulated
 from privpart.runtime.errors import AttestationError
 
-QUOTE_FORMAT = "privpart-quote/1"
+SIMULATED_WARNING = (
+    "simulated attestation (backend {backend}): no hardware TEE backs this quote, so there is NO "
+    "confidentiality against the enclave host: whoever runs it can read every input you send"
+)
 
 
 @dataclass(frozen=True)
-class QuoteBody:
-    """What a quote asserts. `simulated` is true when no hardware backs the platform key."""
+class Attestation:
+    """What a client verified: which TEE, its identity, TCB status, and the head it runs."""
 
     backend: str
+    evidence_type: str
     simulated: bool
-    measurement: str
-    report_data: str
+    tee: str  # "simulated" | "SGX" | "TDX"
+    measurement: str  # the privpart head measurement the quote is bound to
     runtime_version: str
-    platform_key: str
-    issued_at: float
-    format: str = QUOTE_FORMAT
+    report_data: bytes
+    identity: dict[str, str] = field(default_factory=dict)
+    tcb_status: str | None = None
+    advisories: tuple[str, ...] = ()
+    platform_key: str | None = None
+    checks: tuple[Check, ...] = ()
 
-    def canonical(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
-
-
-def public_bytes(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
-def fingerprint(raw: bytes) -> str:
-    """Short printable name of a platform public key."""
-    return raw.hex()[:16]
+    @property
+    def warning(self) -> str | None:
+        return SIMULATED_WARNING.format(backend=self.backend) if self.simulated else None
 
 
-def sign_quote(
-    key: Ed25519PrivateKey,
-    *,
-    backend: str,
-    simulated: bool,
-    measurement: str,
-    report_data: bytes,
-    runtime_version: str,
-) -> dict[str, str]:
-    body = QuoteBody(
-        backend=backend,
-        simulated=simulated,
-        measurement=measurement,
-        report_data=report_data.hex(),
-        runtime_version=runtime_version,
-        platform_key=public_bytes(key.public_key()).hex(),
-        issued_at=round(time.time(), 3),
-    )
-    payload = body.canonical()
-    return {
-        "payload": base64.b64encode(payload).decode(),
-        "signature": base64.b64encode(key.sign(payload)).decode(),
-    }
+class EvidenceVerifier(ABC):
+    """Verifies one kind of evidence against a policy (not yet bound to a handshake)."""
+
+    needs_collateral: bool = False
+
+    @abstractmethod
+    def verify(
+        self,
+        envelope: QuoteEnvelope,
+        policy: VerificationPolicy,
+        collateral: dcap_qvl.QuoteCollateralV3 | None,
+    ) -> Attestation: ...
 
 
-def _reject(code: str, message: str, hint: str) -> AttestationError:
-    return AttestationError(code, message, hint)
+EVIDENCE_VERIFIERS: Registry[EvidenceVerifier] = Registry("evidence type")
 
 
-def _decode_b64(text: Any, what: str) -> bytes:
-    if not isinstance(text, str):
-        raise _reject("bad_quote", f"quote {what} is missing", "the enclave host is not privpart")
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise _reject("bad_quote", f"quote {what} is not base64", "the quote was altered") from None
+def _register(name: str, verifier: EvidenceVerifier) -> None:
+    EVIDENCE_VERIFIERS.register(name)(verifier)
 
 
-def verify_quote(
-    quote: Any,
-    pinned: Sequence[bytes],
-    expected_measurement: str,
-    expected_report_data: bytes,
-) -> QuoteBody:
-    """The quote's body if it is trustworthy for this handshake; else `AttestationError`."""
-    if not isinstance(quote, dict):
-        raise _reject("bad_quote", "quote is not a JSON object", "the enclave host is not privpart")
-    payload = _decode_b64(quote.get("payload"), "payload")
-    signature = _decode_b64(quote.get("signature"), "signature")
-    try:
-        fields = json.loads(payload)
-        body = QuoteBody(**fields)
-        signer = bytes.fromhex(body.platform_key)
-    except (json.JSONDecodeError, TypeError, ValueError, UnicodeDecodeError) as exc:
-        raise _reject(
-            "bad_quote", f"quote body is malformed: {exc}", "the quote was altered"
-        ) from None
-    if signer not in set(pinned):
-        raise _reject(
-            "unpinned_key",
-            f"quote is signed by platform key {fingerprint(signer)}, which you have not pinned",
-            "check the enclave host's platform.pub out of band, then pass it with --pin",
+class SimulatedVerifier(EvidenceVerifier):
+    def verify(
+        self,
+        envelope: QuoteEnvelope,
+        policy: VerificationPolicy,
+        collateral: dcap_qvl.QuoteCollateralV3 | None,
+    ) -> Attestation:
+        if not policy.allow_simulated:
+            raise AttestationError(
+                "simulated_not_allowed",
+                f"the enclave's quote is simulated (backend {envelope.backend}): no hardware TEE "
+                "backs it, so the enclave host could read every input; refused",
+                "for tests only, pass --allow-simulated (API: allow_simulated=True) with --pin "
+                "platform.pub; for confidentiality, run the enclave with --backend gramine or tdx",
+            )
+        report = verify_simulated(envelope.evidence, policy)
+        return Attestation(
+            backend=envelope.backend,
+            evidence_type=envelope.evidence_type,
+            simulated=True,
+            tee="simulated",
+            measurement=report.measurement,
+            runtime_version=report.runtime_version,
+            report_data=report.report_data,
+            identity={"attestation key": report.attestation_key},
+            platform_key=report.platform_key,
+            checks=(
+                Check("platform key", report.platform_key, "pinned"),
+                Check("signatures", "certificate, quote", "verified"),
+            ),
         )
-    try:
-        Ed25519PublicKey.from_public_bytes(signer).verify(signature, payload)
-    except (InvalidSignature, ValueError):
-        raise _reject(
-            "bad_signature",
-            "quote signature does not verify: forged or altered quote",
-            "do not send data to this enclave host",
-        ) from None
-    if body.format != QUOTE_FORMAT:
-        raise _reject("bad_quote", f"unknown quote format {body.format!r}", "upgrade privpart")
-    if body.measurement != expected_measurement:
-        raise _reject(
+
+
+@dataclass
+class DcapVerifier(EvidenceVerifier):
+    tee: str
+    needs_collateral: bool = True
+
+    def verify(
+        self,
+        envelope: QuoteEnvelope,
+        policy: VerificationPolicy,
+        collateral: dcap_qvl.QuoteCollateralV3 | None,
+    ) -> Attestation:
+        if collateral is None:
+            raise AttestationError(
+                "collateral_missing",
+                f"a {self.tee} quote needs Intel collateral to verify, and none was given",
+                "pass --collateral FILE (dcap-qvl JSON) or --collateral https://PCCS-HOST",
+            )
+        report = verify_dcap(envelope.evidence, collateral, policy.now)
+        if report.tee != self.tee:
+            raise AttestationError(
+                "bad_quote",
+                f"a {report.tee} quote arrived as {envelope.evidence_type} evidence",
+                "the enclave host altered the envelope",
+            )
+        checks = check_dcap(report, policy)
+        return Attestation(
+            backend=envelope.backend,
+            evidence_type=envelope.evidence_type,
+            simulated=False,
+            tee=report.tee,
+            measurement=envelope.measurement,
+            runtime_version=envelope.runtime_version,
+            report_data=report.report_data,
+            identity=report.identity.fields(),
+            tcb_status=report.status,
+            advisories=report.advisories,
+            checks=(Check("signature chain", "Intel SGX Root CA", "verified (dcap-qvl)"), *checks),
+        )
+
+
+_register(SIMULATED, SimulatedVerifier())
+_register(SGX_DCAP, DcapVerifier("SGX"))
+_register(TDX_DCAP, DcapVerifier("TDX"))
+
+
+def verifier_for(envelope: QuoteEnvelope) -> EvidenceVerifier:
+    if envelope.evidence_type not in EVIDENCE_VERIFIERS:
+        raise AttestationError(
+            "unknown_evidence",
+            f"unknown evidence type {envelope.evidence_type!r}",
+            f"this client verifies {', '.join(EVIDENCE_VERIFIERS.names())}; upgrade privpart",
+        )
+    return EVIDENCE_VERIFIERS.get(envelope.evidence_type)
+
+
+async def collateral_for(
+    envelope: QuoteEnvelope, policy: VerificationPolicy
+) -> dcap_qvl.QuoteCollateralV3 | None:
+    """The collateral this envelope's evidence needs (fetched from a PCCS if so configured)."""
+    if not verifier_for(envelope).needs_collateral or policy.collateral is None:
+        return None
+    return await policy.collateral.get(envelope.evidence)
+
+
+def verify_evidence(
+    envelope: QuoteEnvelope,
+    policy: VerificationPolicy,
+    collateral: dcap_qvl.QuoteCollateralV3 | None = None,
+) -> Attestation:
+    """The evidence checked against the policy, not yet bound to a handshake."""
+    return verifier_for(envelope).verify(envelope, policy, collateral)
+
+
+def verify_envelope(
+    envelope: QuoteEnvelope,
+    policy: VerificationPolicy,
+    expected_measurement: str,
+    transcript: bytes,
+    collateral: dcap_qvl.QuoteCollateralV3 | None = None,
+) -> Attestation:
+    """Trust for this handshake: the evidence passes the policy, it is for the expected head,
+    and its report data is this handshake's transcript hash."""
+    att = verify_evidence(envelope, policy, collateral)
+    if att.measurement != expected_measurement:
+        raise AttestationError(
             "wrong_measurement",
-            f"enclave runs head {body.measurement[:16]}..., you expect "
+            f"enclave runs head {att.measurement[:16]}..., you expect "
             f"{expected_measurement[:16]}...",
             "the enclave holds another head, cut, or privpart runtime version than your checkpoint",
         )
-    if body.report_data != expected_report_data.hex():
-        raise _reject(
+    if att.report_data != report_data(transcript):
+        raise AttestationError(
             "wrong_report_data",
             "quote is not bound to this handshake (report data mismatch): replayed or relayed",
             "do not send data to this enclave host",
         )
-    return body
+    return att
+
+
+def evidence_type_of(quote: bytes) -> str:
+    """`sgx-dcap` or `tdx-dcap` for a raw DCAP quote (its header says which)."""
+    try:
+        parsed = dcap_qvl.parse_quote(quote)
+    except ValueError as exc:
+        raise AttestationError(
+            "bad_quote",
+            f"not a DCAP quote: {str(exc).splitlines()[0]}",
+            "pass the raw quote bytes",
+        ) from None
+    return TDX_DCAP if parsed.is_tdx() else SGX_DCAP
 
 
 def read_pin(value: str | Path) -> bytes:

@@ -2,8 +2,8 @@
 
 1. Client -> enclave: `hello = {nonce: 32 random bytes, client_pub: X25519 public key}`.
 2. The enclave draws an ephemeral X25519 key and a session id, and computes the transcript hash
-   `T = SHA-256(domain, measurement, nonce, client_pub, enclave_pub, session_id)`. `T` is the
-   report data its platform signs into the quote.
+   `T = SHA-256(domain, measurement, nonce, client_pub, enclave_pub, session_id)`. The
+   enclave's quote carries `T` in its report data (`envelope.report_data`).
 3. Both sides derive 88 bytes = HKDF(salt=T, ikm=X25519 shared secret, info=domain): the
    client->enclave key and IV, then the enclave->client key and IV.
 
@@ -21,12 +21,15 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+import dcap_qvl
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from privpart.runtime.channel.attestation import QuoteBody, verify_quote
+from privpart.runtime.channel.attestation import Attestation, verify_envelope
+from privpart.runtime.channel.envelope import QuoteEnvelope
+from privpart.runtime.channel.policy import VerificationPolicy
 from privpart.runtime.channel.session import Session
 from privpart.runtime.errors import AttestationError, ChannelError
 
@@ -93,8 +96,12 @@ class ClientHello:
         return {"nonce": self.nonce.hex(), "client_pub": self.public.hex()}
 
     def finish(
-        self, answer: dict[str, Any], pinned: list[bytes], expected_measurement: str
-    ) -> tuple[Session, QuoteBody]:
+        self,
+        answer: dict[str, Any],
+        policy: VerificationPolicy,
+        expected_measurement: str,
+        collateral: dcap_qvl.QuoteCollateralV3 | None = None,
+    ) -> tuple[Session, Attestation]:
         """Verify the enclave's quote for this hello and derive the session; else raise."""
         if not isinstance(answer, dict):
             raise AttestationError(
@@ -113,14 +120,17 @@ class ClientHello:
         transcript = transcript_hash(
             expected_measurement, self.nonce, self.public, enclave_pub, session_id
         )
-        body = verify_quote(answer.get("quote"), pinned, expected_measurement, transcript)
+        envelope = QuoteEnvelope.from_json(answer.get("quote"))
+        attestation = verify_envelope(
+            envelope, policy, expected_measurement, transcript, collateral
+        )
         c2s_key, c2s_iv, s2c_key, s2c_iv = _derive(self.private, enclave_pub, transcript)
         session = Session(session_id, (c2s_key, c2s_iv, C2S), (s2c_key, s2c_iv, S2C))
-        return session, body
+        return session, attestation
 
 
 def accept_hello(measurement: str, hello: dict[str, Any]) -> tuple[Session, bytes, bytes]:
-    """Enclave side: (session, enclave public key, report data to have signed into the quote)."""
+    """Enclave side: (session, enclave public key, transcript hash `T` for the quote)."""
     if not isinstance(hello, dict):
         raise ChannelError(
             "bad_hello", "hello is not a JSON object", "send {nonce, client_pub} as hex"

@@ -11,6 +11,7 @@ from privpart.errors import PrivpartError
 from privpart.runtime import frames
 from privpart.runtime.client.enclave import ANSWER_SPEC, InferResult
 from privpart.runtime.client.tail import TailClient
+from privpart.runtime.errors import FrameError
 from privpart.runtime.head import SplitHead
 
 
@@ -21,10 +22,15 @@ class DeviceClient:
         tail_url: str,
         timeout: float = 30.0,
         session: aiohttp.ClientSession | None = None,
+        token: str | None = None,
+        tls_pin: bytes | None = None,
     ) -> None:
         self.head = split.head.eval()
         self.info = split.info
-        self.tail = TailClient(tail_url, timeout, session)
+        self.tail = TailClient(tail_url, timeout, session, token, tls_pin)
+        self.answer_spec = frames.FrameSpec.for_samples(
+            (split.info.spec.num_classes,), ANSWER_SPEC.max_batch, "float32"
+        )
 
     async def check_tail(self) -> dict:
         """The tail's description, after checking it serves the rest of *this* head."""
@@ -48,7 +54,13 @@ class DeviceClient:
         t2 = time.perf_counter()
         body, server = await self.tail.infer_frame(frame)
         t3 = time.perf_counter()
-        logits = frames.decode(body, ANSWER_SPEC)
+        logits = frames.decode(body, self.answer_spec)
+        if logits.shape[0] != x.shape[0]:
+            raise FrameError(
+                "wrong_shape",
+                f"the tail answered {logits.shape[0]} rows of logits for a batch of {x.shape[0]}",
+                "check the tail server: it must serve the same checkpoint and cut",
+            )
         t4 = time.perf_counter()
         timing = {f"tail_{k}": v for k, v in server.items()}
         timing.update(

@@ -1,9 +1,12 @@
 """Enclave-mode client (seed A): attest the enclave, then send sealed inputs, get sealed logits.
 
-Nothing leaves the client before the quote checks out: signed by a pinned platform key, for the
-expected measurement (recomputed from the checkpoint the client trusts), bound to this
-handshake. Any failure drops the session; when the server says the session is gone (the worker
-restarted, or closed the session) the client attests again and retries the request once.
+Nothing leaves the client before the quote checks out against the client's
+`VerificationPolicy` (a DCAP quote verified to Intel's root with pinned MRENCLAVE/MRSIGNER or
+MRTD and an accepted TCB status; a simulated quote only with `allow_simulated` and a pinned
+platform key), for the expected measurement (recomputed from the checkpoint the client trusts),
+bound to this handshake. Any failure drops the session; when the server says the session is
+gone (the worker restarted, or closed the session) the client attests again and retries the
+request once.
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ from dataclasses import dataclass, field
 import aiohttp
 import torch
 
-from privpart.runtime import frames
-from privpart.runtime.channel.attestation import QuoteBody
+from privpart.runtime import frames, protocol
+from privpart.runtime.channel.attestation import Attestation, collateral_for
+from privpart.runtime.channel.envelope import QuoteEnvelope
 from privpart.runtime.channel.handshake import ClientHello
+from privpart.runtime.channel.policy import VerificationPolicy
 from privpart.runtime.channel.session import Session
 from privpart.runtime.client.http import HttpPeer
 from privpart.runtime.errors import RuntimeFailure
-from privpart.runtime.server.http import RECORD_TYPE, parse_server_timing
 
 ANSWER_SPEC = frames.FrameSpec(max_batch=1 << 16, max_bytes=256 << 20)
 SESSION_GONE = {"unknown_session", "worker_restarted", "worker_unavailable", "session_closed"}
@@ -39,28 +43,36 @@ class EnclaveClient:
     def __init__(
         self,
         url: str,
-        pins: list[bytes],
+        policy: VerificationPolicy,
         measurement: str,
         timeout: float = 30.0,
         session: aiohttp.ClientSession | None = None,
+        token: str | None = None,
     ) -> None:
-        self.peer = HttpPeer(url, timeout, session)
-        self.pins = list(pins)
+        self.peer = HttpPeer(url, timeout, session, token)
+        self.policy = policy
         self.measurement = measurement
-        self.attestation: QuoteBody | None = None
+        self.attestation: Attestation | None = None
         self.attestations = 0
         self._session: Session | None = None
         self._lock = asyncio.Lock()
 
     async def info(self) -> dict:
-        return await self.peer.get_json("/v1/info")
+        return await self.peer.get_json(protocol.INFO.path)
 
-    async def attest(self) -> QuoteBody:
+    async def attest(self) -> Attestation:
         """Handshake + quote verification; on success a fresh session is ready."""
         self._session = None
         hello = ClientHello()
-        answer = await self.peer.post_json("/v1/attest", hello.to_json())
-        self._session, self.attestation = hello.finish(answer, self.pins, self.measurement)
+        answer = await self.peer.post_json(protocol.ATTEST.path, hello.to_json())
+        collateral = None
+        if isinstance(answer, dict):  # hardware evidence needs Intel's collateral
+            collateral = await collateral_for(
+                QuoteEnvelope.from_json(answer.get("quote")), self.policy
+            )
+        self._session, self.attestation = hello.finish(
+            answer, self.policy, self.measurement, collateral
+        )
         self.attestations += 1
         return self.attestation
 
@@ -74,9 +86,10 @@ class EnclaveClient:
         t0 = time.perf_counter()
         record = session.seal(frame)
         t1 = time.perf_counter()
+        ep = protocol.SESSION_INFER
         try:
             _, body, headers = await self.peer.request(
-                "POST", f"/v1/sessions/{session.session_id}/infer", record, RECORD_TYPE
+                ep.method, ep.url(session=session.session_id), record, ep.body
             )
         except RuntimeFailure:
             self._session = None
@@ -90,7 +103,7 @@ class EnclaveClient:
         t3 = time.perf_counter()
         logits = frames.decode(plain, ANSWER_SPEC)
         t4 = time.perf_counter()
-        timing.update(parse_server_timing(headers.get("Server-Timing")))
+        timing.update(protocol.parse_server_timing(headers.get(protocol.TIMING_HEADER)))
         timing["client_encrypt"] = (t1 - t0) * 1e3
         timing["client_decrypt"] = (t3 - t2) * 1e3
         timing["client_decode"] = (t4 - t3) * 1e3

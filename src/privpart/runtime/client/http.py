@@ -3,7 +3,11 @@
 - cannot connect -> `TransportError("unreachable")`;
 - connection dropped mid-request -> `TransportError("disconnected")`;
 - no answer within the timeout -> `TransportError("timeout")`;
+- a TLS peer whose certificate is not the pinned one -> `TransportError("tls_pin")`;
 - a JSON error answer -> `RemoteError(code, message, hint, status)` carrying the server's words.
+
+`token` is sent as a bearer token; `tls_pin` (SHA-256 of the server certificate, see `tls.py`)
+makes an `https://` peer acceptable only with exactly that certificate.
 """
 
 from __future__ import annotations
@@ -15,17 +19,25 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDictProxy
 
+from privpart.runtime import protocol
 from privpart.runtime.errors import RemoteError, TransportError
 
 
 class HttpPeer:
     def __init__(
-        self, base_url: str, timeout: float = 30.0, session: aiohttp.ClientSession | None = None
+        self,
+        base_url: str,
+        timeout: float = 30.0,
+        session: aiohttp.ClientSession | None = None,
+        token: str | None = None,
+        tls_pin: bytes | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._session = session
         self._own = session is None
+        self._auth = protocol.bearer(token)
+        self._ssl: aiohttp.Fingerprint | bool = aiohttp.Fingerprint(tls_pin) if tls_pin else True
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -49,12 +61,21 @@ class HttpPeer:
         self, method: str, path: str, data: bytes | None = None, content_type: str | None = None
     ) -> tuple[int, bytes, CIMultiDictProxy[str]]:
         url = self.base_url + path
-        headers = {"Content-Type": content_type} if content_type else None
+        headers = {**self._auth, **({"Content-Type": content_type} if content_type else {})}
         try:
             async with asyncio.timeout(self.timeout):
-                async with self.session.request(method, url, data=data, headers=headers) as resp:
+                async with self.session.request(
+                    method, url, data=data, headers=headers, ssl=self._ssl
+                ) as resp:
                     body = await resp.read()
                     status, resp_headers = resp.status, resp.headers
+        except aiohttp.ServerFingerprintMismatch:
+            raise TransportError(
+                "tls_pin",
+                f"{self.base_url} presented a certificate other than the pinned one",
+                "check the server's certificate out of band; do not send data to this server",
+                status=502,
+            ) from None
         except aiohttp.ClientConnectorError as exc:
             raise TransportError(
                 "unreachable",
@@ -89,7 +110,7 @@ class HttpPeer:
 
     async def post_json(self, path: str, obj: Any) -> Any:
         data = json.dumps(obj).encode()
-        _, body, _ = await self.request("POST", path, data, "application/json")
+        _, body, _ = await self.request("POST", path, data, protocol.JSON_TYPE)
         return _json(body, self.base_url + path)
 
 
@@ -103,21 +124,5 @@ def _json(body: bytes, url: str) -> Any:
 
 
 def _remote_error(status: int, body: bytes, url: str) -> RemoteError:
-    try:
-        err = json.loads(body)
-        if not isinstance(err, dict):
-            raise ValueError
-        return RemoteError(
-            str(err.get("error", f"http_{status}")),
-            str(err.get("message", "")),
-            str(err.get("hint", "")),
-            status,
-        )
-    except (ValueError, UnicodeDecodeError):
-        text = body[:200].decode("utf-8", "replace")
-        return RemoteError(
-            f"http_{status}",
-            f"{url} answered HTTP {status}: {text}",
-            "is this a privpart server?",
-            status,
-        )
+    err = protocol.parse_error(status, body, url)
+    return RemoteError(err.code, err.message, err.hint, err.status)

@@ -1,4 +1,4 @@
-"""Talk to a tail server: features in, logits out (device mode, and the enclave host's hop)."""
+"""Talk to a tail server: features in, logits out (device mode)."""
 
 from __future__ import annotations
 
@@ -7,27 +7,32 @@ from typing import Any
 import aiohttp
 import torch
 
-from privpart.runtime import frames
+from privpart.runtime import frames, protocol
 from privpart.runtime.client.http import HttpPeer
-from privpart.runtime.server.http import FRAME_TYPE, parse_server_timing
 
 ANSWER_SPEC = frames.FrameSpec(max_batch=1 << 16, max_bytes=256 << 20)
 
 
 class TailClient:
     def __init__(
-        self, url: str, timeout: float = 30.0, session: aiohttp.ClientSession | None = None
+        self,
+        url: str,
+        timeout: float = 30.0,
+        session: aiohttp.ClientSession | None = None,
+        token: str | None = None,
+        tls_pin: bytes | None = None,
     ) -> None:
-        self.peer = HttpPeer(url, timeout, session)
+        self.peer = HttpPeer(url, timeout, session, token, tls_pin)
         self.url = self.peer.base_url
 
     async def info(self) -> dict[str, Any]:
-        return await self.peer.get_json("/v1/info")
+        return await self.peer.get_json(protocol.INFO.path)
 
     async def infer_frame(self, frame: bytes) -> tuple[bytes, dict[str, float]]:
         """Send an encoded features frame; the encoded logits frame and the server's timings."""
-        _, body, headers = await self.peer.request("POST", "/v1/infer", frame, FRAME_TYPE)
-        return body, parse_server_timing(headers.get("Server-Timing"))
+        ep = protocol.INFER
+        _, body, headers = await self.peer.request(ep.method, ep.path, frame, ep.body)
+        return body, protocol.parse_server_timing(headers.get(protocol.TIMING_HEADER))
 
     async def infer(self, features: torch.Tensor) -> torch.Tensor:
         body, _ = await self.infer_frame(frames.encode(features))

@@ -1,76 +1,93 @@
-"""The TEE backend contract: measure, seal/unseal, launch, quote. Backends register by name."""
+"""The TEE backend contract: measure, seal, and start a worker that quotes for itself.
+
+A backend says how to start the worker (`worker_command`) and which quote source it uses inside
+the TEE (`quote_source`, `quoting.py`); the supervisor (`supervisor.launch`) runs it. The
+backend never signs or produces quotes on the host: evidence comes out of the worker, and the
+client verifies it through one path (`channel/attestation.py`). Backends register by name.
+"""
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
+from privpart.hardware import SGX1_EPC_MIB
 from privpart.registry import Registry
-from privpart.runtime.channel.attestation import sign_quote
-from privpart.runtime.enclave.config import EnclaveConfig
 from privpart.runtime.enclave.platform import PlatformKeys
-from privpart.runtime.enclave.sealed import read_header, unseal_bytes, write_sealed
-from privpart.runtime.errors import EnclaveError
-from privpart.runtime.head import HeadInfo, SplitHead, head_state, measure_head
-from privpart.runtime.version import RUNTIME_VERSION
+from privpart.runtime.enclave.sealed import write_sealed
+from privpart.runtime.head import SplitHead, head_state, measure_head
+
+
+@dataclass(frozen=True)
+class EnclaveConfig:
+    """Limits of one enclave worker."""
+
+    epc_mib: int = SGX1_EPC_MIB  # memory budget for the head (0: unlimited)
+    max_batch: int = 4  # samples per client request
+    threads: int = os.cpu_count() or 1
+    max_sessions: int = 1024  # live sessions in all; beyond, attestations wait (503)
+    max_sessions_per_client: int = 16  # a client's next attestation drops its own oldest
+    session_ttl_s: float = 600.0  # idle sessions expire
+    ready_timeout_s: float = 180.0
+    max_restarts: int = 5  # within restart_window_s, then the supervisor gives up
+    restart_window_s: float = 60.0
+    tail_pin: str = ""  # SHA-256 (hex) of the tail's TLS certificate; "" = plain HTTP allowed
+    trust_code: bool = False  # serve a head whose architecture is a user's Python file
+    isv_prod_id: int = 0  # SGX: enters the SIGSTRUCT (clients may pin MRSIGNER + product id)
+    isv_svn: int = 0
 
 
 class TEEBackend(ABC):
-    """One way to run the head isolated from the host, with sealed weights and signed quotes."""
+    """One way to run the head isolated from the host, with sealed weights and its own quotes."""
 
     name: ClassVar[str]
     simulated: ClassVar[bool]
+    quote_source: ClassVar[str]
 
     def __init__(self, platform: PlatformKeys, config: EnclaveConfig | None = None) -> None:
         self.platform = platform
         self.config = config or EnclaveConfig()
 
-    # identity and sealing -------------------------------------------------------------------
     def measure(self, split: SplitHead) -> str:
         return measure_head(split.head, split.info.input_shape)
-
-    def sealing_key(self, measurement: str) -> bytes:
-        return self.platform.sealing_key(measurement)
 
     def seal(self, split: SplitHead, out_dir: Path) -> Path:
         """Write the head's weights, encrypted for its measurement, to `out_dir`."""
         m = self.measure(split)
         path = out_dir / f"head-{split.info.cut.name}-{m[:16]}.sealed"
-        return write_sealed(path, split.info, head_state(split.head), self.sealing_key(m))
+        return write_sealed(path, split.info, head_state(split.head), self.platform.sealing_key(m))
 
-    def unseal(self, path: Path) -> tuple[HeadInfo, dict[str, Any]]:
-        blob = path.read_bytes()
-        info, _, _ = read_header(blob)
-        return unseal_bytes(blob, self.sealing_key(info.measurement))
-
-    def release_key(self, claimed: str, expected: str) -> bytes:
-        """The sealing key, only for a worker whose measurement is the expected one."""
-        if claimed != expected:
-            raise EnclaveError(
-                "wrong_measurement",
-                f"worker loaded head {claimed[:16]}..., expected {expected[:16]}...: key withheld",
-                "seal the head you mean to serve (privpart enclave --checkpoint ... --cut ...)",
-                status=500,
-            )
-        return self.sealing_key(expected)
-
-    # launching and attesting ----------------------------------------------------------------
     @abstractmethod
     def check_available(self) -> None:
         """Raise a PrivpartError saying what is missing if this machine cannot run the backend."""
 
     @abstractmethod
-    def worker_command(self, sealed: Path) -> tuple[list[str], dict[str, str], Path | None]:
+    def worker_command(
+        self, sealed: Path, measurement: str
+    ) -> tuple[list[str], dict[str, str], Path | None]:
         """(argv, extra environment, working directory) that start the worker for `sealed`."""
 
-    def worker_args(self, sealed: Path) -> list[str]:
+    def worker_args(
+        self, sealed: Path, measurement: str, platform_dir: Path | None = None
+    ) -> list[str]:
+        """The worker's arguments; under Gramine they are fixed in the measured manifest."""
         c = self.config
-        return [
+        args = [
             "-m",
             "privpart.runtime.enclave.worker",
             "--sealed",
             str(sealed),
+            "--expect-measurement",
+            measurement,
+            "--platform-dir",
+            str(platform_dir or self.platform.directory),
+            "--backend",
+            self.name,
+            "--quote-source",
+            self.quote_source,
             "--epc-bytes",
             str(c.epc_mib << 20),
             "--max-batch",
@@ -79,29 +96,16 @@ class TEEBackend(ABC):
             str(c.threads),
             "--max-sessions",
             str(c.max_sessions),
-            "--quote-source",
-            self.quote_source,
+            "--max-sessions-per-client",
+            str(c.max_sessions_per_client),
+            "--session-ttl",
+            f"{c.session_ttl_s:g}",
         ]
-
-    quote_source: ClassVar[str] = "platform"
-
-    def quote(self, measurement: str, report_data: bytes, evidence: dict[str, Any]) -> dict:
-        """A signed report that this measurement produced `report_data` (the transcript hash)."""
-        return sign_quote(
-            self.platform.signing,
-            backend=self.name,
-            simulated=self.simulated,
-            measurement=measurement,
-            report_data=report_data,
-            runtime_version=RUNTIME_VERSION,
-        )
-
-    def launch(self, sealed: Path, expected_measurement: str):  # noqa: ANN201
-        """A supervisor (not yet started) that runs and restarts the worker for `sealed`."""
-        from privpart.runtime.enclave.supervisor import WorkerSupervisor
-
-        self.check_available()
-        return WorkerSupervisor(self, sealed, expected_measurement)
+        if c.tail_pin:
+            args += ["--tail-pin", c.tail_pin]
+        if c.trust_code:
+            args.append("--trust-code")
+        return args
 
 
 TEE_BACKENDS: Registry[type[TEEBackend]] = Registry("TEE backend")

@@ -1,14 +1,25 @@
 """`gramine` backend: the same worker inside an Intel SGX enclave, run by Gramine.
 
-`render_manifest` writes the Gramine manifest template: the Python interpreter, its standard
-library, the installed packages (torch, privpart: the runtime) and the sealed head are trusted
-files, so their SHA-256 hashes enter MRENCLAVE; the enclave size and thread count come from the
-config. Launching needs `gramine-manifest`, `gramine-sgx-sign` and `gramine-sgx` on PATH and an
-SGX device; otherwise a clear error says so. In the enclave the worker asks Gramine for a DCAP
-quote over the transcript hash (`/dev/attestation`).
+`render_manifest` writes the Gramine manifest template (Gramine 1.9 syntax). What enters
+MRENCLAVE, and why it is the same at every launch:
 
-Not done yet (so not claimed): delivering the sealing key by Gramine secret provisioning (RA-TLS)
-instead of the host pipe, and verifying DCAP quotes on the client (needs Intel's QVL).
+- the Python interpreter, its standard library, the installed packages (torch, dcap-qvl,
+  privpart) are `sgx.trusted_files`: their SHA-256 hashes are in the signed manifest;
+- the worker's arguments are fixed in `loader.argv`, among them `--expect-measurement M`, the
+  head's measurement (which hashes its weights): the enclave serves that head or nothing;
+- the sealed head is *not* a trusted file: it is re-sealed with a fresh nonce whenever
+  `privpart enclave` runs, so hashing it would change MRENCLAVE at every launch. It is an
+  allowed (untrusted) file instead; the worker decrypts it and refuses anything whose
+  measurement is not M, so the host can neither swap the weights nor change the enclave.
+
+Clients pin MRENCLAVE (or MRSIGNER + ISV product id): `privpart enclave --backend gramine
+--print-mrenclave` renders and signs the manifest and prints both (`identity`). In the enclave
+the worker gets DCAP quotes from `/dev/attestation` (`quoting.GramineSource`).
+
+Not protected (docs/runtime.md): the head's weights against the host. The sealing root is an
+allowed file from the host's platform folder, because delivering the key by Gramine's secret
+provisioning (RA-TLS) is not built; inputs, features and logits stay confidential (session
+keys are made inside the enclave and quotes come from the hardware).
 """
 
 from __future__ import annotations
@@ -18,19 +29,26 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 import privpart
 from privpart.errors import PrivpartError
 from privpart.runtime.enclave.base import TEE_BACKENDS, TEEBackend
 from privpart.runtime.enclave.budget import malloc_env
+from privpart.runtime.enclave.platform import ROOT_FILE
 from privpart.runtime.version import RUNTIME_VERSION
 
 TOOLS = ("gramine-manifest", "gramine-sgx-sign", "gramine-sgx")
+SIGN_TOOLS = ("gramine-manifest", "gramine-sgx-sign", "gramine-sgx-sigstruct-view")
 SIGNING_KEY = Path.home() / ".config" / "gramine" / "enclave-key.pem"
 SGX_DEVICES = (Path("/dev/sgx_enclave"), Path("/dev/sgx/enclave"))
 SEALED_IN_ENCLAVE = "/privpart/head.sealed"
+PLATFORM_IN_ENCLAVE = "/privpart/platform"
 RUNTIME_FOOTPRINT_MIB = 4096  # interpreter + torch + privpart mapped in the enclave
+MANIFEST = "privpart-worker.manifest"
+SIGFILE = "privpart-worker.sig"
 
 
 def _pow2_at_least(mib: int) -> int:
@@ -61,29 +79,32 @@ def runtime_paths() -> dict[str, Path]:
 
 def render_manifest(
     sealed: Path,
+    platform_dir: Path,
     worker_argv: list[str],
     epc_mib: int,
     threads: int,
+    isv_prod_id: int = 0,
+    isv_svn: int = 0,
+    user_code: Path | None = None,
     paths: dict[str, Path] | None = None,
 ) -> str:
-    """The Gramine manifest template (TOML with Gramine's own `{{ }}` placeholders)."""
+    """The Gramine manifest template (TOML with Gramine's own `{{ }}` placeholders).
+
+    `worker_argv` must already name the in-enclave paths (`SEALED_IN_ENCLAVE`,
+    `PLATFORM_IN_ENCLAVE`); `user_code` is a trusted user model file (`--trust-code`)."""
     p = paths or runtime_paths()
     argv = [str(p["python"]), *worker_argv]
-    argv[argv.index(str(sealed))] = SEALED_IN_ENCLAVE
-    trusted = sorted(
-        {
-            "file:{{ gramine.libos }}",
-            "file:{{ gramine.runtimedir() }}/",
-            "file:{{ arch_libdir }}/",
-            "file:/usr/{{ arch_libdir }}/",
-            f"file:{p['python']}",
-            f"file:{p['stdlib']}/",
-            f"file:{p['purelib']}/",
-            f"file:{p['platlib']}/",
-            f"file:{p['privpart']}/",
-            f"file:{sealed.resolve()}",
-        }
-    )
+    trusted = {
+        "file:{{ gramine.libos }}",
+        "file:{{ gramine.runtimedir() }}/",
+        "file:{{ arch_libdir }}/",
+        "file:/usr/{{ arch_libdir }}/",
+        f"file:{p['python']}",
+        f"file:{p['stdlib']}/",
+        f"file:{p['purelib']}/",
+        f"file:{p['platlib']}/",
+        f"file:{p['privpart']}/",
+    }
     mounts = [
         '{ path = "/lib", uri = "file:{{ gramine.runtimedir() }}" }',
         '{ path = "{{ arch_libdir }}", uri = "file:{{ arch_libdir }}" }',
@@ -92,8 +113,14 @@ def render_manifest(
         f'{{ path = "{p["prefix"]}", uri = "file:{p["prefix"]}" }}',
         f'{{ path = "{p["privpart"]}", uri = "file:{p["privpart"]}" }}',
         f'{{ path = "{SEALED_IN_ENCLAVE}", uri = "file:{sealed.resolve()}" }}',
-        '{ path = "/tmp", type = "tmpfs" }',
+        f'{{ path = "{PLATFORM_IN_ENCLAVE}", uri = "file:{platform_dir.resolve()}" }}',
+        '{ type = "tmpfs", path = "/tmp" }',
     ]
+    if user_code is not None:
+        code = user_code.resolve()
+        trusted.add(f"file:{code}")
+        mounts.append(f'{{ path = "{code}", uri = "file:{code}" }}')
+    allowed = [f"file:{sealed.resolve()}", f"file:{platform_dir.resolve() / ROOT_FILE}"]
     argv_toml = ", ".join(f'"{a}"' for a in argv)
     # the interpreter runs without its venv launcher, so the venv's packages go on PYTHONPATH
     pythonpath = ":".join(
@@ -101,9 +128,12 @@ def render_manifest(
     )
     malloc = "\n".join(f'loader.env.{k} = "{v}"' for k, v in malloc_env(epc_mib << 20).items())
     return f"""\
-# Gramine manifest template for the privpart enclave worker.
+# Gramine manifest template for the privpart enclave worker (Gramine 1.9 syntax).
 # Generated by {RUNTIME_VERSION}; render with gramine-manifest, sign with gramine-sgx-sign.
 # Head budget (privpart --epc-mib): {epc_mib} MiB on top of the runtime's own footprint.
+# The head is bound by its measurement in loader.argv (--expect-measurement), not by the
+# sealed file's hash: the sealed file is an allowed file, and MRENCLAVE is the same at every
+# launch of the same head, runtime and configuration.
 
 libos.entrypoint = "{p["python"]}"
 loader.entrypoint.uri = "file:{{{{ gramine.libos }}}}"
@@ -122,8 +152,27 @@ sgx.max_threads = {threads + 16}
 sgx.edmm_enable = false
 sgx.remote_attestation = "dcap"
 sgx.debug = false
-sgx.trusted_files = {_toml_list(trusted)}
+sgx.isvprodid = {isv_prod_id}
+sgx.isvsvn = {isv_svn}
+sgx.trusted_files = {_toml_list(sorted(trusted))}
+sgx.allowed_files = {_toml_list(allowed)}
 """
+
+
+@dataclass(frozen=True)
+class EnclaveIdentity:
+    """What clients pin, read from the signed SIGSTRUCT (`gramine-sgx-sigstruct-view`)."""
+
+    mrenclave: str
+    mrsigner: str
+    isv_prod_id: int
+    isv_svn: int
+    debug: bool
+    sigfile: Path
+
+
+def _missing(tools: tuple[str, ...]) -> list[str]:
+    return [t for t in tools if shutil.which(t) is None]
 
 
 @TEE_BACKENDS.register("gramine")
@@ -133,69 +182,113 @@ class GramineBackend(TEEBackend):
     quote_source = "gramine"
 
     def check_available(self) -> None:
-        missing = [t for t in TOOLS if shutil.which(t) is None]
+        missing = _missing(TOOLS)
         if missing:
             raise PrivpartError(
                 f"the gramine backend is not available on this machine: {', '.join(missing)} "
                 "not on PATH",
                 "install Gramine with SGX support (gramine.readthedocs.io), or use "
-                "--backend process (simulated: true)",
+                "--backend process (simulated: no confidentiality against the host)",
             )
         if not any(d.exists() for d in SGX_DEVICES):
             raise PrivpartError(
                 "the gramine backend is not available on this machine: no SGX device "
                 f"({' or '.join(map(str, SGX_DEVICES))})",
-                "run on an SGX-capable host with the in-kernel SGX driver, or use --backend "
-                "process (simulated: true)",
+                "run on an SGX-capable host with the in-kernel SGX driver (Linux >= 5.11)",
             )
 
-    def prepare(self, sealed: Path) -> Path:
-        """Render, expand and sign the manifest next to the sealed head; return that folder."""
+    def user_code(self, sealed: Path) -> Path | None:
+        """The user model file a `--trust-code` head imports (a trusted file of the enclave)."""
+        if not self.config.trust_code:
+            return None
+        from privpart.models.user import is_user_arch
+        from privpart.runtime.enclave.sealed import read_header
+
+        with sealed.open("rb") as fh:
+            arch = read_header(fh.read(1 << 17))[0].spec.arch
+        return Path(arch.rpartition(":")[0]) if is_user_arch(arch) else None
+
+    def template(self, sealed: Path, measurement: str) -> Path:
+        """Write the manifest template for `sealed` next to it; return its path."""
         workdir = sealed.parent / f"gramine-{sealed.stem}"
         workdir.mkdir(parents=True, exist_ok=True)
-        template = workdir / "privpart-worker.manifest.template"
+        path = workdir / f"{MANIFEST}.template"
         c = self.config
-        template.write_text(render_manifest(sealed, self.worker_args(sealed), c.epc_mib, c.threads))
+        argv = self.worker_args(Path(SEALED_IN_ENCLAVE), measurement, Path(PLATFORM_IN_ENCLAVE))
+        path.write_text(
+            render_manifest(
+                sealed,
+                self.platform.directory,
+                argv,
+                c.epc_mib,
+                c.threads,
+                c.isv_prod_id,
+                c.isv_svn,
+                self.user_code(sealed),
+            )
+        )
+        return path
+
+    def _run(self, step: list[str], cwd: Path, template: Path) -> str:
+        done = subprocess.run(step, capture_output=True, text=True, cwd=cwd)
+        if done.returncode != 0:
+            raise PrivpartError(
+                f"{step[0]} failed: {done.stderr.strip()[-500:]}",
+                f"check Gramine's install; the template is {template}",
+            )
+        return done.stdout
+
+    def prepare(self, sealed: Path, measurement: str) -> Path:
+        """Render, expand and sign the manifest next to the sealed head; return that folder."""
+        template = self.template(sealed, measurement)
+        workdir = template.parent
         arch_libdir = f"/lib/{platform.machine()}-linux-gnu"
         steps = []
         if not SIGNING_KEY.exists():  # Gramine's enclave signing key, made once per user
             steps.append(["gramine-sgx-gen-private-key"])
         steps += [
-            [
-                "gramine-manifest",
-                f"-Darch_libdir={arch_libdir}",
-                str(template),
-                str(workdir / "privpart-worker.manifest"),
-            ],
-            [
-                "gramine-sgx-sign",
-                "--manifest",
-                str(workdir / "privpart-worker.manifest"),
-                "--output",
-                str(workdir / "privpart-worker.manifest.sgx"),
-            ],
+            ["gramine-manifest", f"-Darch_libdir={arch_libdir}", str(template), MANIFEST],
+            ["gramine-sgx-sign", "--manifest", MANIFEST, "--output", f"{MANIFEST}.sgx"],
         ]
         for step in steps:
-            done = subprocess.run(step, capture_output=True, text=True, cwd=workdir)
-            if done.returncode != 0:
-                raise PrivpartError(
-                    f"{step[0]} failed: {done.stderr.strip()[-500:]}",
-                    f"check Gramine's install; the template is {template}",
-                )
+            self._run(step, workdir, template)
         return workdir
 
-    def worker_command(self, sealed: Path) -> tuple[list[str], dict[str, str], Path | None]:
-        workdir = self.prepare(sealed)
-        return ["gramine-sgx", "privpart-worker"], {}, workdir
+    def identity(self, sealed: Path, measurement: str) -> EnclaveIdentity:
+        """MRENCLAVE, MRSIGNER, ISV product id and SVN of the signed enclave for this head: what
+        clients pin. Needs Gramine's signing tools, not SGX hardware."""
+        missing = _missing(SIGN_TOOLS)
+        if missing:
+            template = self.template(sealed, measurement)
+            raise PrivpartError(
+                f"cannot compute MRENCLAVE here: {', '.join(missing)} not on PATH. The "
+                f"manifest template is written: {template}",
+                "on a machine with Gramine and the same Python environment, run in that folder: "
+                f"gramine-manifest -Darch_libdir=/lib/x86_64-linux-gnu {template.name} {MANIFEST}"
+                f" && gramine-sgx-sign --manifest {MANIFEST} --output {MANIFEST}.sgx && "
+                f"gramine-sgx-sigstruct-view {SIGFILE} (mr_enclave, mr_signer)",
+            )
+        workdir = self.prepare(sealed, measurement)
+        sigfile = workdir / SIGFILE
+        out = self._run(["gramine-sgx-sigstruct-view", str(sigfile)], workdir, sigfile)
+        try:
+            view = tomllib.loads(out)
+            return EnclaveIdentity(
+                mrenclave=str(view["mr_enclave"]),
+                mrsigner=str(view["mr_signer"]),
+                isv_prod_id=int(view["isv_prod_id"]),
+                isv_svn=int(view["isv_svn"]),
+                debug=bool(view.get("debug_enclave", False)),
+                sigfile=sigfile,
+            )
+        except (tomllib.TOMLDecodeError, KeyError, ValueError) as exc:
+            raise PrivpartError(
+                f"gramine-sgx-sigstruct-view printed something unexpected ({exc}): {out[:300]}",
+                "check the Gramine version (1.9 is supported)",
+            ) from None
 
-    def quote(self, measurement: str, report_data: bytes, evidence: dict) -> dict:
-        """The DCAP quote the worker obtained from Gramine, passed through to the client."""
-        if "sgx_quote" not in evidence:
-            raise PrivpartError("the SGX worker returned no quote", "check the Gramine logs")
-        return {
-            "type": "sgx-dcap",
-            "quote": evidence["sgx_quote"],
-            "measurement": measurement,
-            "report_data": report_data.hex(),
-            "simulated": False,
-        }
+    def worker_command(
+        self, sealed: Path, measurement: str
+    ) -> tuple[list[str], dict[str, str], Path | None]:
+        workdir = self.prepare(sealed, measurement)
+        return ["gramine-sgx", "privpart-worker"], {}, workdir

@@ -2,18 +2,22 @@
 
 It relays bytes it cannot read: a client's sealed request goes down the pipe to the worker,
 which decrypts it, runs the head, posts the features to the tail server itself (over the
-host's network, as an SGX enclave does through Gramine), seals the logits and returns the sealed
-record, which the host hands back. Keys and plaintext inputs never leave the worker.
+host's network, as an SGX enclave does through Gramine), checks and seals the logits and returns
+the sealed record, which the host hands back. Attestation evidence, keys and plaintext never
+come from or reach the host: it forwards the worker's quote envelope as it is.
 
-Endpoints (errors are JSON `{error, message, hint}`):
+Endpoints (`protocol.ENCLAVE_ENDPOINTS`; errors are JSON `{error, message, hint}`):
 
-- `GET  /v1/info`    backend, `simulated`, measurement, platform key, cut, input shape, limits;
+- `GET  /v1/info`    backend, `simulated`, measurement, platform key (simulated), cut, limits;
 - `POST /v1/attest`  JSON `{nonce, client_pub}` (hex) -> `{session, enclave_pub, quote}`;
 - `POST /v1/sessions/{id}/infer`  body: one sealed record (`channel/session.py`) whose plaintext
   is an input frame; answer: one sealed record holding the logits frame;
   401 tampered/replayed/out-of-order (session closed), 410 unknown session (re-attest),
   502/504 tail failure, 503 worker restarting;
 - `GET  /healthz`, `GET /metrics` (Prometheus).
+
+Limits (`server/limits.py`): bodies must arrive within the body timeout and are counted in
+flight only once read; connections are capped; with a token, clients must present it.
 """
 
 from __future__ import annotations
@@ -21,23 +25,25 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from privpart.runtime import frames
+from privpart.runtime import frames, protocol
 from privpart.runtime.enclave.base import TEEBackend
 from privpart.runtime.enclave.supervisor import WorkerSupervisor
 from privpart.runtime.errors import RuntimeFailure
 from privpart.runtime.head import HeadInfo
 from privpart.runtime.server.http import (
-    RECORD_TYPE,
+    LIMITS_KEY,
     Handler,
+    auth,
     json_errors,
     read_body,
-    server_timing,
+    to_response,
 )
-from privpart.runtime.server.metrics import LATENCY_BUCKETS, PROMETHEUS_TYPE, Registry
+from privpart.runtime.server.limits import ServerLimits
+from privpart.runtime.server.metrics import LATENCY_BUCKETS, Registry
 from privpart.runtime.version import RUNTIME_VERSION
 
 SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -55,6 +61,8 @@ class EnclaveHost:
     tail_url: str
     tail_timeout_s: float = 60.0
     max_inflight: int = 256  # requests inside the enclave path before answering 429 busy
+    limits: ServerLimits = field(default_factory=ServerLimits)
+    tail_token: str | None = None  # bearer token of the tail server, passed to the worker
 
     def __post_init__(self) -> None:
         self.record_limit = (
@@ -84,13 +92,17 @@ class EnclaveHost:
             "backend": self.backend.name,
             "simulated": self.backend.simulated,
             "measurement": self.info.measurement,
-            "platform_key": self.backend.platform.public_raw.hex(),
+            "platform_key": self.backend.platform.public_raw.hex()
+            if self.backend.simulated
+            else None,
             "runtime_version": RUNTIME_VERSION,
             "arch": self.info.spec.arch,
             "cut": self.info.cut.name,
             "input_shape": list(self.info.input_shape),
+            "num_classes": self.info.spec.num_classes,
             "max_batch": self.backend.config.max_batch,
             "epc_mib": self.backend.config.epc_mib,
+            "auth": self.limits.token is not None,
             "worker": {
                 "state": self.supervisor.state,
                 "generation": self.supervisor.generation,
@@ -99,22 +111,27 @@ class EnclaveHost:
             "tail": self.tail_url,
         }
 
-    async def attest(self, hello: object) -> dict:
+    async def attest(self, hello: object, client: str) -> dict:
+        """The worker's answer, relayed: session, enclave key share and its quote envelope."""
         reply, _ = await self.supervisor.call(
-            "attest", {"hello": hello}, wait_ready=self.backend.config.ready_timeout_s
+            "attest",
+            {"hello": hello, "client": client},
+            wait_ready=self.backend.config.ready_timeout_s,
         )
-        report_data = bytes.fromhex(reply["report_data"])
-        quote = self.backend.quote(self.info.measurement, report_data, reply.get("evidence", {}))
-        return {"session": reply["session"], "enclave_pub": reply["enclave_pub"], "quote": quote}
+        return {
+            "session": reply["session"],
+            "enclave_pub": reply["enclave_pub"],
+            "quote": reply["quote"],
+        }
 
     async def infer(self, session: str, record: bytearray) -> tuple[bytes, dict[str, float]]:
         """One sealed request through the worker (head, tail round trip, seal): sealed answer."""
         t0 = time.perf_counter()
+        header = {"session": session, "tail": self.tail_url}
+        if self.tail_token:
+            header["tail_token"] = self.tail_token
         reply, sealed = await self.supervisor.call(
-            "infer",
-            {"session": session, "tail": self.tail_url},
-            record,
-            timeout=self.tail_timeout_s + 30,
+            "infer", header, record, timeout=self.tail_timeout_s + 30
         )
         worker_ms = (time.perf_counter() - t0) * 1e3
         timing = {
@@ -134,21 +151,26 @@ def build_enclave_app(host: EnclaveHost) -> web.Application:
         host.requests.inc(endpoint[:32], str(response.status))
         return response
 
-    app = web.Application(middlewares=[count, json_errors], client_max_size=host.record_limit)
+    public = {ep.path for ep in protocol.ENCLAVE_ENDPOINTS if ep.public}
+    app = web.Application(
+        middlewares=[count, json_errors, auth(lambda: host.limits, public)],
+        client_max_size=host.record_limit,
+    )
     app[HOST_KEY] = host
+    app[LIMITS_KEY] = host.limits
 
     async def info(_: web.Request) -> web.Response:
         return web.json_response(host.describe())
 
     async def attest(request: web.Request) -> web.Response:
-        body = await read_body(request, HELLO_LIMIT)
+        body = await read_body(request, HELLO_LIMIT, host.limits)
         try:
             hello = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise RuntimeFailure(
                 "bad_hello", "attest body is not JSON", "send {nonce, client_pub} as hex"
             ) from None
-        return web.json_response(await host.attest(hello))
+        return web.json_response(await host.attest(hello, request.remote or ""))
 
     async def infer(request: web.Request) -> web.Response:
         start = time.perf_counter()
@@ -157,25 +179,30 @@ def build_enclave_app(host: EnclaveHost) -> web.Application:
             raise RuntimeFailure(
                 "unknown_session",
                 "malformed session id",
-                "attest first: POST /v1/attest",
-                status=410,
+                f"attest first: {protocol.ATTEST.method} {protocol.ATTEST.path}",
             )
+        # read first: a client still sending its body is not in flight (a slow sender cannot
+        # fill the enclave's slots), and the body timeout bounds how long it holds its socket
+        record = await read_body(request, host.record_limit, host.limits)
         if host.inflight >= host.max_inflight:
             raise RuntimeFailure(
                 "busy",
                 f"enclave busy: {host.inflight} requests in flight",
                 "retry after a short backoff (Retry-After)",
-                status=429,
             )
         host.inflight += 1
         try:
-            record = await read_body(request, host.record_limit)
             sealed, timing = await host.infer(session, record)
         finally:
             host.inflight -= 1
         host.latency.observe(time.perf_counter() - start)
-        return web.Response(
-            body=sealed, content_type=RECORD_TYPE, headers={"Server-Timing": server_timing(timing)}
+        return to_response(
+            protocol.Reply(
+                200,
+                sealed,
+                protocol.SESSION_INFER.answer,
+                {protocol.TIMING_HEADER: protocol.server_timing(timing)},
+            )
         )
 
     async def healthz(_: web.Request) -> web.Response:
@@ -188,17 +215,21 @@ def build_enclave_app(host: EnclaveHost) -> web.Application:
     async def metrics(_: web.Request) -> web.Response:
         host.restarts.set(host.supervisor.restarts)
         host.generation.set(host.supervisor.generation)
-        return web.Response(
-            body=host.metrics.render().encode(), headers={"Content-Type": PROMETHEUS_TYPE}
+        return to_response(
+            protocol.Reply(200, host.metrics.render().encode(), protocol.PROMETHEUS_TYPE)
         )
 
     async def on_cleanup(_: web.Application) -> None:
         await host.supervisor.stop()
 
-    app.router.add_get("/v1/info", info)
-    app.router.add_post("/v1/attest", attest)
-    app.router.add_post("/v1/sessions/{session}/infer", infer)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics)
+    handlers = {
+        protocol.INFO.name: info,
+        protocol.ATTEST.name: attest,
+        protocol.SESSION_INFER.name: infer,
+        protocol.HEALTHZ.name: healthz,
+        protocol.METRICS.name: metrics,
+    }
+    for endpoint in protocol.ENCLAVE_ENDPOINTS:
+        app.router.add_route(endpoint.method, endpoint.path, handlers[endpoint.name])
     app.on_cleanup.append(on_cleanup)
     return app

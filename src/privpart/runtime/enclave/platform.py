@@ -1,10 +1,14 @@
-"""The simulated platform's secrets: an Ed25519 quote-signing key and a sealing root key.
+"""The simulated platform's secrets: an Ed25519 platform key and a sealing root key.
 
-In SGX both live in the CPU: quotes are signed by Intel's quoting enclave and sealing keys are
-derived from the CPU's fused root key and the enclave's measurement (EGETKEY, MRENCLAVE policy).
-The `process` backend keeps them in a folder readable only by the platform's user; it mirrors the
-derivation: the sealing key of a head is HKDF(root, info=measurement), so a head sealed for one
-measurement cannot be opened as another.
+In SGX both live in the CPU: the quoting enclave's key is certified up to Intel's root, and
+sealing keys are derived from the CPU's fused root key and the enclave's measurement (EGETKEY,
+MRENCLAVE policy). The simulated platform keeps them in a folder readable only by the
+platform's user. Only the worker reads the platform key: it certifies the worker's own
+attestation key (`channel/simulated.py`). The sealing key of a head is HKDF(root,
+info=measurement), so a head sealed for one measurement cannot be opened as another; the worker
+derives it itself, and `privpart enclave` uses the root once, to seal the head it deploys.
+`PlatformKeys` reads each file when asked, so a process that only seals or prints the public key
+never holds the platform key.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from privpart.errors import PrivpartError
-from privpart.runtime.channel.attestation import public_bytes
+from privpart.runtime.channel.simulated import public_bytes
 
 SIGNING_FILE = "platform.key"
 PUBLIC_FILE = "platform.pub"
@@ -35,30 +39,63 @@ def _write_secret(path: Path, data: bytes) -> None:
         fh.write(data)
 
 
-@dataclass
+def _unreadable(directory: Path, why: object) -> PrivpartError:
+    return PrivpartError(
+        f"platform keys in {directory} are unreadable or corrupt: {why}",
+        "fix the permissions, or remove the folder to start a new platform (clients must then "
+        "pin the new platform.pub)",
+    )
+
+
+@dataclass(frozen=True)
 class PlatformKeys:
-    """The platform's signing key and sealing root, loaded from (or created in) `directory`."""
+    """The platform folder: `platform.key`, `platform.pub`, `sealing_root.key`."""
 
     directory: Path
-    signing: Ed25519PrivateKey
-    sealing_root: bytes
-
-    @property
-    def public_raw(self) -> bytes:
-        return public_bytes(self.signing.public_key())
 
     @property
     def public_file(self) -> Path:
         return self.directory / PUBLIC_FILE
 
+    @property
+    def public_raw(self) -> bytes:
+        try:
+            raw = bytes.fromhex(self.public_file.read_text().strip())
+        except (OSError, ValueError) as exc:
+            raise _unreadable(self.directory, exc) from None
+        if len(raw) != 32:
+            raise _unreadable(self.directory, "platform.pub is not a 32-byte key")
+        return raw
+
+    def signing_key(self) -> Ed25519PrivateKey:
+        """The platform key (the worker's, to certify its attestation key)."""
+        try:
+            key = serialization.load_pem_private_key(
+                (self.directory / SIGNING_FILE).read_bytes(), password=None
+            )
+        except (OSError, ValueError) as exc:
+            raise _unreadable(self.directory, exc) from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise _unreadable(self.directory, "platform.key is not an Ed25519 key")
+        if public_bytes(key.public_key()) != self.public_raw:
+            raise _unreadable(self.directory, "platform.key and platform.pub do not match")
+        return key
+
     def sealing_key(self, measurement: str) -> bytes:
         """The AES-256 key that seals (and alone unseals) the head with this measurement."""
+        try:
+            root = (self.directory / ROOT_FILE).read_bytes()
+        except OSError as exc:
+            raise _unreadable(self.directory, exc) from None
+        if len(root) != 32:
+            raise _unreadable(self.directory, "sealing_root.key is not 32 bytes")
         return HKDF(
             hashes.SHA256(), 32, salt=b"privpart-seal-v1", info=measurement.encode()
-        ).derive(self.sealing_root)
+        ).derive(root)
 
     @classmethod
     def load_or_create(cls, directory: Path) -> PlatformKeys:
+        """The platform in `directory`, created on first use (the key is written, not kept)."""
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         signing_path, root_path = directory / SIGNING_FILE, directory / ROOT_FILE
         if not signing_path.exists():
@@ -70,22 +107,15 @@ class PlatformKeys:
             )
             _write_secret(signing_path, pem)
             (directory / PUBLIC_FILE).write_text(public_bytes(key.public_key()).hex() + "\n")
+            del key
+        elif not (directory / PUBLIC_FILE).exists():  # written by an older privpart
+            try:
+                old = serialization.load_pem_private_key(signing_path.read_bytes(), None)
+                (directory / PUBLIC_FILE).write_text(public_bytes(old.public_key()).hex() + "\n")  # type: ignore[arg-type]
+            except (OSError, ValueError, TypeError) as exc:
+                raise _unreadable(directory, exc) from None
         if not root_path.exists():
             _write_secret(root_path, os.urandom(32))
-        try:
-            key = serialization.load_pem_private_key(signing_path.read_bytes(), password=None)
-            root = root_path.read_bytes()
-        except (OSError, ValueError) as exc:
-            raise PrivpartError(
-                f"platform keys in {directory} are unreadable: {exc}",
-                "fix the permissions or remove the folder to start a new "
-                "platform (clients must then pin the new key)",
-            ) from exc
-        if not isinstance(key, Ed25519PrivateKey) or len(root) != 32:
-            raise PrivpartError(
-                f"platform keys in {directory} are corrupt",
-                "remove the folder to start a new platform",
-            )
-        if not (directory / PUBLIC_FILE).exists():
-            (directory / PUBLIC_FILE).write_text(public_bytes(key.public_key()).hex() + "\n")
-        return cls(directory, key, root)
+        platform = cls(directory)
+        platform.public_raw  # noqa: B018  (fails now, not at the first client, if corrupt)
+        return platform

@@ -1,10 +1,11 @@
-"""The supervisor: starts the enclave worker, releases its key, relays calls, restarts it.
+"""The supervisor: starts the enclave worker, relays calls to it, restarts it.
 
-It plays the platform for the `process` backend: before a worker gets the sealing key, the
-sealed file's measurement must be the expected one, and the worker must claim the same. When a
-worker dies (crash, kill, out of memory), every call in flight fails with `worker_restarted`,
-the supervisor starts a fresh worker (which knows no sessions: clients attest again), and gives
-up after `max_restarts` within `restart_window_s`.
+It holds no key and makes no quote: the worker derives its own sealing key, checks its own
+measurement and produces its own evidence; the supervisor only checks, before starting anything,
+that the sealed file is for the expected measurement (a clear error early; the worker refuses it
+anyway). When a worker dies (crash, kill, out of memory), every call in flight fails with
+`worker_restarted`, the supervisor starts a fresh worker (which knows no sessions: clients
+attest again), and gives up after `max_restarts` within `restart_window_s`.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from privpart.errors import PrivpartError
 from privpart.runtime.enclave import ipc
-from privpart.runtime.enclave.config import EnclaveConfig
+from privpart.runtime.enclave.base import TEEBackend
 from privpart.runtime.enclave.sealed import read_header
 from privpart.runtime.errors import EnclaveError, RuntimeFailure
 from privpart.runtime.threads import idle_spin_env
@@ -29,21 +30,10 @@ from privpart.runtime.threads import idle_spin_env
 PIPE_BUFFER = 16 << 20
 
 
-
-class Platform(Protocol):
-    """What the supervisor needs of a TEE backend (`base.TEEBackend` is one)."""
-
-    config: EnclaveConfig
-
-    def release_key(self, claimed: str, expected: str) -> bytes: ...
-
-    def worker_command(self, sealed: Path) -> tuple[list[str], dict[str, str], Path | None]: ...
-
-
 class WorkerSupervisor:
     """Runs one worker at a time for a sealed head; `call` is the only way to reach it."""
 
-    def __init__(self, backend: Platform, sealed: Path, expected_measurement: str) -> None:
+    def __init__(self, backend: TEEBackend, sealed: Path, expected_measurement: str) -> None:
         self.backend = backend
         self.sealed = sealed
         self.expected = expected_measurement
@@ -75,8 +65,13 @@ class WorkerSupervisor:
     async def _spawn(self) -> None:
         with self.sealed.open("rb") as fh:
             claimed = read_header(fh.read(1 << 17))[0].measurement
-        self.backend.release_key(claimed, self.expected)  # refuse before starting anything
-        argv, env, cwd = self.backend.worker_command(self.sealed)
+        if claimed != self.expected:  # the worker would refuse it: say so before starting
+            raise PrivpartError(
+                f"{self.sealed.name} is sealed for head {claimed[:16]}..., the enclave is to "
+                f"serve {self.expected[:16]}...: key withheld",
+                "seal the head you mean to serve (privpart enclave --checkpoint ... --cut ...)",
+            )
+        argv, env, cwd = self.backend.worker_command(self.sealed, self.expected)
         proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.PIPE,
@@ -85,18 +80,11 @@ class WorkerSupervisor:
             cwd=cwd,
         )
         assert proc.stdin is not None and proc.stdout is not None
-        timeout = self.config.ready_timeout_s
         try:
-            hello, _ = await asyncio.wait_for(ipc.read_async(proc.stdout), timeout)
-            try:
-                key = self.backend.release_key(str(hello.get("measurement")), self.expected)
-            except RuntimeFailure as exc:
-                proc.stdin.write(ipc.pack({"op": "refuse", "message": exc.message}))
-                raise
-            proc.stdin.write(ipc.pack({"op": "key"}, key))
-            await proc.stdin.drain()
-            ready, _ = await asyncio.wait_for(ipc.read_async(proc.stdout), timeout)
-        except (ipc.PipeClosed, TimeoutError, RuntimeFailure) as exc:
+            ready, _ = await asyncio.wait_for(
+                ipc.read_async(proc.stdout), self.config.ready_timeout_s
+            )
+        except (ipc.PipeClosed, TimeoutError) as exc:
             await self._reap(proc)
             why = "did not start in time" if isinstance(exc, TimeoutError) else str(exc)
             raise PrivpartError(
@@ -140,7 +128,6 @@ class WorkerSupervisor:
                         "worker_restarted",
                         f"the enclave worker stopped ({why}); your session is gone",
                         "attest again (the client library retries once by itself)",
-                        status=503,
                     )
                 )
         self._pending.clear()
@@ -195,10 +182,7 @@ class WorkerSupervisor:
         proc = self.proc
         if self.state != "ready" or proc is None or proc.stdin is None:
             raise EnclaveError(
-                "worker_unavailable",
-                f"the enclave worker is {self.state}",
-                "retry in a moment",
-                status=503,
+                "worker_unavailable", f"the enclave worker is {self.state}", "retry in a moment"
             )
         self._next_id += 1
         msg_id = self._next_id
@@ -212,18 +196,12 @@ class WorkerSupervisor:
         except (ConnectionError, BrokenPipeError):
             self._pending.pop(msg_id, None)
             raise EnclaveError(
-                "worker_restarted",
-                "the enclave worker stopped mid-request",
-                "attest again",
-                status=503,
+                "worker_restarted", "the enclave worker stopped mid-request", "attest again"
             ) from None
         except TimeoutError:
             self._pending.pop(msg_id, None)
             raise EnclaveError(
-                "worker_timeout",
-                f"the enclave worker did not answer in {timeout}s",
-                "retry later",
-                status=504,
+                "worker_timeout", f"the enclave worker did not answer in {timeout}s", "retry later"
             ) from None
         if "error" in reply:
             raise RuntimeFailure(
@@ -252,3 +230,10 @@ class WorkerSupervisor:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def launch(backend: TEEBackend, sealed: Path, expected_measurement: str) -> WorkerSupervisor:
+    """A supervisor (not yet started) that runs and restarts the worker for `sealed`; fails now
+    if this machine cannot run the backend."""
+    backend.check_available()
+    return WorkerSupervisor(backend, sealed, expected_measurement)

@@ -3,64 +3,113 @@ per thread, so features go from the enclave straight to the tail (no detour thro
 pipe) and the worker's main thread keeps running heads while answers are awaited.
 
 Failures become `RuntimeFailure`s named `tail_*` with the status the enclave host answers:
-unreachable 502, closed connection 502, timeout 504, and the tail's own errors passed through
-(429 busy and 503 draining keep their status so clients can back off).
+unreachable 502, closed connection 502, timeout 504, a TLS peer without the pinned certificate
+502 (`tail_tls`), and the tail's own errors passed through (429 busy and 503 draining keep their
+status so clients can back off).
+
+TLS: with a pin (the SHA-256 of the tail's certificate, fixed in the worker's arguments and so,
+under Gramine, in MRENCLAVE) the worker talks only `https://` and only to a server presenting
+exactly that certificate, so the host on the path can neither read nor alter features and
+logits. Without a pin, `https://` URLs are verified against the system's CAs.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import http.client
-import json
 import queue
+import ssl
 import threading
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from privpart.runtime import protocol
 from privpart.runtime.errors import RuntimeFailure
-from privpart.runtime.frames import MEDIA_TYPE
-from privpart.runtime.timing import parse_server_timing
 
 PASS_THROUGH = (429, 503, 504)
+Target = tuple[str, str, int]
 
 
-def _target(url: str) -> tuple[str, int]:
+def _target(url: str, pinned: bool) -> Target:
     parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
+    schemes = ("https",) if pinned else ("http", "https")
+    if parts.scheme not in schemes or not parts.hostname:
+        what = (
+            "https://HOST:PORT (the tail's certificate is pinned)"
+            if pinned
+            else "http(s)://HOST:PORT"
+        )
         raise RuntimeFailure(
             "tail_bad_url",
-            f"tail URL {url!r} is not http://HOST:PORT",
-            "start the enclave with --tail http://HOST:PORT",
-            status=500,
+            f"tail URL {url!r} is not {what}",
+            f"start the enclave with --tail {what.split(' ')[0]}",
         )
-    return parts.hostname, parts.port or 80
+    return parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
 
 
 class TailLink:
     """POST feature frames to a tail server; connections are per thread and per tail."""
 
-    def __init__(self, timeout: float = 60.0) -> None:
+    def __init__(self, timeout: float = 60.0, pin: bytes = b"") -> None:
         self.timeout = timeout
+        self.pin = pin
         self._local = threading.local()
+        if pin:  # the pin is the trust anchor: no CA, no host name, exactly this certificate
+            self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            self._tls.check_hostname = False
+            self._tls.verify_mode = ssl.CERT_NONE
+        else:
+            self._tls = ssl.create_default_context()
 
-    def _conn(self, target: tuple[str, int]) -> tuple[http.client.HTTPConnection, bool]:
+    def _open(self, target: Target) -> http.client.HTTPConnection:
+        scheme, host, port = target
+        if scheme == "http":
+            return http.client.HTTPConnection(host, port, timeout=self.timeout)
+        conn = http.client.HTTPSConnection(host, port, timeout=self.timeout, context=self._tls)
+        try:
+            conn.connect()
+        except ssl.SSLError as exc:
+            conn.close()
+            raise RuntimeFailure(
+                "tail_tls",
+                f"TLS with the tail at {host}:{port} failed: {exc}",
+                "check its certificate",
+            ) from None
+        if self.pin:
+            der = conn.sock.getpeercert(binary_form=True) or b""  # type: ignore[union-attr]
+            if not hmac.compare_digest(hashlib.sha256(der).digest(), self.pin):
+                conn.close()
+                raise RuntimeFailure(
+                    "tail_tls",
+                    f"the tail at {host}:{port} presented a certificate other than the pinned one",
+                    "something on the path impersonates the tail; nothing was sent",
+                )
+        return conn
+
+    def _conn(self, target: Target) -> tuple[http.client.HTTPConnection, bool]:
         conns = self._local.__dict__.setdefault("conns", {})
         if target in conns:
             return conns[target], True
-        conns[target] = http.client.HTTPConnection(*target, timeout=self.timeout)
+        conns[target] = self._open(target)
         return conns[target], False
 
-    def _drop(self, target: tuple[str, int]) -> None:
+    def _drop(self, target: Target) -> None:
         conn = self._local.__dict__.get("conns", {}).pop(target, None)
         if conn is not None:
             conn.close()
 
-    def post(self, url: str, frame: bytes) -> tuple[bytes, dict[str, float]]:
+    def post(
+        self, url: str, frame: bytes, token: str | None = None
+    ) -> tuple[bytes, dict[str, float]]:
         """The tail's logits frame for `frame`, and its Server-Timing."""
-        target = _target(url)
+        target = _target(url, bool(self.pin))
+        ep = protocol.INFER
+        headers = {"Content-Type": ep.answer, **protocol.bearer(token)}
         for attempt in range(2):
-            conn, reused = self._conn(target)
             try:
-                conn.request("POST", "/v1/infer", body=frame, headers={"Content-Type": MEDIA_TYPE})
+                conn, reused = self._conn(target)
+                conn.request(ep.method, ep.path, body=frame, headers=headers)
                 resp = conn.getresponse()
                 body = resp.read()
                 break
@@ -70,7 +119,6 @@ class TailLink:
                     "tail_timeout",
                     f"tail {url} did not answer in {self.timeout:g} s",
                     "the tail is overloaded or stuck",
-                    status=504,
                 ) from None
             except ConnectionRefusedError:
                 self._drop(target)
@@ -78,7 +126,6 @@ class TailLink:
                     "tail_unreachable",
                     f"cannot connect to the tail at {url}",
                     "check that the tail server is running",
-                    status=502,
                 ) from None
             except (ConnectionError, http.client.HTTPException, OSError) as exc:
                 self._drop(target)
@@ -88,21 +135,14 @@ class TailLink:
                     "tail_disconnected",
                     f"tail {url} closed the connection ({type(exc).__name__})",
                     "the tail may be restarting; retry",
-                    status=502,
                 ) from None
         if resp.status >= 400:
-            try:
-                err = json.loads(body)
-                code, message, hint = err["error"], err["message"], err.get("hint", "")
-            except (ValueError, KeyError, TypeError):
-                code, message, hint = (
-                    f"http_{resp.status}",
-                    body[:200].decode("utf-8", "replace"),
-                    "",
-                )
+            err = protocol.parse_error(resp.status, body, f"tail {url}")
             status = resp.status if resp.status in PASS_THROUGH else 502
-            raise RuntimeFailure(f"tail_{code}", f"tail server failed: {message}", hint, status)
-        return body, parse_server_timing(resp.getheader("Server-Timing"))
+            raise RuntimeFailure(
+                f"tail_{err.code}", f"tail server failed: {err.message}", err.hint, status
+            )
+        return body, protocol.parse_server_timing(resp.getheader(protocol.TIMING_HEADER))
 
 
 class TailPool:

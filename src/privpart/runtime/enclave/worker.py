@@ -1,33 +1,36 @@
 """The enclave worker: holds the head and every session key; the host only relays its bytes.
 
-Started by the supervisor as `python -m privpart.runtime.enclave.worker --sealed FILE ...`
-(or by `gramine-sgx`). Start-up, in this order:
+Started by the supervisor as `python -m privpart.runtime.enclave.worker --sealed FILE
+--expect-measurement HEX ...` (or by `gramine-sgx`, whose manifest fixes these arguments, so the
+expected measurement is part of MRENCLAVE). Start-up, in this order:
 
 1. forbid unpickling; import the runtime; start torch's threads and the tail threads;
 2. cap the address space at the enclave budget (`budget.py`): from here on, every byte the head
    needs is charged;
-3. read the sealed head, send its claimed measurement to the supervisor (`hello`), and receive
-   the sealing key only if that is the expected measurement (`key`);
+3. read the sealed head; refuse one sealed for another measurement than the expected one, or
+   whose architecture is a user's Python file (unless `--trust-code`); derive the sealing key
+   for the expected measurement itself (EGETKEY's role, from the platform folder);
 4. decrypt, rebuild the head from its spec (no pickle), re-measure it and refuse to serve if the
-   measurement differs; run one full batch to prove the head fits the budget; report `ready`.
+   measurement differs; set up its quote source (`quoting.py`: simulated keys generated here,
+   Gramine's /dev/attestation, or configfs-tsm); run one full batch to prove the head fits the
+   budget; report `ready`.
 
-Then it answers messages (see `OPS`): `attest` (handshake), `infer` (decrypt, head; a tail
-thread posts the features to the tail server, seals the logits and answers), `close`, `stats`.
-The main thread keeps running heads while tail round trips are in flight. A failed request
-closes its session and never stops the worker.
+Then it answers messages (see `OPS`): `attest` (handshake; the quote is made here and the host
+only relays it), `infer` (decrypt, head; a tail thread posts the features to the tail server,
+checks the answer against the request, seals the logits and answers), `close`, `stats`. The main
+thread keeps running heads while tail round trips are in flight. A failed request closes its
+session and never stops the worker.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import fcntl
 import os
 import sys
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,14 +41,25 @@ import torch
 from privpart.errors import PrivpartError
 from privpart.hardware import SGX1_EPC_BYTES
 from privpart.runtime import frames
+from privpart.runtime.channel.envelope import QuoteEnvelope, report_data
 from privpart.runtime.channel.handshake import accept_hello
 from privpart.runtime.channel.session import Session
 from privpart.runtime.enclave import budget, ipc
+from privpart.runtime.enclave.platform import PlatformKeys
+from privpart.runtime.enclave.quoting import (
+    GRAMINE_DIR,
+    QUOTE_SOURCES,
+    TSM_DIR,
+    QuoteContext,
+    QuoteSource,
+)
 from privpart.runtime.enclave.sealed import read_header, unseal_bytes
+from privpart.runtime.enclave.sessions import SessionLimits, SessionTable
 from privpart.runtime.enclave.tail_link import TailLink, TailPool
 from privpart.runtime.errors import EnclaveError, RuntimeFailure
-from privpart.runtime.head import HeadInfo, measure_head, rebuild_head
+from privpart.runtime.head import HeadInfo, check_inert, measure_head, rebuild_head
 from privpart.runtime.nopickle import forbid_unpickling
+from privpart.runtime.version import RUNTIME_VERSION
 
 Reply = tuple[dict[str, Any], bytes]
 OPS: dict[str, Callable[[Worker, dict[str, Any], memoryview], Reply | None]] = {}
@@ -60,7 +74,7 @@ def op(name: str) -> Callable:
 
 
 class Worker:
-    """The loaded head, its input contract, and the live sessions (oldest dropped first)."""
+    """The loaded head, its input and output contracts, its quote source and live sessions."""
 
     def __init__(
         self,
@@ -69,61 +83,77 @@ class Worker:
         args: argparse.Namespace,
         out: BinaryIO,
         pool: TailPool,
+        quotes: QuoteSource,
     ) -> None:
         self.head = head
         self.info = info
-        self.max_sessions = args.max_sessions
-        self.quote_source = args.quote_source
+        self.backend = args.backend
+        self.quotes = quotes
         self.input_spec = frames.FrameSpec.for_samples(info.input_shape, args.max_batch)
-        self.output_spec = frames.FrameSpec(max_batch=args.max_batch, max_bytes=64 << 20)
-        self.sessions: OrderedDict[str, Session] = OrderedDict()
+        # what the tail must answer: [batch, classes] float32 logits
+        self.output_spec = frames.FrameSpec.for_samples(
+            (info.spec.num_classes,), args.max_batch, "float32"
+        )
+        self.sessions = SessionTable(
+            SessionLimits(args.max_sessions, args.max_sessions_per_client, args.session_ttl)
+        )
         self.busy: set[str] = set()
         self.lock = threading.Lock()  # sessions: no two threads seal (nonce reuse) or mutate
         self.out = out
         self.write_lock = threading.Lock()
         self.pool = pool
-        self.link = TailLink(args.tail_timeout)
+        self.link = TailLink(args.tail_timeout, bytes.fromhex(args.tail_pin or ""))
 
     def reply(self, header: dict[str, Any], body: bytes | memoryview = b"") -> None:
         with self.write_lock:
             ipc.write_sync(self.out, header, body)
 
     def session(self, header: dict[str, Any]) -> Session:
-        sid = header.get("session")
-        session = self.sessions.get(sid) if isinstance(sid, str) else None
+        with self.lock:
+            session = self.sessions.get(header.get("session"))
         if session is None:
             raise EnclaveError(
                 "unknown_session",
                 "unknown session (expired, closed, or the enclave restarted)",
                 "attest again to open a new session",
-                status=410,
             )
         return session
 
     def drop(self, header: dict[str, Any]) -> None:
         with self.lock:
-            self.sessions.pop(header.get("session"), None)  # type: ignore[arg-type]
+            self.sessions.drop(header.get("session"))
 
 
-def _gramine_quote(report_data: bytes) -> str:
-    """A DCAP quote from Gramine's attestation pseudo-files (only inside an SGX enclave)."""
-    Path("/dev/attestation/user_report_data").write_bytes(report_data.ljust(64, b"\0"))
-    return base64.b64encode(Path("/dev/attestation/quote").read_bytes()).decode()
+def failure_reply(exc: RuntimeFailure, msg_id: object) -> dict[str, Any]:
+    """A pipe reply carrying the protocol's error object and its status."""
+    return {**exc.to_json(), "status": exc.status, "id": msg_id}
+
+
+def internal_failure(exc: BaseException) -> RuntimeFailure:
+    return RuntimeFailure(
+        "enclave_internal",
+        f"enclave failed on this request: {type(exc).__name__}: {exc}",
+        "report this with the request that caused it",
+    )
 
 
 @op("attest")
 def _attest(w: Worker, header: dict[str, Any], _: bytes) -> Reply:
-    session, enclave_pub, report_data = accept_hello(w.info.measurement, header.get("hello"))
+    session, enclave_pub, transcript = accept_hello(w.info.measurement, header.get("hello"))
     with w.lock:
-        w.sessions[session.session_id] = session
-        while len(w.sessions) > w.max_sessions:
-            w.sessions.popitem(last=False)
-    evidence = {"sgx_quote": _gramine_quote(report_data)} if w.quote_source == "gramine" else {}
+        w.sessions.add(session, str(header.get("client", "")))
+    evidence = w.quotes.quote(report_data(transcript))
+    envelope = QuoteEnvelope(
+        backend=w.backend,
+        evidence_type=w.quotes.evidence_type,
+        evidence=evidence,
+        measurement=w.info.measurement,
+        runtime_version=RUNTIME_VERSION,
+    )
     return {
         "session": session.session_id,
         "enclave_pub": enclave_pub.hex(),
-        "report_data": report_data.hex(),
-        "evidence": evidence,
+        "quote": envelope.to_json(),
     }, b""
 
 
@@ -138,7 +168,6 @@ def _infer(w: Worker, header: dict[str, Any], record: memoryview) -> Reply | Non
                 "session_busy",
                 "this session already has a request in flight",
                 "send one request at a time per session",
-                status=409,
             )
         with w.lock:
             plain = session.open(record)
@@ -154,7 +183,6 @@ def _infer(w: Worker, header: dict[str, Any], record: memoryview) -> Reply | Non
                     "over_budget",
                     f"a batch of {x.shape[0]} does not fit the enclave budget",
                     "send smaller batches",
-                    status=507,
                 ) from None
             raise
         t3 = time.perf_counter()
@@ -171,7 +199,9 @@ def _infer(w: Worker, header: dict[str, Any], record: memoryview) -> Reply | Non
             header.get("id"),
             session,
             str(header.get("tail", "")),
+            header.get("tail_token") or None,
             out,
+            int(x.shape[0]),
             {k: v * 1e3 for k, v in ms.items()},
         )
     )
@@ -186,27 +216,21 @@ class TailJob:
     msg_id: object
     session: Session
     tail: str
+    tail_token: str | None
     features: bytes
+    batch: int
     timing: dict[str, float]
 
     def run(self) -> None:
         w, sid = self.worker, self.session.session_id
         try:
-            reply = self._finish()
+            reply: tuple = self._finish()
         except RuntimeFailure as exc:
             w.drop({"session": sid})
-            reply = ({**exc.to_json(), "status": exc.status, "id": self.msg_id},)
+            reply = (failure_reply(exc, self.msg_id),)
         except Exception as exc:  # a request must never take the enclave down
             w.drop({"session": sid})
-            reply = (
-                {
-                    "error": "enclave_internal",
-                    "status": 500,
-                    "id": self.msg_id,
-                    "message": f"enclave failed on this request: {type(exc).__name__}: {exc}",
-                    "hint": "report this with the request that caused it",
-                },
-            )
+            reply = (failure_reply(internal_failure(exc), self.msg_id),)
         # Free the session before answering: a client may send its next request the moment
         # the answer arrives, and must not find its own finished request still "in flight".
         w.busy.discard(sid)
@@ -215,17 +239,9 @@ class TailJob:
     def _finish(self) -> tuple[dict[str, Any], bytes]:
         w = self.worker
         t0 = time.perf_counter()
-        logits, tail_timing = w.link.post(self.tail, self.features)
+        logits, tail_timing = w.link.post(self.tail, self.features, self.tail_token)
         t1 = time.perf_counter()
-        try:
-            frames.decode(logits, w.output_spec)
-        except RuntimeFailure as exc:
-            raise RuntimeFailure(
-                "bad_tail_answer",
-                f"tail server answered a bad frame: {exc.message}",
-                "check the tail server",
-                status=502,
-            ) from None
+        check_logits(logits, w.output_spec, self.batch)
         with w.lock:
             record = self.session.seal(logits)
         t2 = time.perf_counter()
@@ -236,6 +252,28 @@ class TailJob:
             **{f"tail_{k}": v for k, v in tail_timing.items()},
         }
         return {"id": self.msg_id, "timing": timing}, record
+
+
+def check_logits(logits: bytes, spec: frames.FrameSpec, batch: int) -> None:
+    """The tail's answer must be float32 logits `[batch, classes]` for this request's batch.
+
+    This keeps malformed answers from reaching the client sealed by the enclave; it cannot tell
+    right logits from wrong ones of the right shape: the tail's output integrity is outside what
+    the TEE protects (docs/runtime.md)."""
+    try:
+        y = frames.decode(logits, spec)
+        if y.shape[0] != batch:
+            raise RuntimeFailure(
+                "wrong_shape", f"{y.shape[0]} rows of logits for a batch of {batch}"
+            )
+    except RuntimeFailure as exc:
+        classes = spec.sample_shape[0] if spec.sample_shape else "?"
+        raise RuntimeFailure(
+            "bad_tail_answer",
+            f"tail server answered a bad logits frame ({exc.message}; expected [{batch}, "
+            f"{classes}] float32): not passed on",
+            "check the tail server: it must serve the same checkpoint and cut",
+        ) from None
 
 
 @op("close")
@@ -253,17 +291,19 @@ def _stats(w: Worker, header: dict[str, Any], _: bytes) -> Reply:
     }, b""
 
 
-def _load(
-    args: argparse.Namespace, inp: BinaryIO, out: BinaryIO, pool: TailPool
-) -> tuple[Worker, dict]:
+def _load(args: argparse.Namespace, out: BinaryIO, pool: TailPool) -> tuple[Worker, dict]:
     blob = Path(args.sealed).read_bytes()
     claimed, _, _ = read_header(blob)
-    ipc.write_sync(out, {"op": "hello", "measurement": claimed.measurement, "pid": os.getpid()})
-    msg, key = ipc.read_sync(inp)
-    if msg.get("op") != "key":
-        raise PrivpartError(f"supervisor refused the key: {msg.get('message', msg)}")
-    info, state = unseal_bytes(blob, key)
-    del blob, key
+    if claimed.measurement != args.expect_measurement:
+        raise PrivpartError(
+            f"the sealed head is for measurement {claimed.measurement[:16]}..., this enclave "
+            f"serves {args.expect_measurement[:16]}...: key withheld",
+            "seal the head you mean to serve (privpart enclave --checkpoint ... --cut ...)",
+        )
+    check_inert(claimed.spec, args.trust_code)
+    platform = PlatformKeys(Path(args.platform_dir))
+    info, state = unseal_bytes(blob, platform.sealing_key(args.expect_measurement))
+    del blob
     head = rebuild_head(info, state)
     del state
     measured = measure_head(head, info.input_shape)
@@ -272,6 +312,10 @@ def _load(
             f"decrypted head measures {measured[:16]}..., its seal says {info.measurement[:16]}...",
             "the sealed file or the runtime differs from the one sealed: re-seal the head",
         )
+    ctx = QuoteContext(
+        platform, measured, Path(args.attestation_dir), Path(args.tsm_dir), args.tsm_entry
+    )
+    quotes = QUOTE_SOURCES.get(args.quote_source).start(ctx)
     budget.reset_peak_resident()
     rss0 = budget.resident()
     try:
@@ -286,7 +330,7 @@ def _load(
         ) from None
     peak = max(budget.peak_resident() - rss0, 0)
     params = sum(t.numel() * t.element_size() for t in head.state_dict().values())
-    worker = Worker(head, info, args, out, pool)
+    worker = Worker(head, info, args, out, pool, quotes)
     return worker, {
         "measurement": measured,
         "head_param_bytes": params,
@@ -305,6 +349,7 @@ def serve(worker: Worker, inp: BinaryIO) -> None:
         handler = OPS.get(header.get("op", ""))
         reply: dict[str, Any]
         body: bytes | memoryview = b""
+        msg_id = header.get("id")
         try:
             if handler is None:
                 raise RuntimeFailure("bad_op", f"unknown worker operation {header.get('op')!r}")
@@ -312,37 +357,41 @@ def serve(worker: Worker, inp: BinaryIO) -> None:
             if answer is None:
                 continue
             reply, body = answer
+            reply["id"] = msg_id
         except RuntimeFailure as exc:
-            reply = {**exc.to_json(), "status": exc.status}
+            reply = failure_reply(exc, msg_id)
         except PrivpartError as exc:
-            reply = {
-                "error": "enclave_error",
-                "message": exc.message,
-                "hint": exc.hint,
-                "status": 500,
-            }
+            reply = failure_reply(RuntimeFailure("enclave_error", exc.message, exc.hint), msg_id)
         except Exception as exc:  # a request must never take the enclave down
-            reply = {
-                "error": "enclave_internal",
-                "status": 500,
-                "message": f"enclave failed on this request: {type(exc).__name__}: {exc}",
-                "hint": "report this with the request that caused it",
-            }
-        reply["id"] = header.get("id")
+            reply = failure_reply(internal_failure(exc), msg_id)
         worker.reply(reply, body)
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="privpart enclave worker (started by privpart)")
     parser.add_argument("--sealed", required=True)
+    parser.add_argument("--expect-measurement", required=True)
+    parser.add_argument("--platform-dir", required=True)
+    parser.add_argument("--backend", required=True)
+    parser.add_argument("--quote-source", choices=QUOTE_SOURCES.names(), required=True)
+    parser.add_argument("--attestation-dir", default=str(GRAMINE_DIR))
+    parser.add_argument("--tsm-dir", default=str(TSM_DIR))
+    parser.add_argument("--tsm-entry", default=None, help="report entry (default privpart-PID)")
     parser.add_argument("--epc-bytes", type=int, default=SGX1_EPC_BYTES)
     parser.add_argument("--max-batch", type=int, default=4)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--max-sessions", type=int, default=1024)
-    parser.add_argument("--quote-source", choices=("platform", "gramine"), default="platform")
+    parser.add_argument("--max-sessions-per-client", type=int, default=16)
+    parser.add_argument("--session-ttl", type=float, default=600.0)
     parser.add_argument("--tail-threads", type=int, default=4)
     parser.add_argument("--tail-timeout", type=float, default=60.0)
-    args = parser.parse_args(argv)
+    parser.add_argument("--tail-pin", default="", help="SHA-256 of the tail's TLS certificate")
+    parser.add_argument("--trust-code", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     forbid_unpickling()
     # the protocol owns the original stdout; stray prints go to stderr
     out = os.fdopen(os.dup(1), "wb")
@@ -355,7 +404,7 @@ def main(argv: list[str] | None = None) -> None:
     pool = TailPool(args.tail_threads, lambda job: job.run())  # threads before the budget
     budget.apply_budget(args.epc_bytes)
     try:
-        worker, ready = _load(args, inp, out, pool)
+        worker, ready = _load(args, out, pool)
     except PrivpartError as exc:
         ipc.write_sync(out, {"op": "fatal", "message": exc.message, "hint": exc.hint})
         sys.exit(3)

@@ -2,10 +2,10 @@
 
 Same protocol, same clients (`TailClient`, `DeviceClient`, the enclave host). Each replica *is*
 the ordinary tail: `TailService` holds the split's tail on its device, the dynamic batcher with
-its bounded queue, the frame limits and the metrics; requests are validated by `frames.decode`
-and failures encoded by `http.json_error`, exactly as in `privpart serve`. Only the transport
-adapter differs, because Ray Serve's proxy speaks ASGI (Starlette) where the single server speaks
-aiohttp. What a client may notice:
+its bounded queue, the frame limits and the metrics, and the same `TailHandlers` answer every
+endpoint of `protocol.TAIL_ENDPOINTS`, exactly as in `privpart serve` (body limits, bearer
+token, JSON errors). Only the transport adapter differs, because Ray Serve's proxy speaks ASGI
+(Starlette) where the single server speaks aiohttp. What a client may notice:
 
 - Ray's proxy picks a replica per request; each replica batches what it receives, so a batch
   never mixes requests of two replicas.
@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,75 +42,55 @@ from privpart.cluster import (
     ray_session,
 )
 from privpart.errors import PrivpartError
-from privpart.runtime import frames
+from privpart.runtime import protocol
 from privpart.runtime.compute import serving_threads
 from privpart.runtime.errors import RuntimeFailure
 from privpart.runtime.head import SplitHead, split_checkpoint
-from privpart.runtime.server.app import TailConfig, TailService
-from privpart.runtime.server.http import FRAME_TYPE, failure_response, json_error, server_timing
-from privpart.runtime.server.metrics import PROMETHEUS_TYPE
+from privpart.runtime.server.handlers import TailHandlers
+from privpart.runtime.server.limits import check_token, read_limited
+from privpart.runtime.server.service import TailConfig, TailService
 from privpart.training.checkpoint import META, WEIGHTS
 
 try:
     from starlette.requests import ClientDisconnect, Request
-    from starlette.responses import JSONResponse, Response
+    from starlette.responses import Response
 except ImportError as exc:  # starlette comes with the optional extra, ray[serve]
     raise PrivpartError("--ray needs Ray Serve, which is not installed", INSTALL_HINT) from exc
 
 APP_NAME = "privpart-tail"
-REPLICA_HEADER = "X-Privpart-Replica"
-ENDPOINTS: dict[str, dict[str, str]] = {
-    "/v1/infer": {"POST": "infer"},
-    "/v1/info": {"GET": "info"},
-    "/healthz": {"GET": "healthz"},
-    "/metrics": {"GET": "metrics"},
-}
+REPLICA_HEADER = protocol.REPLICA_HEADER
 
 
-def _starlette(response: Any) -> Response:
-    """An aiohttp error response (built by the single server's helpers) as a Starlette one."""
-    return Response(response.body, response.status, headers=dict(response.headers))
+def _starlette(reply: protocol.Reply) -> Response:
+    return Response(bytes(reply.body), reply.status, reply.headers, media_type=reply.content_type)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it declares or sends more than `limit` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise RuntimeFailure(
-            "too_large",
-            f"request body of {declared} bytes exceeds {limit}",
-            "send smaller batches",
-            status=413,
-        )
-    chunks: list[bytes] = []
-    size = 0
+async def _chunks(request: Request) -> AsyncIterator[bytes]:
     try:
         async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise RuntimeFailure(
-                    "too_large",
-                    f"request body exceeds {limit} bytes",
-                    "send smaller batches",
-                    status=413,
-                )
-            chunks.append(chunk)
+            if chunk:
+                yield chunk
     except ClientDisconnect:
         raise RuntimeFailure(
             "truncated", "request body is incomplete: the client went away", "send the whole frame"
         ) from None
-    return b"".join(chunks)
 
 
 class TailReplica:
-    """One Ray Serve replica: a `TailService` behind a Starlette adapter (see module docstring).
+    """One Ray Serve replica: the tail's `TailHandlers` behind a Starlette adapter.
 
     The constructor runs on the replica's event loop (Ray Serve awaits async constructors), so
     the batcher's loop task starts where requests will be served.
     """
 
     async def __init__(
-        self, checkpoint: list[Any], cut: str, config: TailConfig, threads: int, scale: dict
+        self,
+        checkpoint: list[Any],
+        cut: str,
+        config: TailConfig,
+        threads: int,
+        scale: dict,
+        trust_code: bool = False,
     ) -> None:
         from ray import serve
 
@@ -121,87 +101,52 @@ class TailReplica:
         with tempfile.TemporaryDirectory(prefix="privpart-tail-") as tmp:
             for name, data in files.items():
                 (Path(tmp) / name).write_bytes(data)
-            split = split_checkpoint(Path(tmp), cut)
+            split = split_checkpoint(Path(tmp), cut, trust_code=trust_code)
         self.service = TailService(split, config, compute)
         self.service.warm_up()
         self.service.batcher.start()
         self.replica = serve.get_replica_context().replica_tag
-        self.scale = scale
+        self.handlers = TailHandlers(
+            self.service, {"ray_serve": {**scale, "replica": self.replica}}
+        )
 
     async def __call__(self, request: Request) -> Response:
         start = time.perf_counter()
-        path = request.url.path
-        methods = ENDPOINTS.get(path)
+        endpoint: protocol.Endpoint | None = None
+        limits = self.service.config.limits
         try:
-            if methods is None:
-                response = _starlette(
-                    json_error(404, "not_found", f"no endpoint {path}", self._endpoints_hint())
+            try:
+                endpoint, _ = protocol.route(
+                    protocol.TAIL_ENDPOINTS, request.method, request.url.path
                 )
-            elif request.method not in methods:
-                response = _starlette(
-                    json_error(
-                        405,
-                        "method_not_allowed",
-                        f"{request.method} is not allowed on {path}",
-                        f"use {', '.join(methods)}",
-                    )
+            except LookupError as exc:
+                code, message, hint = exc.args
+                raise RuntimeFailure(code, message, hint) from None
+            if not endpoint.public:
+                check_token(limits.token, request.headers.get(protocol.AUTH_HEADER))
+            body = bytearray()
+            if endpoint.body is not None:
+                declared = request.headers.get("content-length", "")
+                body = await read_limited(
+                    _chunks(request),
+                    int(declared) if declared.isdigit() else None,
+                    self.handlers.body_limit,
+                    limits.body_timeout_s,
                 )
-            else:
-                handler: Callable[[Request], Awaitable[Response]] = getattr(
-                    self, methods[request.method]
-                )
-                response = await handler(request)
+            reply = await self.handlers.handler(endpoint)(body)
         except RuntimeFailure as exc:
-            response = _starlette(failure_response(exc))
+            reply = exc.reply()
         except Exception as exc:  # never take a replica down for one request
-            print(f"privpart ray tail: internal error on {path}:", file=sys.stderr)
+            print(f"privpart ray tail: internal error on {request.url.path}:", file=sys.stderr)
             traceback.print_exc()
-            response = _starlette(
-                json_error(
-                    500,
-                    "internal",
-                    f"server failed on this request: {type(exc).__name__}",
-                    "report this with the request that caused it",
-                )
+            reply = protocol.Reply.error(
+                "internal",
+                f"server failed on this request: {type(exc).__name__}",
+                "report this with the request that caused it",
             )
-        if path == "/v1/infer":
-            self.service.requests.inc(str(response.status_code))
-            self.service.latency.observe(time.perf_counter() - start)
-        response.headers[REPLICA_HEADER] = self.replica
-        return response
-
-    @staticmethod
-    def _endpoints_hint() -> str:
-        listed = ", ".join(f"{m} {p}" for p, ms in ENDPOINTS.items() for m in ms)
-        return f"endpoints: {listed} (docs/runtime.md)"
-
-    async def infer(self, request: Request) -> Response:
-        service = self.service
-        body = await _read_body(request, service.spec.max_bytes)
-        x = frames.decode(body, service.spec)
-        y, timing = await service.batcher.submit(x)
-        return Response(
-            frames.encode(y),
-            media_type=FRAME_TYPE,
-            headers={"Server-Timing": server_timing(timing)},
-        )
-
-    async def info(self, _: Request) -> Response:
-        return JSONResponse(
-            {**self.service.describe(), "ray_serve": {**self.scale, "replica": self.replica}}
-        )
-
-    async def healthz(self, _: Request) -> Response:
-        batcher = self.service.batcher
-        if not batcher.accepting:
-            return JSONResponse({"status": "draining"}, status_code=503)
-        return JSONResponse({"status": "ok", "queued": batcher.queued_samples})
-
-    async def metrics(self, _: Request) -> Response:
-        service = self.service
-        service.queue.set(service.batcher.queued_samples)
-        service.draining.set(0 if service.batcher.accepting else 1)
-        return Response(service.metrics.render(), headers={"Content-Type": PROMETHEUS_TYPE})
+        self.handlers.count(endpoint, reply.status, time.perf_counter() - start)
+        reply.headers[REPLICA_HEADER] = self.replica
+        return _starlette(reply)
 
     async def __del__(self) -> None:
         """Ray Serve's graceful shutdown: stop intake, answer everything queued, then stop."""
@@ -275,14 +220,20 @@ class RayTail:
         serve.delete(self.name)
 
 
-def check_tail(checkpoint: Path, cut: str, config: TailConfig, resources: Resources) -> SplitHead:
+def check_tail(
+    checkpoint: Path,
+    cut: str,
+    config: TailConfig,
+    resources: Resources,
+    trust_code: bool = False,
+) -> SplitHead:
     """The split, built here first: a bad checkpoint, cut or device request fails before any
     Ray work (starting a local Ray alone takes seconds)."""
     if config.device == "cuda" and resources.gpus <= 0:
         raise PrivpartError(
             "--device cuda on Ray needs a GPU per replica", "add --ray-resources gpus=1 (or 0.5)"
         )
-    return split_checkpoint(checkpoint, cut)
+    return split_checkpoint(checkpoint, cut, trust_code=trust_code)
 
 
 def deploy_tail(
@@ -296,13 +247,14 @@ def deploy_tail(
     threads: int | None = None,
     name: str = APP_NAME,
     split: SplitHead | None = None,
+    trust_code: bool = False,
 ) -> RayTail:
     """Deploy the tail of `checkpoint` at `cut` on the Ray cluster this process is connected to
     and wait until every replica is up."""
     ray = import_ray()
     from ray import serve
 
-    split = split or check_tail(checkpoint, cut, config, resources)
+    split = split or check_tail(checkpoint, cut, config, resources, trust_code)
     files = {n: (checkpoint / n).read_bytes() for n in (META, WEIGHTS)}
     ref = ray.put(files)
     serve.start(http_options={"host": host, "port": port})
@@ -315,7 +267,9 @@ def deploy_tail(
         graceful_shutdown_timeout_s=config.drain_timeout_s,
         **scale.deployment_options(),
     )
-    app = deployment.bind([ref], cut, config, threads or resources.threads, scale.describe())
+    app = deployment.bind(
+        [ref], cut, config, threads or resources.threads, scale.describe(), trust_code
+    )
     try:
         # No per-request access log: like `privpart serve`, and it costs CPU per request.
         quiet = {"enable_access_log": False, "log_level": "WARNING"}
@@ -353,9 +307,10 @@ def serve_on_ray(
     threads: int | None = None,
     on_started: Callable[[RayTail], None] | None = None,
     on_stopping: Callable[[], None] | None = None,
+    trust_code: bool = False,
 ) -> None:
     """`privpart serve --ray`: deploy, serve until SIGINT/SIGTERM, then drain and remove."""
-    split = check_tail(checkpoint, cut, config, resources)
+    split = check_tail(checkpoint, cut, config, resources, trust_code)
     private = check_address(address) == LOCAL and not import_ray().is_initialized()
     with ray_session(address):
         from ray import serve
@@ -363,7 +318,16 @@ def serve_on_ray(
         # Ours, not Ray's exit-on-SIGTERM: a signal during the deploy stops right after it.
         with _stop_on_signal() as stop:
             tail = deploy_tail(
-                checkpoint, cut, config, scale, resources, host, port, threads, split=split
+                checkpoint,
+                cut,
+                config,
+                scale,
+                resources,
+                host,
+                port,
+                threads,
+                split=split,
+                trust_code=trust_code,
             )
             if on_started is not None and not stop.is_set():
                 on_started(tail)

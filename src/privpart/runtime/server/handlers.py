@@ -1,0 +1,70 @@
+"""The tail server's endpoints, once, for every transport.
+
+Each handler takes the request's parts (the body already read within the limits) and returns a
+`protocol.Reply`; the aiohttp server (`app.py`) and the Ray Serve replicas (`ray_serve.py`) are
+thin adapters that read bodies, route with `protocol.TAIL_ENDPOINTS` and turn replies into their
+own response objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from privpart.runtime import frames, protocol
+from privpart.runtime.protocol import Reply
+from privpart.runtime.server.service import TailService
+
+Handler = Callable[[bytearray], Awaitable[Reply]]
+
+
+class TailHandlers:
+    """`handler(endpoint)` answers one endpoint of `protocol.TAIL_ENDPOINTS`."""
+
+    def __init__(self, service: TailService, extra_info: dict[str, Any] | None = None) -> None:
+        self.service = service
+        self.extra_info = extra_info or {}
+        self._by_name: dict[str, Handler] = {
+            protocol.INFER.name: self.infer,
+            protocol.INFO.name: self.info,
+            protocol.HEALTHZ.name: self.healthz,
+            protocol.METRICS.name: self.metrics,
+        }
+
+    def handler(self, endpoint: protocol.Endpoint) -> Handler:
+        return self._by_name[endpoint.name]
+
+    @property
+    def body_limit(self) -> int:
+        return self.service.spec.max_bytes
+
+    async def infer(self, body: bytearray) -> Reply:
+        x = frames.decode(body, self.service.spec)
+        y, timing = await self.service.batcher.submit(x)
+        return Reply(
+            200,
+            frames.encode(y),
+            protocol.FRAME_TYPE,
+            {protocol.TIMING_HEADER: protocol.server_timing(timing)},
+        )
+
+    async def info(self, _: bytearray) -> Reply:
+        return Reply.json({**self.service.describe(), **self.extra_info})
+
+    async def healthz(self, _: bytearray) -> Reply:
+        batcher = self.service.batcher
+        if not batcher.accepting:
+            return Reply.json({"status": "draining"}, status=503)
+        return Reply.json({"status": "ok", "queued": batcher.queued_samples})
+
+    async def metrics(self, _: bytearray) -> Reply:
+        service = self.service
+        service.queue.set(service.batcher.queued_samples)
+        service.draining.set(0 if service.batcher.accepting else 1)
+        return Reply(200, service.metrics.render().encode(), protocol.PROMETHEUS_TYPE)
+
+    def count(self, endpoint: protocol.Endpoint | None, status: int, seconds: float) -> None:
+        """Metrics of the infer endpoint, whichever transport answered."""
+        if endpoint is protocol.INFER:
+            self.service.requests.inc(str(status))
+            self.service.latency.observe(seconds)
