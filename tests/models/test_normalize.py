@@ -69,3 +69,26 @@ def test_weights_shape_reads_a_torchvision_file(tmp_path) -> None:  # noqa: ANN0
     assert weights_shape("efficientnet_b0", f) == (3, 1000)
     with pytest.raises(PrivpartError, match="not resnet50 weights"):
         weights_shape("resnet50", f)
+
+
+def test_the_runtime_rebuilds_a_normalising_head_with_its_measurement(tmp_path) -> None:  # noqa: ANN001
+    """The enclave rebuilds the head from its description and weights: the normalisation (and
+    its mean/std, in the head's state) is part of the head and of its measurement."""
+    from privpart.runtime.head import head_state, rebuild_head, split_checkpoint
+    from privpart.training import save_checkpoint
+
+    spec = ModelSpec("tinycnn", 3, 4, (16, 16), IMAGENET)
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "ck", build_model(spec).eval(), spec,
+                           {"input_shape": [3, 16, 16]})  # fmt: skip
+    split = split_checkpoint(ckpt, "block2")
+    state = head_state(split.head)
+    assert {"input_normalization.mean", "input_normalization.std"} <= set(state)
+    head = rebuild_head(split.info, state)
+    x = torch.rand(2, 3, 16, 16)
+    assert torch.equal(head(x), split.head(x))
+    plain = ModelSpec("tinycnn", 3, 4, (16, 16))
+    torch.manual_seed(0)
+    other = save_checkpoint(tmp_path / "plain", build_model(plain).eval(), plain,
+                            {"input_shape": [3, 16, 16]})  # fmt: skip
+    assert split_checkpoint(other, "block2").info.measurement != split.info.measurement
