@@ -21,7 +21,9 @@ from torch import Tensor, nn
 
 from privpart.registry import Registry
 
-WRAPPERS: Registry[Callable[[nn.Module, dict[str, Any]], nn.Module]] = Registry("inference wrapper")
+WRAPPERS: Registry[Callable[[nn.Module, dict[str, Any]], nn.Module]] = Registry(
+    "inference wrapper"
+)
 
 
 class CutNoise(nn.Module):
