@@ -47,6 +47,8 @@ def summarise(r: AuditResult) -> dict:
         "whole_trusted_ms": r.extremes["whole_trusted"].total_ms,
         "whole_untrusted_ms": r.extremes["whole_untrusted"].total_ms,
         "cuts": cuts,
+        "recon_attacks": list(dict.fromkeys(a for c in cuts for a in c["ssim"])),
+        "attacks": list(r.config.attacks),
     }
 
 
@@ -93,18 +95,21 @@ def main() -> None:
         lines += [
             f"## {model}: {s['wall_minutes']:.1f} min wall ({stages} min)",
             "",
-            f"model: {s['checkpoint']}; test accuracy {s['test_accuracy']:.1%}; "
+            f"model: {s['checkpoint']}; test accuracy {s['test_accuracy']:.1%}; attacks "
+            f"{', '.join(s['attacks'])} (default budgets); reid = re-identification among 10 "
+            "same-class victims (chance 0.10); "
             f"verdict: {s['summary']} "
             f"{s['recommendation']}",
             "",
-            "| cut | cgan SSIM | decoder SSIM | whitebox SSIM | SSIM baseline / task floor | "
-            "attribute acc (baseline) | total ms | verdict |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| cut | " + " | ".join(f"{a} SSIM / reid" for a in s["recon_attacks"])
+            + " | SSIM baseline / task floor | attribute acc (baseline) | total ms | verdict |",
+            "| --- | " + " | ".join("---" for _ in s["recon_attacks"])
+            + " | --- | --- | --- | --- |",
         ]
         for c in s["cuts"]:
             ss = [
-                f"{c['ssim'][a]:.2f}" if a in c["ssim"] else "-"
-                for a in ("cgan", "decoder", "whitebox")
+                f"{c['ssim'][a]:.2f} / {c['reid'][a]:.2f}" if a in c["ssim"] else "-"
+                for a in s["recon_attacks"]
             ]
             acc = (
                 f"{c['attribute_accuracy']:.2f} ({c['attribute_baseline']:.2f})"
@@ -114,9 +119,10 @@ def main() -> None:
             base = f"{c['ssim_baseline']:.2f}" if c["ssim_baseline"] is not None else "-"
             if c.get("ssim_task_floor") is not None:
                 base += f" / {c['ssim_task_floor']:.2f}"
+            border = " (borderline)" if c.get("borderline") else ""
             lines.append(
                 f"| {c['cut']} | {' | '.join(ss)} | {base} | {acc} | "
-                f"{c['total_ms']:.2f} | {c['verdict']} |"
+                f"{c['total_ms']:.2f} | {c['verdict']}{border} |"
             )
         lines += [
             "",

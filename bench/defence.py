@@ -34,19 +34,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from _common import RESULTS, machine, write  # noqa: E402
-from privpart.attacks import Budget  # noqa: E402
+from privpart.attacks import DEFAULT_ATTACKS, Budget  # noqa: E402
 from privpart.auditing import AuditConfig, Auditor, AuditResult, runner  # noqa: E402
 from privpart.data import load_dataset, splits_from_meta  # noqa: E402
 from privpart.metrics import majority_baseline, task_floor_baseline  # noqa: E402
 from privpart.selection import Constraints  # noqa: E402
 from privpart.training import read_meta, train_to_checkpoint  # noqa: E402
 
-ATTACKS = ["cgan", "decoder", "whitebox", "attribute"]
+ATTACKS = list(DEFAULT_ATTACKS)  # + the attacks that know the defence (the audit adds them)
 # Fixed per-attack step budgets (at least what the audit's default time budgets bought on an
 # idle 2-core machine at features.9): on a shared machine time budgets buy fewer steps under
 # load, which would make defended and undefended audits incomparable. --budget time restores
-# the audit's own time budgets.
-STEPS = {"cgan": 400, "decoder": 500, "whitebox": 200, "attribute": 1000}
+# the audit's own time budgets. whitebox / prior: steps of each phase (tuning and inversion).
+STEPS = {"cgan": 400, "decoder": 500, "whitebox": 200, "attribute": 1000, "prior": 200,
+         "denoiser": 300, "prior-decoder": 300, "fora": 300}  # fmt: skip
 DEFAULT_GRID = "1:1,4:4"
 
 
@@ -94,7 +95,10 @@ def audit_cfg(args: argparse.Namespace, base: Path, cuts: str, **kw) -> AuditCon
 
 def steps(config: dict) -> int | None:
     """Steps an attack actually ran (time budgets buy fewer on a loaded machine)."""
-    return (config.get("fit") or config.get("inversion") or {}).get("steps")
+    for key in ("fit", "inversion", "latent", "decoder", "inverse"):
+        if isinstance(config.get(key), dict) and "steps" in config[key]:
+            return config[key]["steps"]
+    return None
 
 
 def summarise(r: AuditResult) -> dict:
@@ -113,6 +117,10 @@ def summarise(r: AuditResult) -> dict:
             "reid": reid,
             "best_attack": best,
             "best_ssim": ssim[best] if best else None,
+            "best_reid_attack": max(reid, key=reid.get) if reid else None,
+            "best_reid": max(reid.values()) if reid else None,
+            "reid_chance": next((v.metric("reid").baselines.get("chance")
+                                 for v in c.attacks.values() if "reid" in v.metrics), None),
             "ssim_baseline": None if spec is None else spec.baselines.get("aux_mean"),
             "ssim_task_floor": None if spec is None else spec.baselines.get("task_floor"),
             "ssim_limit": None if rule is None else rule.limit(spec.spec, spec.baselines).value,
@@ -227,6 +235,12 @@ def plot(points: list[dict], floor: dict, undefended: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def reid_cell(c: dict) -> str:
+    if c.get("best_reid") is None:
+        return "-"
+    return f"{c['best_reid']:.2f} ({c['best_reid_attack']}; {c['reid_chance']:.2f})"
+
+
 def report(args: argparse.Namespace, data: dict) -> None:
     floor, und = data["floor"], data["undefended"]
     any_cut = next(iter(und["cuts"].values()))
@@ -250,21 +264,22 @@ def report(args: argparse.Namespace, data: dict) -> None:
         "",
         f"Undefended: task accuracy {und['test_accuracy']:.3f}; {und['summary']}",
         "",
-        "| cut | best attack SSIM | attribute acc | end-to-end ms | verdict |",
-        "| --- | --- | --- | --- | --- |",
+        "| cut | best attack SSIM | best re-identification (chance) | attribute acc "
+        "| end-to-end ms | verdict |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for name, c in und["cuts"].items():
         lines.append(
-            f"| {name} | {c['best_ssim']:.3f} ({c['best_attack']}) | "
+            f"| {name} | {c['best_ssim']:.3f} ({c['best_attack']}) | {reid_cell(c)} | "
             f"{c['attribute_accuracy']:.3f} | {c['total_ms']:.2f} | {c['verdict']['status']} |"
         )
     lines += [
         "",
         "## Defended models (each audited at its defended cut against keeping it all trusted)",
         "",
-        "| cut | defence | task acc | best attack SSIM | attribute acc | verdict | audit selects "
-        "| defence min |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| cut | defence | task acc | best attack SSIM | best re-identification (chance) "
+        "| attribute acc | attacks | verdict | audit selects | defence min |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for p in data["points"]:
         cut = cut_of(p)
@@ -272,7 +287,8 @@ def report(args: argparse.Namespace, data: dict) -> None:
         mins = (p["stage_seconds"].get("defence") or 0) / 60
         lines.append(
             f"| {cut} | {label(p)} | {p['test_accuracy']:.3f} | "
-            f"{c['best_ssim']:.3f} ({c['best_attack']}) | {c['attribute_accuracy']:.3f} | "
+            f"{c['best_ssim']:.3f} ({c['best_attack']}) | {reid_cell(c)} | "
+            f"{c['attribute_accuracy']:.3f} | {', '.join(c['ssim'])} | "
             f"{c['verdict']['status']}: {c['verdict']['reason']} | {p['summary']} | {mins:.1f} |"
         )
     sel = data.get("selection")

@@ -25,8 +25,12 @@ from privpart.training import load_checkpoint, train_to_checkpoint
 SMALL = {
     "cgan": {"base_width": 8, "max_width": 16, "d_width": 8, "cond_channels": 4, "lr": 5e-3},
     "decoder": {"base_width": 8, "max_width": 16, "lr": 5e-3},
-    "whitebox": {"victims": 8},
+    "whitebox": {"victims": 8, "tune_images": 2, "tv_candidates": "0,0.05"},
     "attribute": {"hidden": 32, "attribute": "brightness"},
+    "fora": {"width": 8, "batch_size": 16, "decoder_batch": 8},
+    "prior": {"victims": 8, "latent": 8, "vae_width": 8, "tune_images": 2, "refine": "none,0"},
+    "prior-decoder": {"latent": 8, "vae_width": 8, "projection_steps": 5},
+    "denoiser": {"base_width": 8, "max_width": 16},
 }
 
 
@@ -43,7 +47,7 @@ class Poisoned:
         raise AssertionError("the attack touched the victims (len)")
 
 
-@pytest.mark.parametrize("name", ["cgan", "decoder", "whitebox", "attribute"])
+@pytest.mark.parametrize("name", sorted(SMALL))
 def test_each_attack_end_to_end_never_seeing_the_victims(
     tiny_sets: dict[str, FeatureSet], name: str
 ) -> None:

@@ -44,8 +44,9 @@ def test_audit_end_to_end_then_resume(tiny_checkpoint: Path, tmp_path: Path, mon
                 "privpart_version", "model", "data", "stage_seconds"):  # fmt: skip
         assert key in data, key
     cut = first.cuts[0]
-    assert list(cut.attacks) == ["cgan", "decoder", "whitebox", "attribute"]
-    for name in ("cgan", "decoder", "whitebox"):
+    assert list(cut.attacks) == list(attack_pkg.DEFAULT_ATTACKS)
+    assert list(cut.attacks) == ["decoder", "whitebox", "prior", "attribute"]
+    for name in ("decoder", "whitebox", "prior"):
         res = cut.attacks[name]
         assert {"ssim", "psnr", "reid"} <= set(res.metrics)
         assert res.metric("ssim").estimate.interval is not None

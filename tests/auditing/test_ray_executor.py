@@ -83,7 +83,7 @@ def test_ray_audit_matches_the_local_run_then_resumes(
     }
     assert [c.name for c in distributed.cuts] == [c.name for c in local.cuts]
     for a, b in zip(local.cuts, distributed.cuts, strict=True):
-        assert list(b.attacks) == list(a.attacks) == ["cgan", "decoder", "whitebox", "attribute"]
+        assert list(b.attacks) == list(a.attacks) == ["decoder", "whitebox", "prior", "attribute"]
         for name, ra in a.attacks.items():
             rb = b.attacks[name]
             assert not rb.cached

@@ -140,6 +140,7 @@ def test_reaudit_uses_fresh_attackers(tiny_checkpoint: Path, tmp_path: Path, mon
         attacks=["decoder", "attribute"],
         attribute="brightness",
         attack_steps=3,
+        adaptive=False,  # the attacks that know the defence: tests/attacks/test_adaptive.py
         profile=ProfileConfig(repeats=3, warmup=1, untrusted_threads=1),
         defence="adversarial",
         defence_cut=CUT,

@@ -143,6 +143,9 @@ class Attack(ABC):
     output: ClassVar[Output] = Output.RECONSTRUCTION
     params: ClassVar[dict[str, Param]] = {}
     metrics: ClassVar[tuple | None] = None  # tuple[scoring.Metric, ...]; None: by `output`
+    # defences (by method name) this attack knows how to attack; the audit adds it to the
+    # attacks run on a checkpoint defended that way (`adaptive.adaptive_attacks`)
+    adaptive_to: ClassVar[tuple[str, ...]] = ()
     default_seconds: ClassVar[float] = 30.0
     default_steps: ClassVar[int] = 1000
 

@@ -47,6 +47,7 @@ class AuditConfig:
     seed: int = 0
     device: str = "cpu"  # where features and attacks compute (`auto`, `cpu`, `cuda[:N]`)
     confirm: bool = False  # re-run the strongest attack with another seed on borderline cuts
+    adaptive: bool = True  # on a defended checkpoint, add the attacks that know its defence
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     constraints: Constraints = field(default_factory=Constraints)
     defence: str | None = None

@@ -19,6 +19,7 @@ import torch
 
 from privpart import attacks as attack_pkg
 from privpart.attacks import ATTACKS, AttackResult, Budget, Output
+from privpart.attacks.adaptive import adaptive_attacks
 from privpart.attacks.features import feature_bytes
 from privpart.attacks.grid import save_grid
 from privpart.attacks.scoring import SCORING_VERSION
@@ -99,7 +100,8 @@ def validate(cfg: AuditConfig, target_given: bool = False) -> None:
     for name in cfg.attacks:
         ATTACKS.get(name)
     for name, params in cfg.attack_params.items():
-        if name not in cfg.attacks:
+        adaptive = cfg.adaptive and bool(ATTACKS.get(name).adaptive_to)  # may join on a defence
+        if name not in cfg.attacks and not adaptive:
             raise PrivpartError(
                 f"parameters given for attack {name!r}, which this audit does not run",
                 f"add it to the attacks ({', '.join(cfg.attacks)}) or drop its parameters",
@@ -407,10 +409,17 @@ class Auditor:
         self._stage("prepare", t)
         self._say(f"auditing {len(cuts)} cuts of {target.arch}: {', '.join(c.name for c in cuts)}")
 
-        skipped = {a: why for a in self.cfg.attacks if (why := self._skip_reason(a, target))}
+        wanted = list(self.cfg.attacks)
+        method = (target.meta.get("defence") or {}).get("method")
+        if self.cfg.adaptive and method:
+            extra = [a for a in adaptive_attacks(method) if a not in wanted]
+            if extra:
+                self._say(f"adding attacks that know the {method} defence: {', '.join(extra)}")
+            wanted += extra
+        skipped = {a: why for a in wanted if (why := self._skip_reason(a, target))}
         for attack, why in skipped.items():
             self._say(f"[yellow]skipping {attack}:[/] {why}")
-        run = [a for a in self.cfg.attacks if a not in skipped]
+        run = [a for a in wanted if a not in skipped]
         jobs = [
             AttackJob(c.name, a, attack_budget(a, self.cfg.budget_scale, self.cfg.attack_steps),
                       self.cfg.seed, self._params(a, target))

@@ -60,7 +60,8 @@ def _profile_cfg(
 
 def print_summary(r: AuditResult) -> None:
     """The cut table (each attack's headline figure with its interval) and the verdict."""
-    ran = [a for a in r.config.attacks if any(a in c.attacks for c in r.cuts)]
+    ran = [a for a in dict.fromkeys([*r.config.attacks, *(a for c in r.cuts for a in c.attacks)])
+           if any(a in c.attacks for c in r.cuts)]  # fmt: skip
     table = Table(title=f"{r.model['arch']} on {r.data['dataset']}: {len(r.cuts)} cuts audited")
     table.add_column("cut")
     table.add_column("total ms", justify="right")
@@ -153,6 +154,9 @@ def audit(
     confirm: Annotated[
         bool, Opt(help="re-run the strongest attack with another seed on borderline cuts")
     ] = False,
+    adaptive: Annotated[
+        bool, Opt(help="on a defended checkpoint, also run the attacks that know its defence")
+    ] = True,
     trusted_threads: Annotated[int, Opt(help="CPU threads for the head (the enclave)")] = 1,
     bandwidth: Annotated[float, Opt(help="link bandwidth, Mbit/s")] = 1000.0,
     link_ms: Annotated[float, Opt(help="link latency, ms")] = 0.5,
@@ -241,6 +245,7 @@ def audit(
         seed=seed,
         device=device,
         confirm=confirm,
+        adaptive=adaptive,
         profile=_profile_cfg(
             trusted_threads, bandwidth, link_ms, enclave_slowdown, epc_mib, device
         ),

@@ -1,0 +1,265 @@
+"""Attack strength on record: every registered attack at every default cut of the three seed
+models (Fashion-MNIST), at 0.5x, 1x and 3x its default budget: SSIM / PSNR / re-identification
+(reconstruction attacks) or accuracy (attribute), each with its bootstrap 95 % interval, the
+strongest attack per cut, and its budget curve.
+
+Targets: the audit's own recipe, 12,000 training samples x 1 epoch, seed 0, 2,000 aux / 256
+victims (`privpart train MODEL --dataset fashion-mnist --limit 12000`); checkpoints are taken
+from --checkpoint MODEL=DIR, else trained into WORK/targets/MODEL.
+
+Resumable: every (model, cut, attack, budget) result is cached as WORK/results/MODEL/CUT/
+ATTACK@SCALE.json; a re-run computes only what is missing, and --minutes stops a run after the
+job that crosses that many minutes, so the grid can be done in chunks under the CPU lock:
+    flock /tmp/privpart-cpu.lock .venv/bin/python bench/attack_strength.py --models vgg16 \
+        --minutes 30
+    .venv/bin/python bench/attack_strength.py --report     # render what is there
+The report says which cells are missing. In one process the `prior` attacks' VAE is trained
+once per model and reused at the model's other cuts (aux images only; `info.vae.spent_seconds`
+is 0 then).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from _common import machine, write
+from privpart.attacks import ATTACKS, DEFAULT_ATTACKS, Budget, compute_feature_sets, run_attack
+from privpart.attacks.result import AttackResult
+from privpart.auditing.cutpick import resolve_cuts
+from privpart.training import train_to_checkpoint
+from privpart.training.target import Target
+
+MODELS = ["vgg16", "resnet50", "efficientnet_b0"]
+SCALES = [0.5, 1.0, 3.0]
+RECONSTRUCTION = ("ssim", "psnr", "reid")
+
+
+def parse_checkpoints(items: list[str]) -> dict[str, Path]:
+    out = {}
+    for item in items:
+        model, _, path = item.partition("=")
+        out[model] = Path(path)
+    return out
+
+
+def target_for(model: str, args: argparse.Namespace) -> Path:
+    given = parse_checkpoints(args.checkpoint).get(model)
+    if given is not None:
+        return given
+    ckpt = args.work / "targets" / model
+    if not (ckpt / "meta.json").is_file():
+        train_to_checkpoint(model, "fashion-mnist", ckpt, limit=12000, epochs=1, seed=0,
+                            n_aux=2000, n_victim=256)  # fmt: skip
+    return ckpt
+
+
+def cell_path(work: Path, model: str, cut: str, attack: str, scale: float) -> Path:
+    return work / "results" / model / cut / f"{attack}@{scale:g}.json"
+
+
+def summarise(r: AttackResult, scale: float, wall: float) -> dict:
+    """The figures of one run, with intervals, steps and seconds."""
+    metrics = {}
+    for name, m in r.metrics.items():
+        iv = m.estimate.interval
+        metrics[name] = {
+            "value": m.value,
+            "low": None if iv is None else iv.low,
+            "high": None if iv is None else iv.high,
+            "n": m.estimate.n,
+            "baselines": m.baselines,
+        }
+    cfg = r.config
+    steps = None
+    for key in ("inversion", "fit", "latent", "inverse", "decoder"):
+        if isinstance(cfg.get(key), dict) and "steps" in cfg[key]:
+            steps = cfg[key]["steps"]
+            break
+    return {
+        "attack": r.attack,
+        "threat_model": r.threat_model.value,
+        "cut": r.cut,
+        "scale": scale,
+        "metrics": metrics,
+        "seconds": r.seconds,
+        "wall_seconds": wall,
+        "steps": steps,
+        "budget": cfg.get("budget"),
+        "vae_reused": (cfg.get("vae") or {}).get("spent_seconds") == 0.0,
+        "info": {k: cfg[k] for k in ("tv_weight", "refine_tv", "picked", "attribute")
+                 if k in cfg},  # fmt: skip
+    }
+
+
+def run_grid(args: argparse.Namespace) -> None:
+    started = time.perf_counter()
+    for model in args.models:
+        ckpt = target_for(model, args)
+        target = Target.load(ckpt)
+        cuts = resolve_cuts(target.partition, "default")
+        if args.cuts:
+            cuts = [c for c in cuts if c.name in args.cuts]
+        todo = [(c.name, a, s) for c in cuts for a in args.attacks for s in args.scales
+                if not cell_path(args.work, model, c.name, a, s).is_file()]  # fmt: skip
+        if not todo:
+            continue
+        sets = compute_feature_sets(
+            target.partition, target.dataset, target.splits,
+            [c for c in cuts if any(t[0] == c.name for t in todo)], target.input_size,
+            show_progress=False, task=target.task,
+        )  # fmt: skip
+        index = {c.name: c.index for c in cuts}
+        for cut, attack, scale in todo:
+            if args.minutes and time.perf_counter() - started > args.minutes * 60:
+                print(f"stopping after {args.minutes} minutes; re-run to continue", flush=True)
+                return
+            cls = ATTACKS.get(attack)
+            budget = None if scale == 1.0 else Budget().scaled(scale, cls.default_seconds)
+            t = time.perf_counter()
+            res = run_attack(attack, sets[cut], budget, seed=args.seed)
+            out = summarise(res, scale, time.perf_counter() - t)
+            out["model"], out["cut_index"] = model, index[cut]
+            out["test_accuracy"] = target.meta.get("test_accuracy")
+            path = cell_path(args.work, model, cut, attack, scale)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(out, indent=1))
+            head = res.headline
+            print(f"{model} {cut:>14} {attack:>14} x{scale:g}: {head.spec.name} "
+                  f"{head.value:.3f}" + (f" reid {res.reid:.2f}" if "reid" in res.metrics else "")
+                  + f" ({out['wall_seconds']:.0f} s)", flush=True)  # fmt: skip
+
+
+# -- the report -----------------------------------------------------------------------------
+def load_cells(work: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((work / "results").glob("*/*/*.json"))]
+
+
+def fig(cell: dict | None, metric: str, fmt: str = ".3f") -> str:
+    if cell is None or metric not in cell["metrics"]:
+        return "-"
+    m = cell["metrics"][metric]
+    if m["value"] is None:
+        return "n/a"
+    s = format(m["value"], fmt)
+    if m["low"] is not None and metric != "psnr":
+        s += f" [{format(m['low'], fmt)}, {format(m['high'], fmt)}]"
+    return s
+
+
+def strongest(cells: dict[str, dict], metric: str) -> str | None:
+    """The attack with the highest figure of `metric` (1x budget) among those that have it;
+    ties go to the higher SSIM, then to a default attack."""
+
+    def value(c: dict, name: str) -> float:
+        m = c["metrics"].get(name)
+        return -float("inf") if m is None or m["value"] is None else m["value"]
+
+    have = [a for a, c in cells.items() if value(c, metric) > -float("inf")]
+    return max(have, key=lambda a: (value(cells[a], metric), value(cells[a], "ssim"),
+                                    a in DEFAULT_ATTACKS)) if have else None  # fmt: skip
+
+
+def report(args: argparse.Namespace) -> None:
+    cells = load_cells(args.work)
+    by = {(c["model"], c["cut"], c["attack"], c["scale"]): c for c in cells}
+    attacks = [a for a in ATTACKS.names() if any(c["attack"] == a for c in cells)]
+    lines = [
+        "# Attack strength per cut and budget (Fashion-MNIST, CPU)",
+        "",
+        f"machine: {machine()}. Targets: 12,000 training samples x 1 epoch, seed 0, 2,000 aux / "
+        "256 victims (the quickstart audit's recipe). Every attack at its default budget (1x) "
+        "and at 0.5x / 3x (`Budget().scaled`: time and step cap scale together). Figures are "
+        "means over the scored victims with bootstrap 95 % intervals; `whitebox` and `prior` "
+        "score the first 64 victims, the others all 256. Re-identification: the reconstruction "
+        "picks its input out of 10 same-class victims (chance 0.10).",
+        "",
+        "Default attacks of the audit: " + ", ".join(DEFAULT_ATTACKS) + ".",
+        "",
+    ]
+    missing = []
+    summary_rows = []
+    for model in args.models:
+        model_cells = [c for c in cells if c["model"] == model]
+        if not model_cells:
+            missing.append(f"{model}: nothing run")
+            continue
+        cuts = list(dict.fromkeys(c["cut"] for c in sorted(
+            model_cells, key=lambda c: c.get("cut_index", 0))))  # fmt: skip
+        acc = model_cells[0].get("test_accuracy")
+        lines += [f"## {model} (test accuracy {acc:.1%})" if acc else f"## {model}", ""]
+        for cut in cuts:
+            lines += [f"### {cut}", "",
+                      "| attack | threat model | budget | SSIM [95 % CI] | PSNR dB "
+                      "| reid [95 % CI] | accuracy | steps | seconds |",
+                      "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+            one = {}
+            for a in attacks:
+                for s in args.scales:
+                    c = by.get((model, cut, a, s))
+                    if c is None:
+                        missing.append(f"{model} {cut} {a} x{s:g}")
+                        continue
+                    if s == 1.0:
+                        one[a] = c
+                    lines.append(
+                        f"| {a} | {c['threat_model']} | {s:g}x | {fig(c, 'ssim')} | "
+                        f"{fig(c, 'psnr', '.1f')} | {fig(c, 'reid', '.2f')} | "
+                        f"{fig(c, 'accuracy')} | {c['steps'] if c['steps'] is not None else '-'} | "
+                        f"{c['wall_seconds']:.0f} |"
+                    )
+            any_cell = next(iter(one.values()), None)
+            if any_cell and "ssim" in any_cell["metrics"]:
+                b = any_cell["metrics"]["ssim"]["baselines"]
+                lines += ["", f"SSIM baselines: aux mean {b.get('aux_mean', float('nan')):.3f}, "
+                          f"task-label floor {b.get('task_floor', float('nan')):.3f}."]  # fmt: skip
+            best_ssim, best_reid = strongest(one, "ssim"), strongest(one, "reid")
+            if best_ssim:
+                curve = ", ".join(
+                    f"{s:g}x {by[(model, cut, best_ssim, s)]['metrics']['ssim']['value']:.3f}"
+                    for s in args.scales if (model, cut, best_ssim, s) in by)  # fmt: skip
+                lines += ["", f"Strongest at 1x: SSIM **{best_ssim}** "
+                          f"({one[best_ssim]['metrics']['ssim']['value']:.3f}; budget curve "
+                          f"{curve}); re-identification **{best_reid}** "
+                          f"({one[best_reid]['metrics']['reid']['value']:.2f})."]  # fmt: skip
+                summary_rows.append((model, cut, best_ssim, one[best_ssim], best_reid,
+                                     one[best_reid]))  # fmt: skip
+            lines.append("")
+    if summary_rows:
+        lines += ["## Strongest attack per cut (1x budget)", "",
+                  "| model | cut | by SSIM | SSIM | by re-identification | reid |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for model, cut, a, c, r, rc in summary_rows:
+            lines.append(f"| {model} | {cut} | {a} | {c['metrics']['ssim']['value']:.3f} | {r} | "
+                         f"{rc['metrics']['reid']['value']:.2f} |")  # fmt: skip
+        lines.append("")
+    lines += ["## Missing cells", ""]
+    lines += [f"- {m}" for m in missing] if missing else ["none: the grid is complete"]
+    lines.append("")
+    data = {"machine": machine(), "cells": cells, "missing": missing,
+            "default_attacks": list(DEFAULT_ATTACKS)}  # fmt: skip
+    write("attack_strength", data, "\n".join(lines))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="*", default=MODELS)
+    ap.add_argument("--cuts", nargs="*", help="only these cuts (default: the audit's defaults)")
+    ap.add_argument("--attacks", nargs="*", default=None, help="default: every registered one")
+    ap.add_argument("--scales", type=float, nargs="*", default=SCALES)
+    ap.add_argument("--checkpoint", action="append", default=[], metavar="MODEL=DIR")
+    ap.add_argument("--work", type=Path, default=Path("runs/bench-attack-strength"))
+    ap.add_argument("--minutes", type=float, default=None, help="stop after this many minutes")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--report", action="store_true", help="only render the report")
+    args = ap.parse_args()
+    args.attacks = args.attacks or ATTACKS.names()
+    if not args.report:
+        run_grid(args)
+    report(args)
+
+
+if __name__ == "__main__":
+    main()
