@@ -1,10 +1,21 @@
-"""privpart command line: `privpart --help`. Each command lives in its own module."""
+"""privpart command line: `privpart --help`. Each command lives in its own module.
+
+`privpart COMMAND ...` imports only COMMAND's module: `verify-quote` needs no torch, and the
+runtime's `serve` / `enclave` / `infer` do not load the attack and audit code (seconds of
+start-up per process on a 2-core machine). `--help`, an unknown command and
+`from privpart.cli import app` register every command.
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
+from typing import TYPE_CHECKING
 
 from privpart.runtime.threads import quiet_idle_threads
+
+if TYPE_CHECKING:
+    import typer
 
 # The runtime's processes take turns on shared cores: stop idle OpenMP threads from spinning
 # (must happen before torch is imported below; see privpart.runtime.threads).
@@ -12,24 +23,44 @@ RUNTIME_COMMANDS = {"serve", "enclave", "infer"}
 if RUNTIME_COMMANDS & set(sys.argv[1:2]):
     quiet_idle_threads()
 
-from privpart.cli import attack as _attack  # noqa: E402, F401  (registers commands)
-from privpart.cli import audit as _audit  # noqa: E402, F401
-from privpart.cli import cuts as _cuts  # noqa: E402, F401
-from privpart.cli import defend as _defend  # noqa: E402, F401
-from privpart.cli import importer as _importer  # noqa: E402, F401
-from privpart.cli import serve as _serve  # noqa: E402, F401  (serve, enclave, infer)
-from privpart.cli import train as _train  # noqa: E402, F401
-from privpart.cli import verify as _verify  # noqa: E402, F401  (verify-quote)
-from privpart.cli.app import app  # noqa: E402
-from privpart.cli.argv import expand_optional_values  # noqa: E402
-from privpart.errors import PrivpartError  # noqa: E402
-from privpart.ui import console  # noqa: E402
+# command name -> the module under privpart.cli that registers it (the order of `--help`)
+COMMANDS: dict[str, str] = {
+    "cuts": "cuts",
+    "train": "train",
+    "import": "importer",
+    "attack": "attack",
+    "audit": "audit",
+    "profile": "audit",
+    "report": "audit",
+    "defend": "defend",
+    "serve": "serve",
+    "enclave": "serve",
+    "infer": "serve",
+    "verify-quote": "verify",
+}
+
+
+def load_commands(command: str | None = None) -> typer.Typer:
+    """The Typer app with `command`'s module registered, or every module when `command` is None
+    or not a command (so `--help` and "no such command" list them all)."""
+    from privpart.cli.application import app
+
+    names = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for name in names:
+        importlib.import_module(f"privpart.cli.{name}")
+    return app
 
 
 def main() -> None:
     """Entry point: user-facing errors print what was wrong and what to do, exit code 2."""
+    from privpart.cli.argv import expand_optional_values
+    from privpart.errors import PrivpartError
+    from privpart.ui import console
+
+    argv = expand_optional_values(sys.argv[1:])
+    app = load_commands(argv[0] if argv else None)
     try:
-        app(expand_optional_values(sys.argv[1:]))
+        app(argv)
     except PrivpartError as exc:
         console.print(f"[bold red]error:[/] {exc.message}")
         if exc.hint:
@@ -37,4 +68,10 @@ def main() -> None:
         sys.exit(2)
 
 
-__all__ = ["app", "main"]
+def __getattr__(name: str) -> object:
+    if name == "app":  # the whole CLI, e.g. for typer.testing.CliRunner
+        return load_commands()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["COMMANDS", "app", "load_commands", "main"]

@@ -14,7 +14,7 @@ from rich.markup import escape
 from privpart import api
 from privpart.attacks import ATTACKS, Budget, make_attack
 from privpart.attacks.grid import save_grid
-from privpart.cli.app import app
+from privpart.cli.application import app
 from privpart.cli.options import DataDirOpt
 from privpart.cli.params import with_params
 from privpart.errors import PrivpartError

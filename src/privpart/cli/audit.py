@@ -15,7 +15,7 @@ from privpart import api
 from privpart.attacks import ATTACKS, DEFAULT_ATTACKS
 from privpart.attacks.scoring import metric_specs
 from privpart.auditing import AuditResult, resolve_cuts
-from privpart.cli.app import app
+from privpart.cli.application import app
 from privpart.cli.defend import DEFENCE_PARAMS, TRAINING_KNOBS, check_defence_options
 from privpart.cli.options import (
     AttributesOpt,

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from privpart.cli.app import app
+from privpart.cli.application import app
 from privpart.models import ModelSpec, build_model, parse_input_shape
 from privpart.partition import Partition
 from privpart.ui import console

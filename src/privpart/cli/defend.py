@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from privpart.cli.app import app
+from privpart.cli.application import app
 from privpart.cli.options import DataDirOpt, DeviceOpt
 from privpart.cli.params import with_params
 from privpart.defences import COMMON, DEFENCES, make_defence

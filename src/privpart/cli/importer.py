@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from privpart.cli.app import app
+from privpart.cli.application import app
 from privpart.cli.options import (
     AttributesOpt,
     DataDirOpt,

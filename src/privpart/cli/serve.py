@@ -18,7 +18,7 @@ import torch
 import typer
 from rich.table import Table
 
-from privpart.cli.app import app
+from privpart.cli.application import app
 from privpart.cli.verify import (
     AdvisoryOpt,
     CollateralOpt,

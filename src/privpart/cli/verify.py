@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from privpart.cli.app import app
+from privpart.cli.application import app
 from privpart.errors import PrivpartError
 from privpart.ui import console
 
