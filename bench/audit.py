@@ -91,7 +91,13 @@ def main() -> None:
         "",
     ]
     for model, s in rows.items():
-        stages = ", ".join(f"{k} {v:.1f}" for k, v in s["stage_minutes"].items() if k != "total")
+        nested = {"train", "import", "defence"}  # parts of "prepare"
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in s["stage_minutes"].items()
+                           if k != "total" and k not in nested)  # fmt: skip
+        inner = [f"{k} {v:.1f}" for k, v in s["stage_minutes"].items() if k in nested]
+        if inner and "prepare" in s["stage_minutes"]:
+            prep = f"prepare {s['stage_minutes']['prepare']:.1f}"
+            stages = stages.replace(prep, f"{prep} (incl. {', '.join(inner)})", 1)
         lines += [
             f"## {model}: {s['wall_minutes']:.1f} min wall ({stages} min)",
             "",

@@ -425,6 +425,11 @@ class Auditor:
                       self.cfg.seed, self._params(a, target))
             for c in cuts for a in run
         ]  # fmt: skip
+        if jobs and self.cfg.attack_steps is None:
+            seconds = sum(j.budget.seconds if j.budget and j.budget.seconds
+                          else ATTACKS.get(j.attack).default_seconds for j in jobs)  # fmt: skip
+            self._say(f"attacks: {len(jobs)} runs budgeted {seconds / 60:.0f} min of clock in all "
+                      "(--budget-scale trades time for strength)")  # fmt: skip
         results = self._run_jobs(target, jobs)
 
         t = time.perf_counter()
