@@ -425,7 +425,7 @@ class Auditor:
                       self.cfg.seed, self._params(a, target))
             for c in cuts for a in run
         ]  # fmt: skip
-        if jobs and self.cfg.attack_steps is None:
+        if jobs and all(j.budget is None or j.budget.seconds for j in jobs):  # clocks, not steps
             seconds = sum(j.budget.seconds if j.budget and j.budget.seconds
                           else ATTACKS.get(j.attack).default_seconds for j in jobs)  # fmt: skip
             self._say(f"attacks: {len(jobs)} runs budgeted {seconds / 60:.0f} min of clock in all "
