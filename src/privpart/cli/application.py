@@ -17,3 +17,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
+
+
+@app.callback()
+def _group() -> None:
+    """Keeps `privpart COMMAND` a command group when only COMMAND's module is loaded (Typer
+    runs a lone command without its name otherwise)."""
