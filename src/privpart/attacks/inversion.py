@@ -35,6 +35,12 @@ from torch import Tensor, nn
 
 from privpart.attacks.base import Clock, cosine_lr
 from privpart.metrics import ssim
+from privpart.params import Param
+
+# The per-victim optimisations (whitebox, prior) score only the first victims by default.
+VICTIMS = Param(
+    64, "victims inverted and scored (the first ones); none = all", int, 1, optional=True
+)
 
 DEFAULT_TV_WEIGHTS = (0.0, 1e-3, 1e-2, 5e-2)
 

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from privpart.attacks.base import Attack, AttackOutput, Clock, cosine_lr
 from privpart.attacks.inverse_net import train_inverse
-from privpart.attacks.inversion import feature_norms
+from privpart.attacks.inversion import VICTIMS, feature_norms
 from privpart.attacks.latent import LatentSettings, reconstruct_latent
 from privpart.attacks.registry import ATTACKS
 from privpart.attacks.threat import ThreatModel
@@ -105,8 +105,7 @@ class PriorAttack(Attack):
     default_steps: ClassVar[int] = 200
     params: ClassVar[dict[str, Param]] = {
         **VAE_PARAMS,
-        "victims": Param(64, "victims inverted and scored (the first ones); none = all", int, 1,
-                         optional=True),
+        "victims": VICTIMS,
         "z_lr": Param(0.05, "Adam learning rate on the latents", float, 0.0, True),
         "restarts": Param(3, "starting latents per victim", int, 1),
         "refine": Param("none,0,0.01,0.05", "pixel refinement TV weights tried on aux "

@@ -201,9 +201,7 @@ def train_substitute(
         s_opt.step()
         clock.tick()
         mmd_v = mmd.item()
-    S.eval()
-    for p in S.parameters():
-        p.requires_grad_(False)
+    S.eval().requires_grad_(False)
     fit = SubstituteFit(clock.step, time.perf_counter() - started, mmd_v,
                         d_v if math.isfinite(d_v) else float("nan"), nonneg)  # fmt: skip
     return S, fit

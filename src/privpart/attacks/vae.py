@@ -133,9 +133,7 @@ def train_vae(
         opt.step()
         clock.tick()
         loss_value = loss.item()
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
+    model.eval().requires_grad_(False)
     with torch.no_grad():
         val_l1 = float((model.decode(model.encode(val)[0]) - val).abs().mean()) if n_val else 0.0
     return model, VAEFit(clock.step, time.perf_counter() - started, loss_value, val_l1)

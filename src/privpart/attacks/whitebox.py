@@ -42,6 +42,7 @@ from torch import nn
 from privpart.attacks.base import Attack, AttackOutput
 from privpart.attacks.inversion import (
     DEFAULT_TV_WEIGHTS,
+    VICTIMS,
     InversionSettings,
     Phases,
     choose_tv,
@@ -62,9 +63,7 @@ def attack_copy(head: nn.Module, device: torch.device) -> tuple[nn.Module, bool]
     """A private copy of the head for input-gradient work: frozen weights, channels-last for
     4-D convolutions (~25 % faster on CPUs), any defence noise switched off. Returns
     (copy, whether noise was switched off). The shared head is left untouched."""
-    head = copy.deepcopy(head).to(device).eval()
-    for p in head.parameters():
-        p.requires_grad_(False)
+    head = copy.deepcopy(head).to(device).eval().requires_grad_(False)
     silenced = False
     for name, buf in head.named_buffers():
         if name.endswith(NOISE_SIGMA) and float(buf) != 0.0:
@@ -112,8 +111,7 @@ class WhiteBoxAttack(Attack):
     default_seconds: ClassVar[float] = 60.0
     default_steps: ClassVar[int] = 200
     params: ClassVar[dict[str, Param]] = {
-        "victims": Param(64, "victims inverted and scored (the first ones); none = all", int, 1,
-                         optional=True),
+        "victims": VICTIMS,
         "chunk": Param(128, "images per forward/backward pass (memory)", int, 1),
         "lr": Param(0.1, "Adam learning rate on the pixels (cosine decay)", float, 0.0,
                     exclusive=True),
