@@ -23,9 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections import Counter
 from pathlib import Path
 
-from _common import machine, write
+from _common import cpu_steal_percent, machine, write
 from privpart.attacks import ATTACKS, DEFAULT_ATTACKS, Budget, compute_feature_sets, run_attack
 from privpart.attacks.result import AttackResult
 from privpart.auditing.cutpick import resolve_cuts
@@ -89,8 +90,9 @@ def summarise(r: AttackResult, scale: float, wall: float) -> dict:
         "steps": steps,
         "budget": cfg.get("budget"),
         "vae_reused": (cfg.get("vae") or {}).get("spent_seconds") == 0.0,
-        "info": {k: cfg[k] for k in ("tv_weight", "refine_tv", "picked", "attribute")
-                 if k in cfg},  # fmt: skip
+        "info": {
+            k: cfg[k] for k in ("tv_weight", "refine_tv", "picked", "attribute") if k in cfg
+        },  # fmt: skip
     }
 
 
@@ -123,6 +125,7 @@ def run_grid(args: argparse.Namespace) -> None:
             out = summarise(res, scale, time.perf_counter() - t)
             out["model"], out["cut_index"] = model, index[cut]
             out["test_accuracy"] = target.meta.get("test_accuracy")
+            out["target"], out["steal_percent"] = str(ckpt), cpu_steal_percent()
             path = cell_path(args.work, model, cut, attack, scale)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(out, indent=1))
@@ -162,6 +165,62 @@ def strongest(cells: dict[str, dict], metric: str) -> str | None:
                                     a in DEFAULT_ATTACKS)) if have else None  # fmt: skip
 
 
+def _compare(got: dict, scale: float) -> tuple[str, bool | None]:
+    """Where the figure at `scale` lies against the 1x 95 % interval."""
+    one, other = got.get(1.0), got.get(scale)
+    if one is None or other is None or one["low"] is None:
+        return "-", None
+    if scale > 1.0:
+        up = other["value"] > one["high"]
+        return ("still rising" if up else "within 1x interval"), up
+    down = other["value"] < one["low"]
+    return ("weaker" if down else "within 1x interval"), down
+
+
+def budget_curves(by: dict, models: list[str], scales: list[float]) -> list[str]:
+    """One row per (model, cut, attack, figure) run at more than one budget, so what a budget cut
+    costs, and whether leakage still grows past 1x, are read off the bench's own cells."""
+    rows, counts = [], {"weaker": 0, "below-same": 0, "still rising": 0, "above-same": 0}
+    order = {m: i for i, m in enumerate(models)}
+    keys = sorted(
+        {k[:3] for k in by if k[0] in order},
+        key=lambda k: (order[k[0]], by.get(k + (1.0,), {}).get("cut_index", 0), k[2]),
+    )
+    for model, cut, attack in keys:
+        have = [s for s in scales if (model, cut, attack, s) in by]
+        if len(have) < 2:
+            continue
+        for metric in ("ssim", "reid", "accuracy"):
+            got = {s: by[(model, cut, attack, s)]["metrics"].get(metric) for s in have}
+            if any(m is None or m["value"] is None for m in got.values()):
+                continue
+            below, b = _compare(got, min(have)) if min(have) < 1.0 else ("-", None)
+            above, u = _compare(got, max(have)) if max(have) > 1.0 else ("-", None)
+            if b is not None:
+                counts["weaker" if b else "below-same"] += 1
+            if u is not None:
+                counts["still rising" if u else "above-same"] += 1
+            cells = [f"{got[s]['value']:.3f}" if s in got else "-" for s in scales]
+            rows.append(f"| {model} | {cut} | {attack} | {metric} | " + " | ".join(cells)
+                        + f" | {below} | {above} |")  # fmt: skip
+    if not rows:
+        return []
+    return [
+        "## Budget curves", "",
+        "Every (cut, attack) run at more than one budget, each figure compared with its 1x 95 % "
+        "interval. *Weaker* below 1x is what a budget cut costs in strength; *still rising* "
+        "above 1x means the 1x verdict is a lower bound on what a more patient attacker gets.",
+        "",
+        "| model | cut | attack | figure | " + " | ".join(f"{s:g}x" for s in scales)
+        + " | smallest vs 1x | largest vs 1x |",
+        "|---|---|---|---|" + "---|" * len(scales) + "---|---|",
+        *rows, "",
+        f"Below 1x: {counts['weaker']} figure(s) weaker, {counts['below-same']} within the 1x "
+        f"interval. Above 1x: {counts['still rising']} still rising, {counts['above-same']} "
+        "within the 1x interval.", "",
+    ]  # fmt: skip
+
+
 def report(args: argparse.Namespace) -> None:
     cells = load_cells(args.work)
     by = {(c["model"], c["cut"], c["attack"], c["scale"]): c for c in cells}
@@ -190,6 +249,10 @@ def report(args: argparse.Namespace) -> None:
             model_cells, key=lambda c: c.get("cut_index", 0))))  # fmt: skip
         acc = model_cells[0].get("test_accuracy")
         lines += [f"## {model} (test accuracy {acc:.1%})" if acc else f"## {model}", ""]
+        targets = Counter(c.get("target", "not recorded") for c in model_cells)
+        named = [f"`{t}` ({n} cells)" if t != "not recorded" else f"not recorded ({n} cells)"
+                 for t, n in targets.items()]  # fmt: skip
+        lines += ["Target checkpoint(s): " + "; ".join(named) + ".", ""]
         for cut in cuts:
             lines += [f"### {cut}", "",
                       "| attack | threat model | budget | SSIM [95 % CI] | PSNR dB "
@@ -235,6 +298,7 @@ def report(args: argparse.Namespace) -> None:
             lines.append(f"| {model} | {cut} | {a} | {c['metrics']['ssim']['value']:.3f} | {r} | "
                          f"{rc['metrics']['reid']['value']:.2f} |")  # fmt: skip
         lines.append("")
+    lines += budget_curves(by, args.models, args.scales)
     lines += ["## Missing cells", ""]
     lines += [f"- {m}" for m in missing] if missing else ["none: the grid is complete"]
     lines.append("")
