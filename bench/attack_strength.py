@@ -166,14 +166,15 @@ def strongest(cells: dict[str, dict], metric: str) -> str | None:
 
 
 def _compare(got: dict, scale: float) -> tuple[str, bool | None]:
-    """Where the figure at `scale` lies against the 1x 95 % interval."""
+    """Where the figure at `scale` lies against the 1x 95 % interval (beyond it by more than
+    0.001, so two runs at the ceiling are not told apart by rounding noise)."""
     one, other = got.get(1.0), got.get(scale)
     if one is None or other is None or one["low"] is None:
         return "-", None
     if scale > 1.0:
-        up = other["value"] > one["high"]
+        up = other["value"] > one["high"] + 1e-3
         return ("still rising" if up else "within 1x interval"), up
-    down = other["value"] < one["low"]
+    down = other["value"] < one["low"] - 1e-3
     return ("weaker" if down else "within 1x interval"), down
 
 
@@ -221,6 +222,49 @@ def budget_curves(by: dict, models: list[str], scales: list[float]) -> list[str]
     ]  # fmt: skip
 
 
+def curve(by: dict, model: str, cut: str, attack: str, metric: str, scales: list[float]) -> str:
+    """`attack`'s `metric` at each budget, "-" where that cell was not run."""
+    out = []
+    for s in scales:
+        c = by.get((model, cut, attack, s))
+        m = None if c is None else c["metrics"].get(metric)
+        out.append("-" if m is None or m["value"] is None else f"{m['value']:.3f}")
+    return " / ".join(out)
+
+
+def at_ceiling(cell: dict) -> bool:
+    """The attack already reconstructs (SSIM >= 0.995) or re-identifies (>= 0.995) every victim:
+    the cut is broken at 1x, so no larger budget can change its verdict."""
+    return any(
+        cell["metrics"].get(k) and (cell["metrics"][k]["value"] or 0) >= 0.995
+        for k in ("ssim", "reid")
+    )
+
+
+def missing_section(missing: list[tuple[str, str, str, float]], nothing_run: list[str],
+                    ceiling: set[tuple[str, str]], scales: list[float]) -> list[str]:  # fmt: skip
+    """What was not run, grouped by model and budget; cells above 1x at a cut whose strongest
+    attack is already at the ceiling are listed apart, since they cannot change its verdict."""
+    lines = ["## Missing cells", ""]
+    if not missing and not nothing_run:
+        return [*lines, "none: the grid is complete", ""]
+    lines += [f"- {m}: nothing run" for m in nothing_run]
+    for label, pick in (
+        ("not run", lambda m, c, s: not (s > 1.0 and (m, c) in ceiling)),
+        ("not run, cut at the ceiling at 1x (a larger budget cannot change its verdict)",
+         lambda m, c, s: s > 1.0 and (m, c) in ceiling),
+    ):  # fmt: skip
+        groups: dict[tuple[str, float], dict[str, list[str]]] = {}
+        for m, c, a, s in missing:
+            if pick(m, c, s):
+                groups.setdefault((m, s), {}).setdefault(c, []).append(a)
+        for (m, s), per_cut in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+            n = sum(len(v) for v in per_cut.values())
+            where = "; ".join(f"{c}: {', '.join(v)}" for c, v in per_cut.items())
+            lines.append(f"- {m} {s:g}x, {label}: {n} cells ({where})")
+    return [*lines, ""]
+
+
 def report(args: argparse.Namespace) -> None:
     cells = load_cells(args.work)
     by = {(c["model"], c["cut"], c["attack"], c["scale"]): c for c in cells}
@@ -238,12 +282,14 @@ def report(args: argparse.Namespace) -> None:
         "Default attacks of the audit: " + ", ".join(DEFAULT_ATTACKS) + ".",
         "",
     ]
-    missing = []
+    missing: list[tuple[str, str, str, float]] = []
+    nothing_run: list[str] = []
+    ceiling: set[tuple[str, str]] = set()
     summary_rows = []
     for model in args.models:
         model_cells = [c for c in cells if c["model"] == model]
         if not model_cells:
-            missing.append(f"{model}: nothing run")
+            nothing_run.append(model)
             continue
         cuts = list(dict.fromkeys(c["cut"] for c in sorted(
             model_cells, key=lambda c: c.get("cut_index", 0))))  # fmt: skip
@@ -263,7 +309,7 @@ def report(args: argparse.Namespace) -> None:
                 for s in args.scales:
                     c = by.get((model, cut, a, s))
                     if c is None:
-                        missing.append(f"{model} {cut} {a} x{s:g}")
+                        missing.append((model, cut, a, s))
                         continue
                     if s == 1.0:
                         one[a] = c
@@ -280,29 +326,27 @@ def report(args: argparse.Namespace) -> None:
                           f"task-label floor {b.get('task_floor', float('nan')):.3f}."]  # fmt: skip
             best_ssim, best_reid = strongest(one, "ssim"), strongest(one, "reid")
             if best_ssim:
-                curve = ", ".join(
-                    f"{s:g}x {by[(model, cut, best_ssim, s)]['metrics']['ssim']['value']:.3f}"
-                    for s in args.scales if (model, cut, best_ssim, s) in by)  # fmt: skip
-                lines += ["", f"Strongest at 1x: SSIM **{best_ssim}** "
-                          f"({one[best_ssim]['metrics']['ssim']['value']:.3f}; budget curve "
-                          f"{curve}); re-identification **{best_reid}** "
-                          f"({one[best_reid]['metrics']['reid']['value']:.2f})."]  # fmt: skip
-                summary_rows.append((model, cut, best_ssim, one[best_ssim], best_reid,
-                                     one[best_reid]))  # fmt: skip
+                ssim_curve = curve(by, model, cut, best_ssim, "ssim", args.scales)
+                reid_curve = curve(by, model, cut, best_reid, "reid", args.scales)
+                lines += ["", f"Strongest at 1x: SSIM **{best_ssim}** (budget curve "
+                          f"{ssim_curve}); re-identification **{best_reid}** "
+                          f"({reid_curve})."]  # fmt: skip
+                summary_rows.append((model, cut, best_ssim, ssim_curve, best_reid, reid_curve))
+                if at_ceiling(one[best_ssim]) or at_ceiling(one[best_reid]):
+                    ceiling.add((model, cut))
             lines.append("")
     if summary_rows:
-        lines += ["## Strongest attack per cut (1x budget)", "",
-                  "| model | cut | by SSIM | SSIM | by re-identification | reid |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
+        scales = "/".join(f"{s:g}x" for s in args.scales)
+        lines += ["## Strongest attack per cut (chosen at 1x) and its budget curve", "",
+                  f"| model | cut | by SSIM | SSIM {scales} | by re-identification "
+                  f"| reid {scales} |", "|---|---|---|---|---|---|"]  # fmt: skip
         for model, cut, a, c, r, rc in summary_rows:
-            lines.append(f"| {model} | {cut} | {a} | {c['metrics']['ssim']['value']:.3f} | {r} | "
-                         f"{rc['metrics']['reid']['value']:.2f} |")  # fmt: skip
+            lines.append(f"| {model} | {cut} | {a} | {c} | {r} | {rc} |")
         lines.append("")
     lines += budget_curves(by, args.models, args.scales)
-    lines += ["## Missing cells", ""]
-    lines += [f"- {m}" for m in missing] if missing else ["none: the grid is complete"]
-    lines.append("")
-    data = {"machine": machine(), "cells": cells, "missing": missing,
+    lines += missing_section(missing, nothing_run, ceiling, args.scales)
+    data = {"machine": machine(), "cells": cells,
+            "missing": [f"{m} {c} {a} x{s:g}" for m, c, a, s in missing] + nothing_run,
             "default_attacks": list(DEFAULT_ATTACKS)}  # fmt: skip
     write("attack_strength", data, "\n".join(lines))
 
