@@ -265,6 +265,47 @@ def missing_section(missing: list[tuple[str, str, str, float]], nothing_run: lis
     return [*lines, ""]
 
 
+def defaults_check(by: dict, models: list[str]) -> list[str]:
+    """Does the audit's default list hold the strongest attack at every cut? Per cut and figure
+    (1x): the best default attack beside the best other one; an other one above the default's
+    95 % interval is leakage the default audit would miss."""
+    rows, misses = [], []
+    cuts = sorted({(m, c) for m, c, _, s in by if s == 1.0 and m in models},
+                  key=lambda k: (models.index(k[0]), by_cut_index(by, *k)))  # fmt: skip
+    for model, cut in cuts:
+        one = {a: c for (m, c_, a, s), c in by.items() if (m, c_, s) == (model, cut, 1.0)}
+        for metric in ("ssim", "reid"):
+            default = {a: c for a, c in one.items() if a in DEFAULT_ATTACKS}
+            other = {a: c for a, c in one.items() if a not in DEFAULT_ATTACKS}
+            d, o = strongest(default, metric), strongest(other, metric)
+            if d is None or o is None:
+                continue
+            dm, om = default[d]["metrics"][metric], other[o]["metrics"][metric]
+            missed = dm["high"] is not None and om["value"] > dm["high"] + 1e-3
+            if missed:
+                misses.append(f"{model} {cut} {metric}: {o}")
+            rows.append(f"| {model} | {cut} | {metric} | {d} {dm['value']:.3f} | "
+                        f"{o} {om['value']:.3f} | {om['value'] - dm['value']:+.3f} | "
+                        f"{'**missed**' if missed else 'no'} |")  # fmt: skip
+    if not rows:
+        return []
+    return [
+        "## Do the default attacks find the most leakage?", "",
+        "Per cut (1x): the strongest of the audit's default attacks beside the strongest of the "
+        "others. *Missed* means the other attack lies above the default's 95 % interval: leakage "
+        "a default audit would not see.", "",
+        "| model | cut | figure | best default | best other | difference | missed |",
+        "|---|---|---|---|---|---|---|", *rows, "",
+        ("Missed: " + "; ".join(misses) + ".") if misses
+        else "No cut where another attack beats the defaults beyond their interval.", "",
+    ]  # fmt: skip
+
+
+def by_cut_index(by: dict, model: str, cut: str) -> int:
+    return next((c.get("cut_index", 0) for (m, c_, _, _), c in by.items()
+                 if (m, c_) == (model, cut)), 0)  # fmt: skip
+
+
 def report(args: argparse.Namespace) -> None:
     cells = load_cells(args.work)
     by = {(c["model"], c["cut"], c["attack"], c["scale"]): c for c in cells}
@@ -343,6 +384,7 @@ def report(args: argparse.Namespace) -> None:
         for model, cut, a, c, r, rc in summary_rows:
             lines.append(f"| {model} | {cut} | {a} | {c} | {r} | {rc} |")
         lines.append("")
+    lines += defaults_check(by, args.models)
     lines += budget_curves(by, args.models, args.scales)
     lines += missing_section(missing, nothing_run, ceiling, args.scales)
     data = {"machine": machine(), "cells": cells,
