@@ -165,27 +165,46 @@ def strongest(cells: dict[str, dict], metric: str) -> str | None:
                                     a in DEFAULT_ATTACKS)) if have else None  # fmt: skip
 
 
+# a figure counts as outside an interval only beyond this, so two runs at the ceiling are not
+# told apart by rounding noise
+TOLERANCE = 1e-3
+
+
+def above(value: float, ref: dict) -> bool:
+    """`value` lies above the 95 % interval of the figure `ref`."""
+    return value > ref["high"] + TOLERANCE
+
+
+def below(value: float, ref: dict) -> bool:
+    """`value` lies below the 95 % interval of the figure `ref`."""
+    return value < ref["low"] - TOLERANCE
+
+
 def _compare(got: dict, scale: float) -> tuple[str, bool | None]:
-    """Where the figure at `scale` lies against the 1x 95 % interval (beyond it by more than
-    0.001, so two runs at the ceiling are not told apart by rounding noise)."""
+    """Where the figure at `scale` lies against the 1x 95 % interval."""
     one, other = got.get(1.0), got.get(scale)
     if one is None or other is None or one["low"] is None:
         return "-", None
     if scale > 1.0:
-        up = other["value"] > one["high"] + 1e-3
+        up = above(other["value"], one)
         return ("still rising" if up else "within 1x interval"), up
-    down = other["value"] < one["low"] - 1e-3
+    down = below(other["value"], one)
     return ("weaker" if down else "within 1x interval"), down
+
+
+def cut_order(by: dict) -> dict[tuple[str, str], int]:
+    """(model, cut) -> the cut's index in its model, from the cells themselves."""
+    return {(m, c): cell.get("cut_index", 0) for (m, c, _, _), cell in by.items()}
 
 
 def budget_curves(by: dict, models: list[str], scales: list[float]) -> list[str]:
     """One row per (model, cut, attack, figure) run at more than one budget, so what a budget cut
     costs, and whether leakage still grows past 1x, are read off the bench's own cells."""
     rows, counts = [], {"weaker": 0, "below-same": 0, "still rising": 0, "above-same": 0}
-    order = {m: i for i, m in enumerate(models)}
+    order, cuts = {m: i for i, m in enumerate(models)}, cut_order(by)
     keys = sorted(
         {k[:3] for k in by if k[0] in order},
-        key=lambda k: (order[k[0]], by.get(k + (1.0,), {}).get("cut_index", 0), k[2]),
+        key=lambda k: (order[k[0]], cuts[k[:2]], k[2]),
     )
     for model, cut, attack in keys:
         have = [s for s in scales if (model, cut, attack, s) in by]
@@ -195,15 +214,15 @@ def budget_curves(by: dict, models: list[str], scales: list[float]) -> list[str]
             got = {s: by[(model, cut, attack, s)]["metrics"].get(metric) for s in have}
             if any(m is None or m["value"] is None for m in got.values()):
                 continue
-            below, b = _compare(got, min(have)) if min(have) < 1.0 else ("-", None)
-            above, u = _compare(got, max(have)) if max(have) > 1.0 else ("-", None)
+            smaller, b = _compare(got, min(have)) if min(have) < 1.0 else ("-", None)
+            larger, u = _compare(got, max(have)) if max(have) > 1.0 else ("-", None)
             if b is not None:
                 counts["weaker" if b else "below-same"] += 1
             if u is not None:
                 counts["still rising" if u else "above-same"] += 1
             cells = [f"{got[s]['value']:.3f}" if s in got else "-" for s in scales]
             rows.append(f"| {model} | {cut} | {attack} | {metric} | " + " | ".join(cells)
-                        + f" | {below} | {above} |")  # fmt: skip
+                        + f" | {smaller} | {larger} |")  # fmt: skip
     if not rows:
         return []
     return [
@@ -242,7 +261,7 @@ def at_ceiling(cell: dict) -> bool:
 
 
 def missing_section(missing: list[tuple[str, str, str, float]], nothing_run: list[str],
-                    ceiling: set[tuple[str, str]], scales: list[float]) -> list[str]:  # fmt: skip
+                    ceiling: set[tuple[str, str]]) -> list[str]:  # fmt: skip
     """What was not run, grouped by model and budget; cells above 1x at a cut whose strongest
     attack is already at the ceiling are listed apart, since they cannot change its verdict."""
     lines = ["## Missing cells", ""]
@@ -258,7 +277,7 @@ def missing_section(missing: list[tuple[str, str, str, float]], nothing_run: lis
         for m, c, a, s in missing:
             if pick(m, c, s):
                 groups.setdefault((m, s), {}).setdefault(c, []).append(a)
-        for (m, s), per_cut in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        for (m, s), per_cut in sorted(groups.items()):
             n = sum(len(v) for v in per_cut.values())
             where = "; ".join(f"{c}: {', '.join(v)}" for c, v in per_cut.items())
             lines.append(f"- {m} {s:g}x, {label}: {n} cells ({where})")
@@ -270,8 +289,9 @@ def defaults_check(by: dict, models: list[str]) -> list[str]:
     (1x): the best default attack beside the best other one; an other one above the default's
     95 % interval is leakage the default audit would miss."""
     rows, misses = [], []
+    index = cut_order(by)
     cuts = sorted({(m, c) for m, c, _, s in by if s == 1.0 and m in models},
-                  key=lambda k: (models.index(k[0]), by_cut_index(by, *k)))  # fmt: skip
+                  key=lambda k: (models.index(k[0]), index[k]))  # fmt: skip
     for model, cut in cuts:
         one = {a: c for (m, c_, a, s), c in by.items() if (m, c_, s) == (model, cut, 1.0)}
         for metric in ("ssim", "reid"):
@@ -281,7 +301,7 @@ def defaults_check(by: dict, models: list[str]) -> list[str]:
             if d is None or o is None:
                 continue
             dm, om = default[d]["metrics"][metric], other[o]["metrics"][metric]
-            missed = dm["high"] is not None and om["value"] > dm["high"] + 1e-3
+            missed = dm["high"] is not None and above(om["value"], dm)
             if missed:
                 misses.append(f"{model} {cut} {metric}: {o}")
             rows.append(f"| {model} | {cut} | {metric} | {d} {dm['value']:.3f} | "
@@ -299,11 +319,6 @@ def defaults_check(by: dict, models: list[str]) -> list[str]:
         ("Missed: " + "; ".join(misses) + ".") if misses
         else "No cut where another attack beats the defaults beyond their interval.", "",
     ]  # fmt: skip
-
-
-def by_cut_index(by: dict, model: str, cut: str) -> int:
-    return next((c.get("cut_index", 0) for (m, c_, _, _), c in by.items()
-                 if (m, c_) == (model, cut)), 0)  # fmt: skip
 
 
 def report(args: argparse.Namespace) -> None:
@@ -386,7 +401,7 @@ def report(args: argparse.Namespace) -> None:
         lines.append("")
     lines += defaults_check(by, args.models)
     lines += budget_curves(by, args.models, args.scales)
-    lines += missing_section(missing, nothing_run, ceiling, args.scales)
+    lines += missing_section(missing, nothing_run, ceiling)
     data = {"machine": machine(), "cells": cells,
             "missing": [f"{m} {c} {a} x{s:g}" for m, c, a, s in missing] + nothing_run,
             "default_attacks": list(DEFAULT_ATTACKS)}  # fmt: skip
