@@ -36,3 +36,15 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, idx_dir: Path) -> 
         n_aux=100,
         n_victim=32,
     )
+
+
+@pytest.fixture(scope="session")
+def bottleneck_checkpoint(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`tiny_checkpoint` defended by a 2-channel noisy bottleneck at block2 (a few steps),
+    sigma chosen for a certified MSE floor of 0.05 on the defender's samples."""
+    from privpart.defences import defend
+
+    out = tmp_path_factory.mktemp("bottleneck") / "bn"
+    params = {"steps": 6, "batch_size": 16, "limit": 96, "channels": 2, "target_mse": 0.05,
+              "recalibrate_steps": 4}  # fmt: skip
+    return defend(tiny_checkpoint, "bottleneck", "block2", out, params, show_progress=False)

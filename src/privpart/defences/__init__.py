@@ -5,7 +5,8 @@ what the task needs and lose what reveals the input or a private attribute.
                   {"alpha": 1.0, "beta": 1.0, "private_attribute": "class"})
 
 `adversarial` (privacy-partitioning min-max), `nopeek` (distance correlation), `noise`
-(calibrated Gaussian noise at the cut, also at inference); one file each, a registry, a
+(calibrated Gaussian noise at the cut, also at inference), `bottleneck` (a learned few-channel
+code plus noise inside the head, trained end to end); one file each, a registry, a
 contract (base.py). A defended checkpoint is only ever judged by a fresh audit: attackers
 trained from scratch against its frozen head (`privpart audit --defence METHOD`).
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from privpart.defences import adversarial as _adversarial  # noqa: F401  (fill the registry)
+from privpart.defences import bottleneck as _bottleneck  # noqa: F401
 from privpart.defences import noise as _noise  # noqa: F401
 from privpart.defences import nopeek as _nopeek  # noqa: F401
 from privpart.defences.base import COMMON, Defence, DefenceContext

@@ -65,7 +65,8 @@ class NoiseDefence(Defence):
             ) from None
         probe = wrap_at(build_model(ctx.spec), name, CutNoise(torch.ones(1), 0.0))
         head = Partition(probe, ctx.partition.input_shape).split(name).head
-        if not any(n.op == "get_attr" and "noise" in str(n.target) for n in head.graph.nodes):
+        if not any(n.op == "call_module" and str(n.target) == f"{name}.noise"
+                   for n in head.graph.nodes):  # fmt: skip
             raise PrivpartError(
                 f"cut {name!r} does not end where module {name!r} returns",
                 "choose another cut for the noise defence (e.g. a block boundary)",

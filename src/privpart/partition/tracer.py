@@ -31,8 +31,8 @@ class _Tracer(NodePathTracer):
     def is_leaf_module(self, m: nn.Module, module_qualname: str) -> bool:
         if type(m).__name__ in self.leaf_names or module_qualname in self.leaf_names:
             return True
-        if is_input_transform(m):
-            return True
+        if is_input_transform(m) or getattr(m, "privpart_leaf", False):
+            return True  # e.g. a defence's noise: its draw must run at every call, as written
         return super().is_leaf_module(m, module_qualname)
 
     def call_module(self, m, forward, args, kwargs):  # noqa: ANN001 (fx signature)

@@ -9,6 +9,11 @@ checkpoint it trusts. It is SHA-256 over, each field length-prefixed:
 - every submodule's path, class and configuration (`extra_repr`: stride, padding, eps, ... which the
   graph code does not show);
 - every parameter and buffer: name, dtype, shape and raw bytes, in sorted name order.
+
+A defended checkpoint's inference-time modules (a bottleneck, cut noise) are part of the head
+and so of its measurement; the noise they add is drawn from the OS CSPRNG in every head the
+runtime builds (`secure_noise`), fresh for every request, and `extra_repr` puts that source in
+the measurement too.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from torch import fx, nn
 from privpart.errors import PrivpartError
 from privpart.models import ModelSpec, build_model
 from privpart.models.user import is_user_arch
+from privpart.models.wrappers import restore_inference, secure_noise
 from privpart.partition import Cut, Partition
 from privpart.partition.split import split_graph
 from privpart.partition.tracer import trace
@@ -42,6 +48,7 @@ class HeadInfo:
     input_shape: tuple[int, ...]
     measurement: str
     runtime_version: str = RUNTIME_VERSION
+    defence: dict[str, Any] | None = None  # a defended checkpoint's record (inference wrapper)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,6 +57,7 @@ class HeadInfo:
             "input_shape": list(self.input_shape),
             "measurement": self.measurement,
             "runtime_version": self.runtime_version,
+            "defence": self.defence,
         }
 
     @classmethod
@@ -63,6 +71,7 @@ class HeadInfo:
                 input_shape=tuple(int(s) for s in d["input_shape"]),
                 measurement=str(d["measurement"]),
                 runtime_version=str(d["runtime_version"]),
+                defence=d.get("defence"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise PrivpartError(
@@ -140,13 +149,17 @@ def split_checkpoint(ckpt: Path, cut: str, trust_code: bool = False) -> SplitHea
 
     refuse_code(ckpt, trust_code)
     model, meta = load_checkpoint(ckpt)
+    secure_noise(model)  # a defence's noise: fresh from the OS CSPRNG for every request
     spec = ModelSpec.from_dict(meta["spec"])
     input_shape = tuple(meta.get("input_shape") or spec.input_shape)
     part = Partition(model, input_shape)
     split = part.split(cut)
     split.head.eval()
     split.tail.eval()
-    info = HeadInfo(spec, split.cut, input_shape, measure_head(split.head, input_shape))
+    info = HeadInfo(
+        spec, split.cut, input_shape, measure_head(split.head, input_shape),
+        defence=meta.get("defence"),
+    )  # fmt: skip
     return SplitHead(split.head, split.tail, info)
 
 
@@ -173,13 +186,13 @@ def rebuild_head(info: HeadInfo, state: dict[str, torch.Tensor]) -> fx.GraphModu
     (fx constants, non-persistent buffers) is rebuilt on the CPU instead.
     """
     with torch.device("meta"):
-        model = build_model(info.spec)
-    head = split_graph(trace(model), info.cut).head.to_empty(device="cpu")
+        model = restore_inference(build_model(info.spec), info.defence)
+    head = split_graph(trace(secure_noise(model)), info.cut).head.to_empty(device="cpu")
     _load_into(head, state)
     leftover = [t for t in (*head.parameters(), *head.buffers()) if t.is_meta]
     leftover += [v for v in vars(head).values() if isinstance(v, torch.Tensor) and v.is_meta]
     if leftover:
-        model = build_model(info.spec)
-        head = split_graph(trace(model), info.cut).head
+        model = restore_inference(build_model(info.spec), info.defence)
+        head = split_graph(trace(secure_noise(model)), info.cut).head
         _load_into(head, state)
     return head.eval()

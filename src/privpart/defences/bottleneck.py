@@ -1,0 +1,222 @@
+"""`bottleneck`: a learned channel reduction at the cut, then Gaussian noise, inside the trusted
+head, trained end to end (head and tail) with the noise on.
+
+    code = RmsNorm(encode(f)),   sent = code + sigma * e,   e ~ N(0, I),   tail: decode(sent) ...
+
+f is the cut's feature map (C channels); `encode` / `decode` are 1x1 convolutions to and from
+`channels` channels (linear maps for vector features). `RmsNorm` scales every sample's code to
+unit root-mean-square, so the head cannot outgrow the noise by scaling its output (the reason
+the plain `noise` defence must freeze its head): `sigma` is the noise-to-signal ratio of every
+sample, and the head may learn freely *what* to put in the few noisy channels. Training with the
+noise on teaches it to keep what the task needs in directions the noise does not drown, and
+nothing else (ResSFL / DeepObfuscator put a bottleneck at the cut for the same reason).
+
+The noise scale is either given (`sigma`) or chosen to meet a target leakage (`target_mse`): the
+Fisher-information floor on an unbiased reconstruction's per-pixel MSE (`privpart.certify`),
+measured on the defender's own samples. It scales as sigma^2, so one measurement at sigma = 1
+sets sigma; after training the floor is measured again and, if training raised the head's
+sensitivity below the target, sigma is raised to meet it and the tail alone is fine-tuned to the
+new noise (`recalibrate_steps`).
+
+Encode and decode start from the principal components of the clean features (decode(encode(f))
+is then f's best rank-`channels` approximation), so fine-tuning starts near the undefended
+model instead of from a random code.
+
+What crosses to the untrusted side is the cut `<cut>.noise` (channels x H x W, noisy);
+`<cut>` itself is the decoded value, a deterministic function of it. The noise is drawn inside
+the trusted head: from torch's RNG in training and audits, from the OS CSPRNG in the runtime.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from privpart.certify import certify
+from privpart.defences.base import Defence, DefenceContext
+from privpart.defences.registry import DEFENCES
+from privpart.errors import PrivpartError
+from privpart.models import build_model
+from privpart.models.wrappers import (
+    Bottleneck,
+    CutNoise,
+    bottleneck_layers,
+    replace_at,
+    scale_shape,
+)
+from privpart.params import Param
+from privpart.partition import Partition
+
+CALIBRATION_SAMPLES = 1024  # clean features for the principal components
+CERTIFY_SAMPLES = 32  # defender samples the Fisher floor is measured on
+
+
+def principal_init(encode: nn.Module, decode: nn.Module, features: Tensor, channels: int) -> None:
+    """encode = top principal directions of the features' channel vectors (centred), decode =
+    their transpose scaled back by the codes' typical RMS, so decode(RmsNorm(encode(f))) ~ f."""
+    c = features.shape[1]
+    rows = features.transpose(0, 1).reshape(c, -1).T.double() if features.dim() == 4 else (
+        features.double()
+    )  # fmt: skip
+    mean = rows.mean(0)
+    _, _, vh = torch.linalg.svd(rows - mean, full_matrices=False)
+    u = vh[:channels].T  # C x k
+    proj = (rows - mean) @ u
+    per_sample = proj.reshape(features.shape[0], -1, channels) if features.dim() == 4 else (
+        proj.reshape(features.shape[0], 1, channels)
+    )  # fmt: skip
+    rms = float(per_sample.pow(2).mean((1, 2)).sqrt().mean().clamp_min(1e-6))
+    with torch.no_grad():
+        enc_w, dec_w = u.T.float(), (u * rms).float()
+        encode.weight.copy_(enc_w.reshape(encode.weight.shape))
+        encode.bias.copy_((-(u.T @ mean)).float())
+        decode.weight.copy_(dec_w.reshape(decode.weight.shape))
+        decode.bias.copy_(mean.float())
+
+
+@DEFENCES.register("bottleneck")
+class BottleneckDefence(Defence):
+    """Few channels + calibrated noise at the cut, head and tail trained with the noise on."""
+
+    name: ClassVar[str] = "bottleneck"
+    summary: ClassVar[str] = "learned channel reduction + Gaussian noise in the head, end to end"
+    wrapper: ClassVar[str | None] = "cut-bottleneck"
+    params: ClassVar[dict[str, Param]] = {
+        "channels": Param(4, "channels of the code sent to the untrusted side", int, 1),
+        "sigma": Param(
+            1.0, "noise std relative to the code's RMS (ignored with target_mse)", float, 0.0,
+            exclusive=True,
+        ),
+        "target_mse": Param(
+            None,
+            "choose sigma so that every unbiased reconstruction has at least this per-pixel MSE "
+            "(Fisher-information floor, measured on the defender's samples)",
+            float, 0.0, exclusive=True, optional=True,
+        ),
+        "recalibrate_steps": Param(
+            200, "tail-only steps after raising sigma to meet target_mse", int, 0
+        ),
+    }  # fmt: skip
+
+    def check(self, ctx: DefenceContext) -> None:
+        """The bottleneck replaces the module at the cut: it must exist and end the cut."""
+        name = ctx.cut.name
+        try:
+            ctx.model.get_submodule(name)
+        except AttributeError:
+            raise PrivpartError(
+                f"the bottleneck defence replaces a module, and cut {name!r} is not a module "
+                "(it is a function in forward())",
+                "choose a cut named after a module (see `privpart cuts`), e.g. a block boundary",
+            ) from None
+        shape = ctx.feature_shape
+        if len(shape) not in (1, 3):
+            raise PrivpartError(
+                f"cut {name!r} carries a {len(shape)}-d tensor {shape}; the bottleneck takes "
+                "channel maps (C x H x W) or vectors",
+                "choose a convolutional block boundary or a vector cut",
+            )
+        k = int(self.values["channels"])
+        if k >= shape[0]:
+            raise PrivpartError(
+                f"channels={k} is not a reduction of cut {name!r}'s {shape[0]} channels",
+                f"give channels < {shape[0]} (e.g. {max(1, shape[0] // 64)})",
+            )
+        probe = self._wrapped(build_model(ctx.spec), ctx, torch.ones(1))
+        cuts = {c.name for c in Partition(probe, ctx.partition.input_shape).cuts}
+        if f"{name}.noise" not in cuts:
+            raise PrivpartError(
+                f"cut {name!r} does not end where module {name!r} returns",
+                "choose another cut for the bottleneck defence (e.g. a block boundary)",
+            )
+
+    def _wrapped(self, model: nn.Module, ctx: DefenceContext, sigma: Tensor) -> nn.Module:
+        k, shape = int(self.values["channels"]), ctx.feature_shape
+        encode, decode = bottleneck_layers(shape, k)
+        self.encode, self.decode = encode, decode
+        self.noise = CutNoise(torch.ones(scale_shape((k, *shape[1:]))), float(sigma))
+        return replace_at(
+            model, ctx.cut.name, lambda inner: Bottleneck(inner, encode, self.noise, decode)
+        )
+
+    def _floor(self, ctx: DefenceContext) -> float:
+        """Mean Fisher floor on the MSE of unbiased reconstructions, on defender samples."""
+        head = Partition(ctx.model, ctx.partition.input_shape).split(f"{ctx.cut.name}.noise").head
+        x = ctx.inputs(ctx.train_index[:CERTIFY_SAMPLES]).cpu()
+        was = next(ctx.model.parameters()).device
+        bound = certify(head.cpu().eval(), x)
+        ctx.model.to(was)
+        assert bound is not None  # the head ends in this defence's noise
+        return bound.mse_floor
+
+    def setup(self, ctx: DefenceContext) -> None:
+        ctx.split.head.eval()
+        with torch.no_grad():
+            feats = ctx.split.head(ctx.inputs(ctx.train_index[:CALIBRATION_SAMPLES])).cpu()
+        self._wrapped(ctx.model, ctx, torch.tensor(float(self.values["sigma"])))
+        principal_init(self.encode, self.decode, feats, int(self.values["channels"]))
+        ctx.model.to(ctx.device)
+        target = self.values["target_mse"]
+        if target is not None:
+            self.noise.sigma.fill_(1.0)
+            self.noise.sigma.fill_(math.sqrt(target / self._floor(ctx)))
+        self.phase = "joint"
+        ctx.state["calibration"] = {
+            "samples": int(feats.shape[0]),
+            "initial_sigma": float(self.noise.sigma),
+        }
+
+    def trainable(self, ctx: DefenceContext) -> list[nn.Parameter]:
+        if self.phase == "joint":
+            return [p for p in ctx.model.parameters() if p.requires_grad]
+        head = {id(p) for p in self._head_params(ctx)}
+        return [p for p in ctx.model.parameters() if id(p) not in head]
+
+    def _head_params(self, ctx: DefenceContext) -> list[nn.Parameter]:
+        return list(
+            Partition(ctx.model, ctx.partition.input_shape)
+            .split(f"{ctx.cut.name}.noise")
+            .head.parameters()
+        )
+
+    def loss(self, ctx: DefenceContext, x: Tensor, y: Tensor, idx: Tensor) -> tuple[Tensor, dict]:
+        task = F.cross_entropy(ctx.model(x), y)
+        return task, {"task": task.item()}
+
+    def fit(self, ctx: DefenceContext) -> dict:
+        info = super().fit(ctx)
+        target = self.values["target_mse"]
+        floor = self._floor(ctx)
+        info["mse_floor_after_training"] = floor
+        if target is not None and floor < target and int(self.values["recalibrate_steps"]):
+            self.noise.sigma.mul_(math.sqrt(target / floor))
+            self.phase = "tail"
+            saved = dict(self.values)
+            self.values["steps"] = int(self.values["recalibrate_steps"])
+            self.values["epochs"] = max(
+                1, math.ceil(self.values["steps"] / max(1, self.total_steps(ctx)))
+            )
+            try:
+                for p in self._head_params(ctx):
+                    p.requires_grad_(False)
+                info["recalibration"] = {**super().fit(ctx), "sigma": float(self.noise.sigma)}
+            finally:
+                self.values = saved
+                for p in ctx.model.parameters():
+                    p.requires_grad_(True)
+            info["mse_floor_after_recalibration"] = self._floor(ctx)
+        return info
+
+    def deploy(self, ctx: DefenceContext) -> nn.Module:
+        ctx.state.update(
+            sigma=float(self.noise.sigma),
+            channels=int(self.values["channels"]),
+            serve_cut=f"{ctx.cut.name}.noise",
+            certified_on_defender_samples={"mse_floor": self._floor(ctx),
+                                           "samples": CERTIFY_SAMPLES},
+        )  # fmt: skip
+        return ctx.model
