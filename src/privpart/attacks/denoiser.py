@@ -26,7 +26,7 @@ from privpart.params import Param
 class DenoiserAttack(Attack):
     name: ClassVar[str] = "denoiser"
     threat_model: ClassVar[ThreatModel] = ThreatModel.BLACK_BOX_QUERY
-    adaptive_to: ClassVar[tuple[str, ...]] = ("noise",)
+    adaptive_to: ClassVar[tuple[str, ...]] = ("noise", "bottleneck")
     default_seconds: ClassVar[float] = 30.0
     default_steps: ClassVar[int] = 3000
     params: ClassVar[dict[str, Param]] = {

@@ -100,7 +100,7 @@ class PriorAttack(Attack):
 
     name: ClassVar[str] = "prior"
     threat_model: ClassVar[ThreatModel] = ThreatModel.WHITE_BOX
-    adaptive_to: ClassVar[tuple[str, ...]] = ("noise", "adversarial", "nopeek")
+    adaptive_to: ClassVar[tuple[str, ...]] = ("noise", "bottleneck", "adversarial", "nopeek")
     default_seconds: ClassVar[float] = 60.0
     default_steps: ClassVar[int] = 200
     params: ClassVar[dict[str, Param]] = {
@@ -162,7 +162,7 @@ class PriorDecoderAttack(Attack):
 
     name: ClassVar[str] = "prior-decoder"
     threat_model: ClassVar[ThreatModel] = ThreatModel.BLACK_BOX_QUERY
-    adaptive_to: ClassVar[tuple[str, ...]] = ("noise",)
+    adaptive_to: ClassVar[tuple[str, ...]] = ("noise", "bottleneck")
     default_seconds: ClassVar[float] = 60.0
     default_steps: ClassVar[int] = 3000
     params: ClassVar[dict[str, Param]] = {

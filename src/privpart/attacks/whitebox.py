@@ -107,7 +107,7 @@ def weight_list(owner: str, name: str, text: str, allow_none: bool = False
 class WhiteBoxAttack(Attack):
     name: ClassVar[str] = "whitebox"
     threat_model: ClassVar[ThreatModel] = ThreatModel.WHITE_BOX
-    adaptive_to: ClassVar[tuple[str, ...]] = ("noise", "adversarial", "nopeek")
+    adaptive_to: ClassVar[tuple[str, ...]] = ("noise", "bottleneck", "adversarial", "nopeek")
     default_seconds: ClassVar[float] = 60.0
     default_steps: ClassVar[int] = 200
     params: ClassVar[dict[str, Param]] = {

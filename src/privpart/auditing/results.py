@@ -23,6 +23,7 @@ from privpart.attacks.result import AttackResult, MetricResult
 from privpart.attacks.scoring import metric_specs
 from privpart.attacks.threat import ThreatModel
 from privpart.auditing.config import AuditConfig
+from privpart.certify import FisherBound
 from privpart.errors import PrivpartError
 from privpart.metrics.spec import Direction, Estimate, Margin, MetricSpec, Ratio
 from privpart.partition import Cut
@@ -42,6 +43,7 @@ class CutReport:
     verdict: Verdict
     confirmations: dict[str, AttackResult] = field(default_factory=dict)  # --confirm re-runs
     skipped: dict[str, str] = field(default_factory=dict)  # attack -> why it did not run
+    certified: FisherBound | None = None  # a bound for every unbiased attacker (noisy heads)
 
     @property
     def name(self) -> str:
@@ -55,6 +57,7 @@ class CutReport:
             "verdict": self.verdict.to_dict(),
             "confirmations": {k: r.to_dict() for k, r in self.confirmations.items()},
             "skipped": dict(self.skipped),
+            "certified": None if self.certified is None else self.certified.to_dict(),
         }
 
     @classmethod
@@ -68,6 +71,7 @@ class CutReport:
                 k: AttackResult.from_dict(r) for k, r in d.get("confirmations", {}).items()
             },
             skipped=dict(d.get("skipped", {})),
+            certified=FisherBound.from_dict(d["certified"]) if d.get("certified") else None,
         )
 
 

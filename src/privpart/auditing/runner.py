@@ -28,11 +28,13 @@ from privpart.auditing.config import AuditConfig
 from privpart.auditing.cutpick import resolve_cuts
 from privpart.auditing.executors import AttackJob, Executor, LocalExecutor
 from privpart.auditing.results import SCHEMA_VERSION, AuditResult, CutReport
+from privpart.certify import FisherBound, certify
 from privpart.data import DataSplits
 from privpart.device import resolve_device
 from privpart.errors import PrivpartError
 from privpart.models import ZOO
 from privpart.models.user import is_user_arch
+from privpart.models.wrappers import noise_modules
 from privpart.partition import Cut
 from privpart.profiling import ProfileResult, profile_cuts
 from privpart.selection import (
@@ -53,6 +55,8 @@ from privpart.training import (
 from privpart.training.target import Target
 from privpart.ui import console, progress
 from privpart.version import __version__
+
+CERTIFY_VICTIMS = 32  # victims the certified bound of a noisy head is computed on
 
 # The audit's options behind each split size (errors name them).
 SPLIT_OPTIONS = {"target_train": "--train-limit", "aux": "--aux", "victim": "--victim"}
@@ -433,6 +437,10 @@ class Auditor:
         results = self._run_jobs(target, jobs)
 
         t = time.perf_counter()
+        certified = self.certify(target, cuts)
+        self._stage("certify", t)
+
+        t = time.perf_counter()
         prof = profile_cuts(part, cuts, self.cfg.profile, self.show)
         self._stage("profile", t)
 
@@ -444,7 +452,7 @@ class Auditor:
 
         reports = [
             CutReport(c, attacks[c.name], prof.cuts[c.name], sel.verdicts[c.name],
-                      confirmations[c.name], dict(skipped))
+                      confirmations[c.name], dict(skipped), certified[c.name])
             for c in cuts
         ]  # fmt: skip
         self.stage_seconds["total"] = time.perf_counter() - started
@@ -487,6 +495,19 @@ class Auditor:
         if self.out is not None:
             result.save(self.out / "results.json")
         return result
+
+    def certify(self, target: Target, cuts: list[Cut]) -> dict[str, FisherBound | None]:
+        """The certified Fisher-information bound at every cut whose head adds Gaussian noise
+        (on the first victims, the ones the attacks score), None elsewhere."""
+        out: dict[str, FisherBound | None] = {c.name: None for c in cuts}
+        if not noise_modules(target.model):
+            return out  # a deterministic head certifies nothing
+        x = target.dataset.inputs(target.splits.victim[:CERTIFY_VICTIMS], target.input_size)
+        for cut in cuts:
+            out[cut.name] = bound = certify(target.partition.split(cut).head.eval(), x)
+            if bound is not None:
+                self._say(f"{cut.name}: {bound.describe()}")
+        return out
 
     def _select(
         self,

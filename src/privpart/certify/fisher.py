@@ -130,7 +130,7 @@ def certify(head: fx.GraphModule, x: Tensor) -> FisherBound | None:
     sigma = float(noise.sigma)
     if sigma <= 0:
         return None
-    x = x.detach().float()
+    x = x.detach().float().to(noise.scale.device)
     with torch.no_grad():
         shape = pre(x[:1]).shape[1:]
     std = (noise.scale.float() * sigma).expand(1, *shape).squeeze(0)

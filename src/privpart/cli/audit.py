@@ -67,12 +67,19 @@ def print_summary(r: AuditResult) -> None:
     table.add_column("total ms", justify="right")
     for a in ran:
         table.add_column(a, justify="right")
+    certified = any(c.certified for c in r.cuts)
+    if certified:
+        table.add_column("certified\n(unbiased)", justify="right")
     table.add_column("verdict")
     colours = {Status.SELECTED: "green", Status.PASSES: "blue", Status.REJECTED: "red"}
     for c in r.cuts:
         cells = []
         for a in ran:
             cells.append("\n".join(judged_figures(c.attacks[a])) if a in c.attacks else "-")
+        if certified:
+            b = c.certified
+            floor = None if b is None else f"MSE>={b.mse_floor:.3g}\nPSNR<={b.psnr_ceiling_db:.1f}"
+            cells.append(floor or "-")
         v = c.verdict
         tag = " [yellow](borderline)[/]" if v.borderline else ""
         table.add_row(
@@ -82,6 +89,12 @@ def print_summary(r: AuditResult) -> None:
             f"[{colours[v.status]}]{v.status.value}[/]{tag}: {escape(v.short)}",
         )
     console.print(table)
+    if certified:
+        console.print(
+            "attack columns are empirical (the best attack tried: a lower bound on leakage); "
+            "'certified' is a Fisher-information bound that holds for every unbiased attacker "
+            "(attackers with an image prior may go below it)"
+        )
     for attack, why in {a: w for c in r.cuts for a, w in c.skipped.items()}.items():
         console.print(f"[yellow]not run:[/] {attack}: {escape(why)}")
     sel = r.selection

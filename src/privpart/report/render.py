@@ -112,8 +112,10 @@ def _feature_tables(r: AuditResult, top: int = 8) -> list[tuple[str, list[dict]]
         best = None
         for res in cr.attacks.values():
             mae = res.metrics.get("feature_mae")
-            if res.per_feature and mae is not None and (
-                best is None or mae.value < best.metrics["feature_mae"].value
+            if (
+                res.per_feature
+                and mae is not None
+                and (best is None or mae.value < best.metrics["feature_mae"].value)
             ):
                 best = res
         if best is None:
@@ -131,6 +133,24 @@ def _feature_tables(r: AuditResult, top: int = 8) -> list[tuple[str, list[dict]]
         rows.sort(key=lambda f: f["ratio"] if f["ratio"] == f["ratio"] else 9e9)
         tables.append((f"{cr.name} ({best.attack})", rows[:top]))
     return tables
+
+
+def _best_mse(r: AuditResult) -> dict[str, str]:
+    """Per certified cut, the lowest MSE any attack reached (empirical), to set beside the
+    certified floor."""
+    out = {}
+    for cr in r.cuts:
+        if cr.certified is None:
+            continue
+        runs = [(res.metrics["mse"].value, res.attack) for res in cr.attacks.values()
+                if "mse" in res.metrics]  # fmt: skip
+        if runs:
+            value, who = min(runs)
+            where = "below" if value < cr.certified.mse_floor else "above"
+            out[cr.name] = f"{value:.4f} ({who}; {where} the floor)"
+        else:
+            out[cr.name] = "–"
+    return out
 
 
 def render_report(results_json: Path, out: Path | None = None) -> Path:
@@ -161,6 +181,9 @@ def render_report(results_json: Path, out: Path | None = None) -> Path:
         skipped=skipped,
         whole=r.verdicts.get("whole model trusted"),
         ran=[a for a in r.config.attacks if a not in skipped],
+        certified=any(cr.certified for cr in r.cuts),
+        certified_victims=max((cr.certified.victims for cr in r.cuts if cr.certified), default=0),
+        best_mse=_best_mse(r),
     )
     page = out / "index.html"
     page.write_text(html)
