@@ -75,6 +75,85 @@ class CutReport:
         )
 
 
+@dataclass(frozen=True)
+class DefenceTrial:
+    """One defended head tried by `--defend`: a defence at a strength at a cut, and its fate."""
+
+    cut: str  # the cut the defence protects
+    served_cut: str  # what crosses to the untrusted side (`<cut>.noise` for a bottleneck)
+    method: str
+    params: dict[str, Any]
+    outcome: str  # "passes", "rejected", "too costly" (accuracy), "not run" (budget)
+    reason: str
+    accuracy: float | None = None
+    base_accuracy: float | None = None
+    total_ms: float | None = None
+    certified: FisherBound | None = None
+    checkpoint: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def accuracy_cost(self) -> float | None:
+        """Points of test accuracy lost to the defence (positive = worse)."""
+        if self.accuracy is None or self.base_accuracy is None:
+            return None
+        return 100 * (self.base_accuracy - self.accuracy)
+
+    def describe(self) -> str:
+        strength = ", ".join(f"{k} {v}" for k, v in self.params.items())
+        text = f"{self.method} ({strength}) at {self.cut}"
+        if self.accuracy_cost is not None:
+            text += f": accuracy {self.accuracy_cost:+.1f} points".replace("+-", "-")
+        if self.certified is not None:
+            text += f", MSE >= {self.certified.mse_floor:.3g} certified for unbiased attackers"
+        return f"{text}; {self.outcome}: {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["certified"] = None if self.certified is None else self.certified.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DefenceTrial:
+        d = dict(d)
+        d["certified"] = FisherBound.from_dict(d["certified"]) if d.get("certified") else None
+        return cls(**d)
+
+
+@dataclass
+class DefenceProposal:
+    """What `--defend` found when no undefended cut passed: every trial and the one chosen."""
+
+    trials: list[DefenceTrial]
+    chosen: DefenceTrial | None
+    summary: str
+    budget_minutes: float
+    spent_minutes: float
+    max_accuracy_drop: float  # points
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "trials": [t.to_dict() for t in self.trials],
+            "chosen": None if self.chosen is None else self.chosen.to_dict(),
+            "summary": self.summary,
+            "budget_minutes": self.budget_minutes,
+            "spent_minutes": self.spent_minutes,
+            "max_accuracy_drop": self.max_accuracy_drop,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DefenceProposal:
+        chosen = d.get("chosen")
+        return cls(
+            trials=[DefenceTrial.from_dict(t) for t in d["trials"]],
+            chosen=None if chosen is None else DefenceTrial.from_dict(chosen),
+            summary=str(d["summary"]),
+            budget_minutes=float(d["budget_minutes"]),
+            spent_minutes=float(d["spent_minutes"]),
+            max_accuracy_drop=float(d["max_accuracy_drop"]),
+        )
+
+
 @dataclass
 class AuditResult:
     schema_version: int
@@ -89,6 +168,7 @@ class AuditResult:
     selection: Selection
     stage_seconds: dict[str, float] = field(default_factory=dict)
     defence: dict | None = None
+    proposal: DefenceProposal | None = None  # `--defend`: a defended split when none passed
 
     @property
     def selected_cut(self) -> str | None:
@@ -132,6 +212,7 @@ class AuditResult:
             "selected_cut": self.selected_cut,
             "stage_seconds": self.stage_seconds,
             "defence": self.defence,
+            "proposal": None if self.proposal is None else self.proposal.to_dict(),
         }
 
     def save(self, path: Path) -> Path:
@@ -163,6 +244,7 @@ class AuditResult:
             selection=Selection.from_dict(d["selection"]),
             stage_seconds=dict(d.get("stage_seconds", {})),
             defence=d.get("defence"),
+            proposal=DefenceProposal.from_dict(d["proposal"]) if d.get("proposal") else None,
         )
 
     @classmethod

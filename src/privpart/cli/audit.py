@@ -15,6 +15,8 @@ from privpart import api
 from privpart.attacks import ATTACKS, DEFAULT_ATTACKS
 from privpart.attacks.scoring import metric_specs
 from privpart.auditing import AuditResult, resolve_cuts
+from privpart.auditing.proposal import LADDERS, SearchSettings, propose_defence
+from privpart.auditing.results import DefenceProposal
 from privpart.cli.application import app
 from privpart.cli.defend import DEFENCE_PARAMS, TRAINING_KNOBS, check_defence_options
 from privpart.cli.options import (
@@ -27,6 +29,7 @@ from privpart.cli.options import (
     TaskOpt,
 )
 from privpart.cli.params import parse_assignments, with_params
+from privpart.errors import PrivpartError
 from privpart.hardware import SGX1_EPC_MIB
 from privpart.models.normalize import NORMALIZE_HELP
 from privpart.partition import Partition
@@ -102,6 +105,23 @@ def print_summary(r: AuditResult) -> None:
         f"\n[yellow]{escape(sel.recommendation)}[/]" if sel.recommendation else ""
     )
     console.print(Panel(text, title="verdict", border_style="green" if r.selected_cut else "red"))
+
+
+def print_proposal(p: DefenceProposal) -> None:
+    """Every defended head the search tried, and the proposal (or what came closest)."""
+    table = Table(title="defence search (each defended head audited by fresh attackers)")
+    for col in ("cut", "defence", "accuracy cost", "certified MSE floor", "outcome"):
+        table.add_column(col, overflow="fold")
+    for t in p.trials:
+        cost = "-" if t.accuracy_cost is None else f"{t.accuracy_cost:+.1f} pts"
+        floor = "-" if t.certified is None else f">= {t.certified.mse_floor:.3g}"
+        strength = ", ".join(f"{k} {v}" for k, v in t.params.items())
+        table.add_row(t.served_cut, f"{t.method} ({strength})", cost, floor,
+                      f"{t.outcome}: {escape(t.reason)}")  # fmt: skip
+    console.print(table)
+    console.print(f"search: {p.spent_minutes:.1f} of {p.budget_minutes:g} min")
+    style = "green" if p.chosen else "red"
+    console.print(Panel(escape(p.summary), title="defence proposal", border_style=style))
 
 
 @app.command()
@@ -194,6 +214,24 @@ def audit(
         str | None, Opt(help=f"audit a defended model: {', '.join(DEFENCE_PARAMS)}")
     ] = None,
     defence_cut: Annotated[str | None, Opt(help="the cut the defence protects")] = None,
+    defend: Annotated[
+        bool,
+        Opt(
+            "--defend",
+            help="when no cut passes, search defences at the fastest cuts (trains and audits "
+            "defended heads; bounded by --defend-minutes) and propose the fastest that passes",
+        ),
+    ] = False,
+    defend_methods: Annotated[
+        str, Opt(help=f"defences the search tries, from: {', '.join(LADDERS)}")
+    ] = "bottleneck",
+    defend_cuts: Annotated[int, Opt(min=1, help="how many of the fastest cuts to defend")] = 2,
+    defend_minutes: Annotated[
+        float, Opt(help="clock budget of the defence search, minutes")
+    ] = 60.0,
+    max_accuracy_drop: Annotated[
+        float, Opt(help="test-accuracy points a proposed defence may cost")
+    ] = 2.0,
     ray: Annotated[
         str | None,
         Opt(
@@ -214,6 +252,28 @@ def audit(
     with that defence at --defence-cut, then audited by fresh attackers.
     """
     params = defence_params or {}
+    search = None
+    if defend:
+        if defence:
+            raise PrivpartError(
+                "--defend searches defences itself, and --defence names one",
+                "give --defend to search, or --defence METHOD --defence-cut CUT to audit one",
+            )
+        knobs = {k: v for k, v in params.items() if k in TRAINING_KNOBS}
+        strengths = sorted(set(params) - set(knobs))
+        if strengths:
+            raise PrivpartError(
+                "--defend sets each defence's strength itself; drop "
+                + ", ".join("--" + k.replace("_", "-") for k in strengths),
+                "training knobs (--defence-epochs, --defence-limit, ...) are allowed",
+            )
+        search = SearchSettings(
+            methods=tuple(m.strip() for m in defend_methods.split(",") if m.strip()),
+            cuts=defend_cuts, minutes=defend_minutes, max_accuracy_drop=max_accuracy_drop,
+            training=knobs,
+        )  # fmt: skip
+        search.check()  # fail before any training
+        params = {}
     check_defence_options(defence, defence_cut, params)  # fail before any training
     names = [a.strip() for a in attacks.split(",") if a.strip()]
     per_attack = parse_assignments(
@@ -269,8 +329,15 @@ def audit(
         executor=executor,
         show_progress=True,
     )
-    page = render_report(out / "results.json")
     print_summary(result)
+    if search is not None and result.selected_cut is None:
+        console.rule("no cut passes: searching defences (--defend)")
+        result.proposal = propose_defence(result, result.config, out, search, say=console.print)
+        result.save(out / "results.json")
+        print_proposal(result.proposal)
+    elif search is not None:
+        console.print(f"--defend: not needed, {result.selected_cut} passes undefended")
+    page = render_report(out / "results.json")
     console.print(
         f"report: [link=file://{page.resolve()}]{page}[/link]  results: {out}/results.json"
     )
