@@ -5,9 +5,10 @@ each `METHOD@CUT:k=v,k=v`, this bench
   1. audits the undefended base at the points' cuts (the before),
   2. trains each point's defended checkpoint (`privpart.defences.defend`, cached under --work),
   3. audits the defended checkpoint at the cut that crosses to the untrusted side (`<cut>.noise`
-     for `bottleneck`, `<cut>` otherwise), against keeping the whole model trusted: the default attacks plus every attack that knows the defence, fresh
-     attackers trained from scratch, fixed step budgets (a loaded machine buys fewer steps
-     with a clock: fixed steps keep defended and undefended audits comparable),
+     for `bottleneck`, `<cut>` otherwise), against keeping the whole model trusted: the default
+     attacks plus every attack that knows the defence, fresh attackers trained from scratch,
+     fixed step budgets (a loaded machine buys fewer steps with a clock: fixed steps keep
+     defended and undefended audits comparable),
   4. writes bench/results/defence.{json,md,png}: per point the task accuracy and its cost, every
      attack's SSIM / re-identification with 95 % intervals against the limits, the verdict,
      whether the audit selects the defended cut, and the certified Fisher-information floor on
