@@ -18,6 +18,7 @@ from privpart.profiling import ProfileConfig
 
 def test_attacks_declare_the_defences_they_know() -> None:
     assert adaptive_attacks("noise") == ["denoiser", "prior", "prior-decoder", "whitebox"]
+    assert adaptive_attacks("bottleneck") == adaptive_attacks("noise"), "noise is noise"
     assert adaptive_attacks("adversarial") == adaptive_attacks("nopeek") == ["prior", "whitebox"]
     assert adaptive_attacks(None) == adaptive_attacks("shredder") == []
 

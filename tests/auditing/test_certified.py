@@ -18,8 +18,9 @@ def test_noisy_cuts_are_certified_and_labelled(bottleneck_checkpoint: Path, tmp_
         model="tinycnn",
         checkpoint=str(bottleneck_checkpoint),
         cuts="block1,block2.noise,block3",
-        attacks=("decoder", "whitebox"),
+        attacks=["decoder"],
         attack_steps=4,
+        adaptive=False,  # the attacks that know the defence: tests/attacks/test_adaptive.py
         profile=ProfileConfig(repeats=3, warmup=1, untrusted_threads=1),
     )
     out = tmp_path / "audit"
@@ -31,7 +32,6 @@ def test_noisy_cuts_are_certified_and_labelled(bottleneck_checkpoint: Path, tmp_
     assert noisy.mse_floor > 0 and noisy.victims == 32
     # block3 is computed from the noisy code: the same bound holds there (data processing)
     assert later is not None and later.mse_floor == noisy.mse_floor
-    assert "prior" in by["block2.noise"].attacks, "attacks that know the defence joined"
 
     saved = json.loads((out / "results.json").read_text())
     cut = next(c for c in saved["cuts"] if c["cut"]["name"] == "block2.noise")

@@ -29,7 +29,8 @@ FAST = ProfileConfig(
 @pytest.fixture(scope="module")
 def undefended(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> AuditResult:
     cfg = AuditConfig(model="tinycnn", checkpoint=str(tiny_checkpoint), cuts="block1,block2",
-                      attacks=["decoder"], attack_steps=4, profile=FAST)  # fmt: skip
+                      attacks=["decoder"], attack_steps=4, profile=FAST,
+                      adaptive=False)  # fmt: skip
     out = tmp_path_factory.mktemp("undefended")
     return Auditor(cfg, out, show_progress=False).run()
 

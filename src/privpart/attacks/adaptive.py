@@ -4,8 +4,8 @@ meta.json records one of those defences. A defence is judged by an attacker who 
 
 | defence | adaptive attacks | what they exploit |
 |---|---|---|
-| noise | denoiser, prior-decoder | fresh noisy queries of augmented aux images: a decoder that learns E[x given noisy features] |
-| noise | whitebox, prior | the head's weights include the noise module: invert the noiseless head, prior tuned on noisy aux features |
+| noise, bottleneck | denoiser, prior-decoder | fresh noisy queries of augmented aux images: a decoder that learns E[x given noisy features] |
+| noise, bottleneck | whitebox, prior | the head's weights include the noise module: invert the noiseless head, prior tuned on noisy aux features |
 | adversarial, nopeek | whitebox, prior | optimisation against the defended weights themselves, not a learned proxy the defence trained against |
 """  # noqa: E501
 

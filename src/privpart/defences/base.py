@@ -118,9 +118,14 @@ class Defence(ABC):
     def setup(self, ctx: DefenceContext) -> None:  # noqa: B027  (optional hook)
         """Build extra networks (adversaries, noise) before the first step."""
 
-    def trainable(self, ctx: DefenceContext) -> list[nn.Parameter]:
-        """Parameters the task optimiser updates: head and tail by default."""
+    def trainable(self, ctx: DefenceContext) -> list:
+        """Parameters (or Adam parameter groups) the task optimiser updates: head and tail by
+        default."""
         return [p for p in ctx.model.parameters() if p.requires_grad]
+
+    def default_lr(self, ctx: DefenceContext) -> float:
+        """Half the model's from-scratch peak rate."""
+        return FINE_TUNE_LR_FACTOR * DEFAULT_LR.get(ctx.spec.arch, 1e-3)
 
     @abstractmethod
     def loss(self, ctx: DefenceContext, x: Tensor, y: Tensor, idx: Tensor) -> tuple[Tensor, dict]:
@@ -197,7 +202,7 @@ class Defence(ABC):
         seed = int(self.values["seed"])
         torch.manual_seed(seed)
         self.setup(ctx)
-        lr = self.values["lr"] or FINE_TUNE_LR_FACTOR * DEFAULT_LR.get(ctx.spec.arch, 1e-3)
+        lr = self.values["lr"] or self.default_lr(ctx)
         opt = torch.optim.Adam(self.trainable(ctx), lr=lr)
         total = self.total_steps(ctx)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=0.05 * lr)

@@ -29,6 +29,7 @@ the trusted head: from torch's RNG in training and audits, from the OS CSPRNG in
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import ClassVar
 
@@ -53,6 +54,7 @@ from privpart.partition import Partition
 
 CALIBRATION_SAMPLES = 1024  # clean features for the principal components
 CERTIFY_SAMPLES = 32  # defender samples the Fisher floor is measured on
+DISTILL_T = 2.0  # temperature of the undefended model's outputs the defended one learns from
 
 
 def principal_init(encode: nn.Module, decode: nn.Module, features: Tensor, channels: int) -> None:
@@ -99,6 +101,18 @@ class BottleneckDefence(Defence):
         ),
         "recalibrate_steps": Param(
             200, "tail-only steps after raising sigma to meet target_mse", int, 0
+        ),
+        "distill": Param(
+            1.0, "weight of matching the undefended model's softened outputs (0: labels only)",
+            float, 0.0,
+        ),
+        "ramp": Param(
+            0.3, "share of the steps over which the noise grows from 0 to sigma", float, 0.0,
+            maximum=1.0,
+        ),
+        "new_lr_factor": Param(
+            10.0, "learning-rate multiple for the new encode/decode layers", float, 0.0,
+            exclusive=True,
         ),
     }  # fmt: skip
 
@@ -154,6 +168,9 @@ class BottleneckDefence(Defence):
         return bound.mse_floor
 
     def setup(self, ctx: DefenceContext) -> None:
+        self.teacher = None
+        if self.values["distill"] > 0:  # the undefended model, frozen: a richer target than y
+            self.teacher = copy.deepcopy(ctx.model).eval().requires_grad_(False)
         ctx.split.head.eval()
         with torch.no_grad():
             feats = ctx.split.head(ctx.inputs(ctx.train_index[:CALIBRATION_SAMPLES])).cpu()
@@ -164,15 +181,20 @@ class BottleneckDefence(Defence):
         if target is not None:
             self.noise.sigma.fill_(1.0)
             self.noise.sigma.fill_(math.sqrt(target / self._floor(ctx)))
-        self.phase = "joint"
+        self.phase, self.step, self.sigma = "joint", 0, float(self.noise.sigma)
         ctx.state["calibration"] = {
             "samples": int(feats.shape[0]),
             "initial_sigma": float(self.noise.sigma),
         }
 
-    def trainable(self, ctx: DefenceContext) -> list[nn.Parameter]:
+    def trainable(self, ctx: DefenceContext) -> list:
         if self.phase == "joint":
-            return [p for p in ctx.model.parameters() if p.requires_grad]
+            new = [*self.encode.parameters(), *self.decode.parameters()]
+            ids = {id(p) for p in new}
+            rest = [p for p in ctx.model.parameters() if p.requires_grad and id(p) not in ids]
+            lr = self.values["lr"] or self.default_lr(ctx)
+            return [{"params": rest},
+                    {"params": new, "lr": lr * self.values["new_lr_factor"]}]  # fmt: skip
         head = {id(p) for p in self._head_params(ctx)}
         return [p for p in ctx.model.parameters() if id(p) not in head]
 
@@ -184,11 +206,25 @@ class BottleneckDefence(Defence):
         )
 
     def loss(self, ctx: DefenceContext, x: Tensor, y: Tensor, idx: Tensor) -> tuple[Tensor, dict]:
-        task = F.cross_entropy(ctx.model(x), y)
-        return task, {"task": task.item()}
+        if self.phase == "joint":  # noise from 0 to sigma over the first `ramp` of the steps
+            ramp = self.values["ramp"] * self.total_steps(ctx)
+            self.noise.sigma.fill_(self.sigma * min(1.0, (self.step + 1) / max(ramp, 1.0)))
+            self.step += 1
+        logits = ctx.model(x)
+        task = F.cross_entropy(logits, y)
+        logs = {"task": task.item()}
+        if self.teacher is not None and self.phase == "joint":
+            with torch.no_grad():
+                soft = F.softmax(self.teacher(x) / DISTILL_T, 1)
+            kd = F.kl_div(F.log_softmax(logits / DISTILL_T, 1), soft, reduction="batchmean")
+            task = task + self.values["distill"] * DISTILL_T**2 * kd
+            logs["kd"] = kd.item()
+        return task, logs
 
     def fit(self, ctx: DefenceContext) -> dict:
         info = super().fit(ctx)
+        self.noise.sigma.fill_(self.sigma)
+        self.teacher = None
         target = self.values["target_mse"]
         floor = self._floor(ctx)
         info["mse_floor_after_training"] = floor
