@@ -90,8 +90,8 @@ class BottleneckDefence(Defence):
     params: ClassVar[dict[str, Param]] = {
         "channels": Param(4, "channels of the code sent to the untrusted side", int, 1),
         "sigma": Param(
-            1.0, "noise std relative to the code's RMS (ignored with target_mse)", float, 0.0,
-            exclusive=True,
+            1.0, "noise std relative to the code's RMS (ignored when a target MSE is given)",
+            float, 0.0, exclusive=True,
         ),
         "target_mse": Param(
             None,
