@@ -88,3 +88,16 @@ def test_bad_settings_fail_before_training(
         defend(tiny_checkpoint, "bottleneck", cut, tmp_path / "x", {**QUICK, **params},
                show_progress=False)  # fmt: skip
     assert not (tmp_path / "x").exists()
+
+
+def test_an_in_loop_denoising_adversary_trains_and_is_discarded(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    out = defend(tiny_checkpoint, "bottleneck", CUT, tmp_path / "adv",
+                 {**QUICK, "channels": 2, "sigma": 1.0, "alpha": 1.0, "adv_width": 8},
+                 show_progress=False)  # fmt: skip
+    rec = read_meta(out)["defence"]
+    assert rec["no_information_levels"]["rec_l1"] > 0
+    assert "rec" in rec["training"]["final_losses"], "the adversary's loss was traded"
+    model, _ = load_checkpoint(out)
+    assert not any("adversary" in k for k in model.state_dict()), "adversary not saved"

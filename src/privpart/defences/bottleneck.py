@@ -37,7 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from privpart.attacks.generator import FeatureGenerator
 from privpart.certify import certify
+from privpart.defences.adversarial import feature_normaliser, streamed_conditional_l1
 from privpart.defences.base import Defence, DefenceContext
 from privpart.defences.registry import DEFENCES
 from privpart.errors import PrivpartError
@@ -114,6 +116,12 @@ class BottleneckDefence(Defence):
             10.0, "learning-rate multiple for the new encode/decode layers", float, 0.0,
             exclusive=True,
         ),
+        "alpha": Param(
+            0.0, "weight of an in-loop denoising decoder's reconstruction loss, traded against "
+            "the task (0: no adversary)", float, 0.0,
+        ),
+        "adv_lr": Param(1e-3, "the in-loop decoder's learning rate", float, 0.0, exclusive=True),
+        "adv_width": Param(32, "the in-loop decoder's width (the decoder attack's)", int, 1),
     }  # fmt: skip
 
     def check(self, ctx: DefenceContext) -> None:
@@ -182,10 +190,30 @@ class BottleneckDefence(Defence):
             self.noise.sigma.fill_(1.0)
             self.noise.sigma.fill_(math.sqrt(target / self._floor(ctx)))
         self.phase, self.step, self.sigma = "joint", 0, float(self.noise.sigma)
+        self.adversary = None
+        if self.values["alpha"] > 0:
+            self._setup_adversary(ctx)
         ctx.state["calibration"] = {
             "samples": int(feats.shape[0]),
             "initial_sigma": float(self.noise.sigma),
         }
+
+    def _setup_adversary(self, ctx: DefenceContext) -> None:
+        """A denoising decoder on the noisy code (the attacks' generator behind a non-affine
+        normaliser), trained alongside; the model is penalised for what it recovers, capped at
+        the task-label level b_rec (the adversarial defence's rule: nothing beyond the label)."""
+        k, shape = int(self.values["channels"]), ctx.feature_shape
+        code = (k, *shape[1:])
+        width = int(self.values["adv_width"])
+        gen = FeatureGenerator(code, (ctx.ds.channels, *ctx.input_size), width, 4 * width)
+        self.adversary = nn.Sequential(feature_normaliser(code), gen).to(ctx.device)
+        self.adv_opt = torch.optim.Adam(
+            self.adversary.parameters(), lr=self.values["adv_lr"], betas=(0.5, 0.999)
+        )
+        self.b_rec = streamed_conditional_l1(ctx)
+        self.sent: list[Tensor] = []
+        self.hook = self.noise.register_forward_hook(lambda _m, _i, out: self.sent.append(out))
+        ctx.state["no_information_levels"] = {"rec_l1": self.b_rec}
 
     def trainable(self, ctx: DefenceContext) -> list:
         if self.phase == "joint":
@@ -210,9 +238,23 @@ class BottleneckDefence(Defence):
             ramp = self.values["ramp"] * self.total_steps(ctx)
             self.noise.sigma.fill_(self.sigma * min(1.0, (self.step + 1) / max(ramp, 1.0)))
             self.step += 1
+        if self.adversary is not None:
+            self.sent.clear()
         logits = ctx.model(x)
         task = F.cross_entropy(logits, y)
         logs = {"task": task.item()}
+        if self.adversary is not None and self.phase == "joint":
+            code = self.sent[-1]
+            self.adversary.train()
+            adv = F.l1_loss(self.adversary(code.detach()), x)
+            self.adv_opt.zero_grad(set_to_none=True)
+            adv.backward()
+            self.adv_opt.step()
+            self.adversary.requires_grad_(False)
+            rec = F.l1_loss(self.adversary(code), x)
+            self.adversary.requires_grad_(True)
+            task = task - self.values["alpha"] * rec.clamp(max=self.b_rec)
+            logs["rec"] = rec.item()
         if self.teacher is not None and self.phase == "joint":
             with torch.no_grad():
                 soft = F.softmax(self.teacher(x) / DISTILL_T, 1)
@@ -223,8 +265,11 @@ class BottleneckDefence(Defence):
 
     def fit(self, ctx: DefenceContext) -> dict:
         info = super().fit(ctx)
+        if self.adversary is not None:
+            self.hook.remove()
+            self.sent.clear()
         self.noise.sigma.fill_(self.sigma)
-        self.teacher = None
+        self.teacher = self.adversary = None  # discarded: the audit judges with fresh attackers
         target = self.values["target_mse"]
         floor = self._floor(ctx)
         info["mse_floor_after_training"] = floor
