@@ -72,7 +72,7 @@ def print_summary(r: AuditResult) -> None:
         table.add_column(a, justify="right")
     certified = any(c.certified for c in r.cuts)
     if certified:
-        table.add_column("certified\n(unbiased)", justify="right")
+        table.add_column("certified", justify="right")
     table.add_column("verdict")
     colours = {Status.SELECTED: "green", Status.PASSES: "blue", Status.REJECTED: "red"}
     for c in r.cuts:
