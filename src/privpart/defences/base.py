@@ -87,6 +87,17 @@ class DefenceContext:
     def feature_shape(self) -> tuple[int, ...]:
         return tuple(self.cut.shape)
 
+    def require_module(self, what: str) -> None:
+        """Defences that wrap the module at the cut need one there (not a function in forward)."""
+        name = self.cut.name
+        try:
+            self.model.get_submodule(name)
+        except AttributeError:
+            raise PrivpartError(
+                f"the {what}, and cut {name!r} is not a module (it is a function in forward())",
+                "choose a cut named after a module (see `privpart cuts`), e.g. a block boundary",
+            ) from None
+
     def batches(self, epoch: int) -> Iterator[Tensor]:
         """Seeded shuffle of the defender's samples, one index batch at a time."""
         g = torch.Generator().manual_seed(int(self.params["seed"]) * 1000 + epoch)

@@ -127,14 +127,7 @@ class BottleneckDefence(Defence):
     def check(self, ctx: DefenceContext) -> None:
         """The bottleneck replaces the module at the cut: it must exist and end the cut."""
         name = ctx.cut.name
-        try:
-            ctx.model.get_submodule(name)
-        except AttributeError:
-            raise PrivpartError(
-                f"the bottleneck defence replaces a module, and cut {name!r} is not a module "
-                "(it is a function in forward())",
-                "choose a cut named after a module (see `privpart cuts`), e.g. a block boundary",
-            ) from None
+        ctx.require_module("bottleneck defence replaces a module")
         shape = ctx.feature_shape
         if len(shape) not in (1, 3):
             raise PrivpartError(

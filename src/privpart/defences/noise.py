@@ -55,14 +55,7 @@ class NoiseDefence(Defence):
     def check(self, ctx: DefenceContext) -> None:
         """The noise attaches to the module whose output is the cut: verify it, before training."""
         name = ctx.cut.name
-        try:
-            ctx.model.get_submodule(name)
-        except AttributeError:
-            raise PrivpartError(
-                f"the noise defence attaches to a module's output, and cut {name!r} is not a "
-                "module (it is a function in forward())",
-                "choose a cut named after a module (see `privpart cuts`), e.g. a block boundary",
-            ) from None
+        ctx.require_module("noise defence attaches to a module's output")
         probe = wrap_at(build_model(ctx.spec), name, CutNoise(torch.ones(1), 0.0))
         head = Partition(probe, ctx.partition.input_shape).split(name).head
         if not any(n.op == "call_module" and str(n.target) == f"{name}.noise"
