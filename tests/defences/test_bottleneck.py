@@ -101,3 +101,34 @@ def test_an_in_loop_denoising_adversary_trains_and_is_discarded(
     assert "rec" in rec["training"]["final_losses"], "the adversary's loss was traded"
     model, _ = load_checkpoint(out)
     assert not any("adversary" in k for k in model.state_dict()), "adversary not saved"
+
+
+def test_a_floor_below_target_after_training_raises_sigma_and_tunes_the_tail_only(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """Recalibration: the floor measured after training is forced below the target (a unit
+    test of the rule, the measurement itself is tested above): sigma rises by sqrt(target /
+    floor), the head stays as trained, and the model keeps one bottleneck."""
+    from privpart.defences.bottleneck import BottleneckDefence
+
+    real = BottleneckDefence._floor
+    calls: list[float] = []
+
+    def floor(self, ctx) -> float:  # noqa: ANN001
+        value = real(self, ctx)
+        calls.append(value)
+        return value / 4 if len(calls) == 2 else value  # the measurement right after training
+
+    monkeypatch.setattr(BottleneckDefence, "_floor", floor)
+    out = defend(tiny_checkpoint, "bottleneck", CUT, tmp_path / "re",
+                 {**QUICK, "channels": 2, "target_mse": 0.05, "recalibrate_steps": 3,
+                  "distill": 0.0}, show_progress=False)  # fmt: skip
+    rec = read_meta(out)["defence"]
+    trained = rec["calibration"]["initial_sigma"]
+    assert rec["training"]["recalibration"]["steps"] == 3
+    after = calls[1] / 4  # the (forced) floor after training
+    assert rec["sigma"] == pytest.approx(trained * (0.05 / after) ** 0.5, rel=1e-4)
+    model, meta = load_checkpoint(out)
+    assert len(noise_modules(model)) == 1 and isinstance(model.get_submodule(CUT), Bottleneck)
+    head = Partition(model, tuple(meta["input_shape"])).split(f"{CUT}.noise").head
+    assert certify(head, torch.rand(2, *meta["input_shape"])) is not None
