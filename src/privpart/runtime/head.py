@@ -185,3 +185,22 @@ def rebuild_head(info: HeadInfo, state: dict[str, torch.Tensor]) -> fx.GraphModu
         head = split_graph(trace(secure_noise(model)), info.cut).head
         _load_into(head, state)
     return head.eval()
+
+
+def measure_tail(split: SplitHead) -> str:
+    """The tail's identity, by the same rules as the head's (its input is the cut's shape)."""
+    return measure_head(split.tail, split.info.cut.shape)
+
+
+def rebuild_tail(info: HeadInfo, state: dict[str, torch.Tensor]) -> fx.GraphModule:
+    """The tail of `info`'s model at its cut, on the CPU in eval mode, filled with `state`: the
+    trusted side's copy, which its caller re-measures (`measure_tail`'s rules)."""
+    tail = split_graph(trace(build_model(info.spec)), info.cut).tail
+    try:
+        tail.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise PrivpartError(
+            f"the tail weights do not fit the tail architecture: {str(exc).splitlines()[0]}",
+            "write them again from the checkpoint (privpart enclave --verify-tail does it)",
+        ) from exc
+    return tail.eval()
