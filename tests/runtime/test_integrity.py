@@ -309,3 +309,22 @@ def test_infer_says_where_verification_belongs_in_enclave_mode(tmp_path: Path) -
     args = ["enclave", "--checkpoint", str(tmp_path), "--cut", "b", "--tail", "http://127.0.0.1:9"]
     bad = CliRunner().invoke(app, [*args, "--verify-tail", "2"])
     assert bad.exit_code == 2 and "verify-tail" in bad.output
+
+
+@pytest.mark.parametrize("checkpoint", ["runtime_checkpoint", "bottleneck_checkpoint"])
+def test_the_worker_rebuilds_the_tail_the_client_splits(
+    checkpoint: str, request: pytest.FixtureRequest
+) -> None:
+    """The worker's tail (rebuilt from the head's description and the tail's weights) measures
+    as the tail `split_checkpoint` makes, for a plain and a defended (noisy bottleneck) model."""
+    from privpart.runtime.head import (
+        head_state,
+        measure_head,
+        measure_tail,
+        rebuild_tail,
+        split_checkpoint,
+    )
+
+    split = split_checkpoint(request.getfixturevalue(checkpoint), "block2")
+    tail = rebuild_tail(split.info, head_state(split.tail))
+    assert measure_head(tail, split.info.cut.shape) == measure_tail(split)

@@ -195,7 +195,8 @@ def measure_tail(split: SplitHead) -> str:
 def rebuild_tail(info: HeadInfo, state: dict[str, torch.Tensor]) -> fx.GraphModule:
     """The tail of `info`'s model at its cut, on the CPU in eval mode, filled with `state`: the
     trusted side's copy, which its caller re-measures (`measure_tail`'s rules)."""
-    tail = split_graph(trace(build_model(info.spec)), info.cut).tail
+    model = secure_noise(restore_inference(build_model(info.spec), info.defence))
+    tail = split_graph(trace(model), info.cut).tail  # built as split_checkpoint builds it
     try:
         tail.load_state_dict(state, strict=True)
     except RuntimeError as exc:
