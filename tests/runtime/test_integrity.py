@@ -328,3 +328,28 @@ def test_the_worker_rebuilds_the_tail_the_client_splits(
     split = split_checkpoint(request.getfixturevalue(checkpoint), "block2")
     tail = rebuild_tail(split.info, head_state(split.tail))
     assert measure_head(tail, split.info.cut.shape) == measure_tail(split)
+
+
+def test_infer_on_the_device_verifies_every_answer_with_verify_tail_1(
+    process_stack: SimpleNamespace, tmp_path: Path
+) -> None:
+    """`privpart infer --device --verify-tail 1` against a real `privpart serve`: the honest
+    tail passes and every request says it was recomputed."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from privpart.cli import app
+
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(image)
+    result = CliRunner().invoke(
+        app, ["infer", str(image), "--device", "--tail", process_stack.tail_url, "--checkpoint",
+              str(process_stack.checkpoint), "--cut", "block2", "--verify-tail", "1",
+              "--repeat", "3", "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["verify_tail"] == 1.0 and "verify_tail" in out["results"][0]["timing_ms"]
