@@ -335,7 +335,10 @@ def audit(
     print_summary(result)
     if search is not None and result.selected_cut is None:
         console.rule("no cut passes: searching defences (--defend)")
-        result.proposal = propose_defence(result, result.config, out, search, say=console.print)
+        result.proposal = propose_defence(
+            result, result.config, out, search, say=console.print,
+            trust_code=trust_code or checkpoint is None,  # as the audit itself loaded it
+        )  # fmt: skip
         result.save(out / "results.json")
         print_proposal(result.proposal)
     elif search is not None:
