@@ -54,6 +54,18 @@ TrustCodeOpt = Annotated[
         help="allow a checkpoint whose architecture is a Python file (it is imported and run)",
     ),
 ]
+VerifyTailOpt = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        metavar="RATE",
+        help="recompute the tail on this trusted side for a random fraction RATE of requests "
+        "and withhold any answer that differs (tail_forgery_detected): 1 checks every request, "
+        "0.1 one in ten; 0 (default) checks none, so answers are NOT integrity-protected "
+        "against the tail server (docs/runtime.md)",
+    ),
+]
 TokenFileOpt = Annotated[
     Path | None,
     typer.Option(help="require this bearer token from clients (a file holding it); /healthz open"),
@@ -273,6 +285,7 @@ def enclave(
         ),
     ] = False,
     trust_code: TrustCodeOpt = False,
+    verify_tail: VerifyTailOpt = 0.0,
 ) -> None:
     """Run the head in an attested enclave worker that relays features to the tail server."""
     import os
@@ -304,6 +317,7 @@ def enclave(
         trust_code=trust_code,
         isv_prod_id=isv_prod_id,
         isv_svn=isv_svn,
+        verify_tail=verify_tail,
     )
     platform = PlatformKeys.load_or_create(platform_dir or default_platform_dir())
     tee = backend_cls(platform, config)
@@ -342,13 +356,26 @@ def enclave(
                 f"  head {split.info.spec.arch} up to cut [bold]{cut}[/], measurement "
                 f"{split.info.measurement}\n  worker pid {supervisor.pid}, budget {epc_mib} MiB "
                 f"(head peak {ready['head_peak_bytes'] / 2**20:.1f} MiB), tail {tail}"
-                f"{' (TLS, pinned)' if tail_cert else ''}{pin}"
+                f"{' (TLS, pinned)' if tail_cert else ''}{pin}\n  {_verify_line(verify_tail)}"
             )
 
         await serve_until_signal(web_app, host, port, started)
 
     asyncio.run(run())
     console.print("[green]stopped[/]")
+
+
+def _verify_line(rate: float) -> str:
+    """What the operator is told about the integrity of the tail's answers."""
+    if rate <= 0:
+        return (
+            "tail answers: [bold yellow]not verified[/] (--verify-tail 0): a tail server that "
+            "forges logits goes undetected"
+        )
+    return (
+        f"tail answers: recomputed here on {rate:.0%} of requests (--verify-tail {rate:g}), "
+        "a mismatch is withheld as tail_forgery_detected"
+    )
 
 
 def _print_mrenclave(tee: TEEBackend, split: SplitHead, heads: Path) -> None:
@@ -431,6 +458,7 @@ def infer(
     ] = None,
     tail_cert: TailCertOpt = None,
     trust_code: TrustCodeOpt = False,
+    verify_tail: VerifyTailOpt = 0.0,
     repeat: Annotated[int, typer.Option(min=1, help="run each image N times (timing)")] = 1,
     timeout: Annotated[float, typer.Option(help="seconds to wait for an answer")] = 30.0,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads (device mode)")] = None,
@@ -449,6 +477,13 @@ def infer(
             "the head runs here, so it needs the checkpoint and the cut",
         )
     pol = None
+    if enclave_url is not None and verify_tail > 0:
+        raise PrivpartError(
+            "--verify-tail is for device mode here: in enclave mode the enclave worker "
+            "recomputes the tail, since it holds the features",
+            "start the enclave with `privpart enclave ... --verify-tail RATE` (its /v1/info "
+            "shows the rate), and drop --verify-tail here",
+        )
     if enclave_url is not None:
         if measurement is None and (checkpoint is None or cut is None):
             raise PrivpartError(
@@ -493,6 +528,7 @@ def infer(
             repeat,
             timeout,
             as_json,
+            verify_tail,
         )
     )
 
@@ -552,11 +588,14 @@ async def _connect(
             "tcb_status": att.tcb_status,
             "advisories": list(att.advisories),
             "platform_key": att.platform_key,
+            "verify_tail": info.get("verify_tail", 0.0),  # as the host reports it: not attested
         }
         return header, tuple(info["input_shape"])
     assert split is not None
     await client.check_tail()
-    return {"mode": "device", "cut": split.info.cut.name, "tail": tail}, split.info.input_shape
+    header = {"mode": "device", "cut": split.info.cut.name, "tail": tail,
+              "verify_tail": client.check.rate}  # fmt: skip
+    return header, split.info.input_shape
 
 
 async def _infer(
@@ -573,6 +612,7 @@ async def _infer(
     repeat: int,
     timeout: float,
     as_json: bool,
+    verify_tail: float = 0.0,
 ) -> None:
     from privpart.runtime.client import DeviceClient, EnclaveClient
     from privpart.runtime.client.images import load_images
@@ -594,7 +634,9 @@ async def _infer(
     else:
         assert split is not None and tail is not None
         pin = cert_fingerprint(tail_cert) if tail_cert else None
-        client = DeviceClient(split, tail, timeout, token=token, tls_pin=pin)
+        client = DeviceClient(
+            split, tail, timeout, token=token, tls_pin=pin, verify_tail=verify_tail
+        )
     try:  # the client's connections close whatever fails, attestation included
         header, input_shape = await _connect(client, split, tail, as_json)
         x = load_images(images, input_shape)

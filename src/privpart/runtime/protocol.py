@@ -106,6 +106,7 @@ STATUS: dict[str, int] = {
     "enclave_internal": 500,
     "quote_failed": 500,
     "bad_tail_answer": 502,
+    "tail_forgery_detected": 502,
     "tail_unreachable": 502,
     "tail_disconnected": 502,
     "tail_tls": 502,

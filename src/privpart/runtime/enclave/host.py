@@ -34,6 +34,7 @@ from privpart.runtime.enclave.base import TEEBackend
 from privpart.runtime.enclave.supervisor import WorkerSupervisor
 from privpart.runtime.errors import RuntimeFailure
 from privpart.runtime.head import HeadInfo
+from privpart.runtime.integrity import FORGERY
 from privpart.runtime.server.http import (
     LIMITS_KEY,
     Handler,
@@ -84,6 +85,14 @@ class EnclaveHost:
         self.generation = m.gauge("privpart_enclave_worker_generation", "current worker number")
         self.simulated = m.gauge("privpart_enclave_simulated", "1 when no hardware TEE is used")
         self.simulated.set(1 if self.backend.simulated else 0)
+        self.tail_checks = m.counter(
+            "privpart_enclave_tail_checks_total",
+            "requests whose tail the worker recomputed (--verify-tail)",
+        )
+        self.tail_forgeries = m.counter(
+            "privpart_enclave_tail_forgeries_total",
+            "checked requests whose tail answer differed from the recomputation (withheld)",
+        )
         self.inflight = 0
 
     def describe(self) -> dict:
@@ -109,6 +118,8 @@ class EnclaveHost:
                 "restarts": self.supervisor.restarts,
             },
             "tail": self.tail_url,
+            "verify_tail": self.backend.config.verify_tail,
+            "tail_measurement": self.backend.tail_measurement or None,
         }
 
     async def attest(self, hello: object, client: str) -> dict:
@@ -130,15 +141,26 @@ class EnclaveHost:
         header = {"session": session, "tail": self.tail_url}
         if self.tail_token:
             header["tail_token"] = self.tail_token
-        reply, sealed = await self.supervisor.call(
-            "infer", header, record, timeout=self.tail_timeout_s + 30
-        )
+        try:
+            reply, sealed = await self.supervisor.call(
+                "infer", header, record, timeout=self.tail_timeout_s + 30
+            )
+        except RuntimeFailure as exc:
+            if exc.code == FORGERY:
+                self.tail_checks.inc()
+                self.tail_forgeries.inc()
+            raise
         worker_ms = (time.perf_counter() - t0) * 1e3
+        if "verify_tail" in reply["timing"]:
+            self.tail_checks.inc()
         timing = {
             f"enclave_{k}" if not k.startswith("tail_") else k: v
             for k, v in reply["timing"].items()
         }
-        inside = sum(v for k, v in timing.items() if k.startswith("enclave_"))
+        # the recomputation overlaps the tail round trip: not part of the serial path
+        inside = sum(
+            v for k, v in timing.items() if k.startswith("enclave_") and k != "enclave_verify_tail"
+        )
         timing["enclave_ipc"] = worker_ms - inside - timing.get("tail_roundtrip", 0.0)
         return sealed, timing
 
