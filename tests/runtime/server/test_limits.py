@@ -94,6 +94,7 @@ def test_only_clients_holding_the_token_get_in(limited: SimpleNamespace, tmp_pat
 
     assert asyncio.run(info())["auth"] is True
     (tmp_path / "token").write_text(TOKEN + "\n")
+    (tmp_path / "token").chmod(0o600)  # a token file others can read is refused
     assert read_token(tmp_path / "token") == TOKEN
     (tmp_path / "short").write_text("abc")
     with pytest.raises(Exception, match="no usable token"):
