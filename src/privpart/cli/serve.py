@@ -62,6 +62,10 @@ BodyTimeoutOpt = Annotated[
     float, typer.Option(min=0.1, help="seconds a request body may take to arrive")
 ]
 MaxConnOpt = Annotated[int, typer.Option(min=1, help="open connections at most")]
+TlsCertOpt = Annotated[
+    Path | None, typer.Option(help="serve HTTPS with this PEM certificate (and --tls-key)")
+]
+TlsKeyOpt = Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert")]
 TailCertOpt = Annotated[
     Path | None,
     typer.Option(help="pin the tail's TLS certificate (PEM): only an https:// tail presenting it"),
@@ -89,10 +93,8 @@ def serve(
     auth_token_file: TokenFileOpt = None,
     body_timeout: BodyTimeoutOpt = 10.0,
     max_connections: MaxConnOpt = 512,
-    tls_cert: Annotated[
-        Path | None, typer.Option(help="serve HTTPS with this PEM certificate (and --tls-key)")
-    ] = None,
-    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert")] = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
     trust_code: TrustCodeOpt = False,
     ray: Annotated[
         str | None,
@@ -262,6 +264,8 @@ def enclave(
     tail_cert: TailCertOpt = None,
     body_timeout: BodyTimeoutOpt = 10.0,
     max_connections: MaxConnOpt = 512,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
     isv_prod_id: Annotated[int, typer.Option(min=0, help="gramine: ISV product id")] = 0,
     isv_svn: Annotated[int, typer.Option(min=0, help="gramine: ISV SVN")] = 0,
     print_mrenclave: Annotated[
@@ -290,11 +294,14 @@ def enclave(
     from privpart.runtime.server import ServerLimits
     from privpart.runtime.server.limits import read_token
     from privpart.runtime.server.runner import serve_until_signal
-    from privpart.runtime.tls import cert_fingerprint
+    from privpart.runtime.tls import cert_fingerprint, server_context
 
     backend_cls = TEE_BACKENDS.get(backend)
     if tail is None and not print_mrenclave:
         raise PrivpartError("--tail URL is required", "pass the tail server's URL")
+    if (tls_cert is None) != (tls_key is None):
+        raise PrivpartError("--tls-cert and --tls-key go together", "pass both, or neither")
+    tls = server_context(tls_cert, tls_key) if tls_cert and tls_key else None
     config = EnclaveConfig(
         epc_mib=epc_mib,
         max_batch=max_batch,
@@ -345,10 +352,22 @@ def enclave(
                 f"{' (TLS, pinned)' if tail_cert else ''}{pin}"
             )
 
-        await serve_until_signal(web_app, host, port, started)
+        await serve_until_signal(web_app, host, port, started, tls=tls)
 
+    if tls is None and not _is_loopback_host(host):
+        console.print(
+            f"[bold yellow]warning:[/] plain HTTP on {host}: clients' bearer token and session "
+            "ids cross the network unencrypted; pass --tls-cert FILE --tls-key FILE (clients "
+            "then pin the certificate with `privpart infer --enclave-cert FILE`)"
+        )
     asyncio.run(run())
     console.print("[green]stopped[/]")
+
+
+def _is_loopback_host(host: str) -> bool:
+    from privpart.runtime.client.enclave import is_loopback
+
+    return is_loopback(f"http://{host}/") if ":" not in host else is_loopback(f"http://[{host}]/")
 
 
 def _print_mrenclave(tee: TEEBackend, split: SplitHead, heads: Path) -> None:
@@ -430,6 +449,21 @@ def infer(
         Path | None, typer.Option(help="bearer token of the server you talk to (a file)")
     ] = None,
     tail_cert: TailCertOpt = None,
+    enclave_cert: Annotated[
+        Path | None,
+        typer.Option(
+            help="pin the enclave host's TLS certificate (PEM): only an https:// host "
+            "presenting exactly it (without it, https:// verifies against the system's CAs)"
+        ),
+    ] = None,
+    allow_plain_http: Annotated[
+        bool,
+        typer.Option(
+            "--allow-plain-http",
+            help="talk plain http:// to an enclave host off this machine: the token and session "
+            "ids then cross the network in clear (inputs and logits stay sealed)",
+        ),
+    ] = False,
     trust_code: TrustCodeOpt = False,
     repeat: Annotated[int, typer.Option(min=1, help="run each image N times (timing)")] = 1,
     timeout: Annotated[float, typer.Option(help="seconds to wait for an answer")] = 30.0,
@@ -478,6 +512,8 @@ def infer(
     from privpart.runtime.server.limits import read_token
 
     token = read_token(token_file)
+    if enclave_url is not None:
+        _check_enclave_transport(enclave_url, enclave_cert, allow_plain_http)
     asyncio.run(
         _infer(
             images,
@@ -489,12 +525,28 @@ def infer(
             measurement,
             token,
             tail_cert,
+            enclave_cert,
+            allow_plain_http,
             trust_code,
             repeat,
             timeout,
             as_json,
         )
     )
+
+
+def _check_enclave_transport(url: str, cert: Path | None, allow_plain_http: bool) -> None:
+    """Refuse plain HTTP off this machine before anything is sent; say loudly when allowed."""
+    from privpart.runtime.client.enclave import check_transport
+
+    plain = check_transport(url, allow_plain_http)
+    if plain:
+        console.print(f"[bold yellow]warning:[/] {plain}")
+    if cert is not None and not url.startswith("https://"):
+        raise PrivpartError(
+            "--enclave-cert pins a TLS certificate, but the enclave URL is not https://",
+            "pass https://HOST:PORT of an enclave host started with --tls-cert/--tls-key",
+        )
 
 
 def _policy(
@@ -569,6 +621,8 @@ async def _infer(
     measurement: str | None,
     token: str | None,
     tail_cert: Path | None,
+    enclave_cert: Path | None,
+    allow_plain_http: bool,
     trust_code: bool,
     repeat: int,
     timeout: float,
@@ -590,7 +644,15 @@ async def _infer(
     if enclave_url is not None:
         assert policy is not None
         expected = measurement or (split.info.measurement if split else "")
-        client = EnclaveClient(enclave_url, policy, expected, timeout, token=token)
+        client = EnclaveClient(
+            enclave_url,
+            policy,
+            expected,
+            timeout,
+            token=token,
+            tls_pin=cert_fingerprint(enclave_cert) if enclave_cert else None,
+            allow_plain_http=allow_plain_http,
+        )
     else:
         assert split is not None and tail is not None
         pin = cert_fingerprint(tail_cert) if tail_cert else None

@@ -8,9 +8,9 @@
 - `CappedRunner`: every connection through a `guard.ConnectionGuard` (header deadline,
   per-address limits, fair eviction at the connection cap).
 
-Clients get generic messages for server-side failures (5xx but the load statuses 503/507:
-exception text, the tail's address and the worker's state stay on the server); the detail
-goes to the server log (`logs.py`: one line, rate limited) under a reference the client sees.
+Clients get generic messages for server-side failures (5xx outside `protocol.PUBLIC_5XX`:
+exception text, the tail's address and network errors stay on the server); the detail goes
+to the server log (`logs.py`: one line, rate limited) under a reference the client sees.
 """
 
 from __future__ import annotations
@@ -47,9 +47,9 @@ GENERIC_HINT = "retry later; if it persists, give the server's operator this ref
 def redacted(exc: RuntimeFailure, where: str) -> RuntimeFailure:
     """`exc` as a client may read it: a server-side failure loses its message and hint (they
     go to the log, one line, under a reference the client gets); anything else is as it is."""
-    generic = GENERIC_MESSAGES.get(exc.status) or GENERIC_MESSAGES.get(exc.status // 100 * 100)
-    if exc.status < 500 or exc.status in (503, 507) or generic is None:
+    if exc.status < 500 or exc.code in protocol.PUBLIC_5XX:
         return exc
+    generic = GENERIC_MESSAGES.get(exc.status, GENERIC_MESSAGES[500])
     ref = secrets.token_hex(4)
     server_log().warning(
         "privpart server: %s %s (%d) ref %s: %s", where, exc.code, exc.status, ref, exc.message
