@@ -62,6 +62,15 @@ BodyTimeoutOpt = Annotated[
     float, typer.Option(min=0.1, help="seconds a request body may take to arrive")
 ]
 MaxConnOpt = Annotated[int, typer.Option(min=1, help="open connections at most")]
+HeaderTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        min=0.1, help="seconds a request's head (line + headers) may take in total, from accept"
+    ),
+]
+PerAddressOpt = Annotated[
+    int, typer.Option(min=1, help="open connections at most from one address (IPv6: one /64)")
+]
 TlsCertOpt = Annotated[
     Path | None, typer.Option(help="serve HTTPS with this PEM certificate (and --tls-key)")
 ]
@@ -93,6 +102,8 @@ def serve(
     auth_token_file: TokenFileOpt = None,
     body_timeout: BodyTimeoutOpt = 10.0,
     max_connections: MaxConnOpt = 512,
+    max_connections_per_address: PerAddressOpt = 64,
+    header_timeout: HeaderTimeoutOpt = 5.0,
     tls_cert: TlsCertOpt = None,
     tls_key: TlsKeyOpt = None,
     trust_code: TrustCodeOpt = False,
@@ -122,7 +133,13 @@ def serve(
     if (tls_cert is None) != (tls_key is None):
         raise PrivpartError("--tls-cert and --tls-key go together", "pass both, or neither")
     batch = BatchConfig(max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue)
-    limits = ServerLimits(body_timeout, max_connections, read_token(auth_token_file))
+    limits = ServerLimits(
+        body_timeout,
+        max_connections,
+        read_token(auth_token_file),
+        header_timeout_s=header_timeout,
+        max_connections_per_address=max_connections_per_address,
+    )
     config = TailConfig(batch=batch, device=device, limits=limits)
     if ray is not None:
         if tls_cert is not None:
@@ -168,8 +185,10 @@ def serve(
             f"[green]tail server[/] {split.info.spec.arch} after cut [bold]{cut}[/] on "
             f"{service.device} at [bold]{url}[/]\n  features {shape} float32; batches <= "
             f"{max_batch} (wait <= {max_wait_ms:g} ms under load); queue <= {max_queue} "
-            f"samples, then 429 busy\n  {auth}; bodies within {body_timeout:g} s; <= "
-            f"{max_connections} connections\n  endpoints: {endpoints}; Ctrl-C drains and stops"
+            f"samples, then 429 busy\n  {auth}; request heads within {header_timeout:g} s, "
+            f"bodies within {body_timeout:g} s; <= {max_connections} connections, <= "
+            f"{max_connections_per_address} per address\n  endpoints: {endpoints}; Ctrl-C "
+            "drains and stops"
         )
 
     asyncio.run(
@@ -255,8 +274,14 @@ def enclave(
     max_batch: Annotated[int, typer.Option(min=1, help="samples per client request")] = 4,
     threads: Annotated[int | None, typer.Option(help="torch threads in the worker")] = None,
     max_sessions_per_client: Annotated[
-        int, typer.Option(min=1, help="live sessions per client address")
+        int, typer.Option(min=1, help="live sessions per client address (IPv6: one /64)")
     ] = 16,
+    max_sessions: Annotated[
+        int, typer.Option(min=1, help="live sessions in all (then the heaviest address gives one)")
+    ] = 1024,
+    unused_session_ttl: Annotated[
+        float, typer.Option(min=1.0, help="seconds a session never used after its handshake lives")
+    ] = 30.0,
     auth_token_file: TokenFileOpt = None,
     tail_token_file: Annotated[
         Path | None, typer.Option(help="the tail server's bearer token (a file holding it)")
@@ -264,6 +289,8 @@ def enclave(
     tail_cert: TailCertOpt = None,
     body_timeout: BodyTimeoutOpt = 10.0,
     max_connections: MaxConnOpt = 512,
+    max_connections_per_address: PerAddressOpt = 64,
+    header_timeout: HeaderTimeoutOpt = 5.0,
     tls_cert: TlsCertOpt = None,
     tls_key: TlsKeyOpt = None,
     isv_prod_id: Annotated[int, typer.Option(min=0, help="gramine: ISV product id")] = 0,
@@ -307,6 +334,8 @@ def enclave(
         max_batch=max_batch,
         threads=threads or os.cpu_count() or 1,
         max_sessions_per_client=max_sessions_per_client,
+        max_sessions=max_sessions,
+        session_unused_ttl_s=unused_session_ttl,
         tail_pin=cert_fingerprint(tail_cert).hex() if tail_cert else "",
         trust_code=trust_code,
         isv_prod_id=isv_prod_id,
@@ -321,7 +350,13 @@ def enclave(
     assert tail is not None
     tee.check_available()  # before sealing anything
     sealed = tee.seal(split, platform.directory / "heads")
-    limits = ServerLimits(body_timeout, max_connections, read_token(auth_token_file))
+    limits = ServerLimits(
+        body_timeout,
+        max_connections,
+        read_token(auth_token_file),
+        header_timeout_s=header_timeout,
+        max_connections_per_address=max_connections_per_address,
+    )
     tail_token = read_token(tail_token_file)
     sim = (
         "[bold yellow]simulated: true[/] (no hardware TEE: NO confidentiality against this host;"
