@@ -92,6 +92,7 @@ STATUS: dict[str, int] = {
     "not_found": 404,
     "method_not_allowed": 405,
     "body_timeout": 408,
+    "header_timeout": 408,  # answered by server/guard.py before any request exists
     # authentication and the record layer (channel/session.py)
     "unauthorized": 401,
     "tampered": 401,
