@@ -21,6 +21,7 @@ from privpart.runtime.client import DeviceClient, EnclaveClient
 from privpart.runtime.head import SplitHead, split_checkpoint
 from privpart.runtime.protocol import bearer
 from privpart.runtime.server import BatchConfig, ServerLimits, TailConfig, build_tail_app
+from privpart.runtime.server.guard import Phase
 from privpart.runtime.server.runner import start_site
 from tests.runtime.helpers import (
     LoopThread,
@@ -141,6 +142,11 @@ def test_one_address_holds_at_most_its_limit_and_a_client_behind_it_still_gets_i
         close_all(socks)
 
 
+def _phases(runner: object) -> list[Phase]:
+    guard = getattr(runner, "guard", None)
+    return [c.phase for conns in list(guard.by_key.values()) for c in list(conns)] if guard else []
+
+
 async def _count(guard: object, key: str) -> int:
     return len(guard.by_key.get(key, {}))  # type: ignore[attr-defined]
 
@@ -154,7 +160,10 @@ def test_requests_in_progress_are_never_evicted(tiny_split: SplitHead) -> None:
     runner, url = loop.run(start_site(build_tail_app(tiny_split, cfg), "127.0.0.1", 0))
     try:
         slow = [slow_body(url, "/v1/infer", 5000, b"PPT1") for _ in range(4)]
-        time.sleep(0.2)
+        deadline = time.monotonic() + 10
+        while _phases(runner) != [Phase.ACTIVE] * 4:  # all four inside their request
+            assert time.monotonic() < deadline, _phases(runner)
+            time.sleep(0.02)
         newcomer = flood(url, ["127.0.0.9"], 1, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")[0]
         status, err = read_reply(newcomer)
         assert status == 503 and err["error"] == "busy"
