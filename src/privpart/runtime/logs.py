@@ -21,7 +21,7 @@ LOGGER_NAME = "privpart.server"
 class OneLineRateLimit(logging.Filter):
     """A token bucket in front of a logger that also folds each record into one short line."""
 
-    def __init__(self, rate: float = 2.0, burst: int = 20, max_chars: int = 400) -> None:
+    def __init__(self, rate: float = 1.0, burst: int = 10, max_chars: int = 300) -> None:
         super().__init__()
         self.rate, self.burst, self.max_chars = rate, burst, max_chars
         self._tokens = float(burst)

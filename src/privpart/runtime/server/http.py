@@ -52,7 +52,7 @@ def redacted(exc: RuntimeFailure, where: str) -> RuntimeFailure:
     generic = GENERIC_MESSAGES.get(exc.status, GENERIC_MESSAGES[500])
     ref = secrets.token_hex(4)
     server_log().warning(
-        "privpart server: %s %s (%d) ref %s: %s", where, exc.code, exc.status, ref, exc.message
+        "privpart: %s %s %d ref %s: %s", where, exc.code, exc.status, ref, exc.message
     )
     return RuntimeFailure(exc.code, generic, GENERIC_HINT.format(ref=ref), exc.status)
 
