@@ -171,7 +171,7 @@ def test_enclave_mode_at_rate_1_withholds_the_first_forged_answer(
     alarms_before = len(alarms(stack.log))
     results = enclave_run(stack, tiny_split, 1.0, "forging", 3)
     assert len(results) == 1 and is_forgery(results[0]), results
-    assert results[0].status == 502 and "withheld" in results[0].message
+    assert results[0].status == 502 and "withheld" in results[0].message  # PUBLIC_5XX
     assert (host.tail_checks.get(), host.tail_forgeries.get()) == (before[0] + 1, before[1] + 1)
     assert "privpart_enclave_tail_forgeries_total 1" in host.metrics.render()
     new = alarms(stack.log)[alarms_before:]

@@ -36,7 +36,8 @@ class EnclaveConfig:
     threads: int = os.cpu_count() or 1
     max_sessions: int = 1024  # live sessions in all; beyond, attestations wait (503)
     max_sessions_per_client: int = 16  # a client's next attestation drops its own oldest
-    session_ttl_s: float = 600.0  # idle sessions expire
+    session_ttl_s: float = 600.0  # sessions expire this long after their last request
+    session_unused_ttl_s: float = 30.0  # and this long after the handshake if never used
     ready_timeout_s: float = 180.0
     max_restarts: int = 5  # within restart_window_s, then the supervisor gives up
     restart_window_s: float = 60.0
@@ -118,6 +119,8 @@ class TEEBackend(ABC):
             str(c.max_sessions_per_client),
             "--session-ttl",
             f"{c.session_ttl_s:g}",
+            "--session-unused-ttl",
+            f"{c.session_unused_ttl_s:g}",
         ]
         if c.tail_pin:
             args += ["--tail-pin", c.tail_pin]

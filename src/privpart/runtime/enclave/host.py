@@ -10,10 +10,11 @@ Endpoints (`protocol.ENCLAVE_ENDPOINTS`; errors are JSON `{error, message, hint}
 
 - `GET  /v1/info`    backend, `simulated`, measurement, platform key (simulated), cut, limits;
 - `POST /v1/attest`  JSON `{nonce, client_pub}` (hex) -> `{session, enclave_pub, quote}`;
-- `POST /v1/sessions/{id}/infer`  body: one sealed record (`channel/session.py`) whose plaintext
-  is an input frame; answer: one sealed record holding the logits frame;
-  401 tampered/replayed/out-of-order (session closed), 410 unknown session (re-attest),
-  502/504 tail failure, 503 worker restarting;
+- `POST /v1/infer` with header `X-Privpart-Session: <id>`  body: one sealed record
+  (`channel/session.py`) whose plaintext is an input frame; answer: one sealed record holding
+  the logits frame; 401 tampered/replayed/out-of-order (session closed), 410 unknown session
+  (re-attest), 502/504 tail failure, 503 worker restarting. `POST /v1/sessions/{id}/infer`
+  is the same for clients of earlier versions (the id then shows in URLs and logs);
 - `GET  /healthz`, `GET /metrics` (Prometheus).
 
 Limits (`server/limits.py`): bodies must arrive within the body timeout and are counted in
@@ -194,14 +195,20 @@ def build_enclave_app(host: EnclaveHost) -> web.Application:
             ) from None
         return web.json_response(await host.attest(hello, request.remote or ""))
 
-    async def infer(request: web.Request) -> web.Response:
+    async def sealed_infer(request: web.Request) -> web.Response:
+        return await infer(request, request.headers.get(protocol.SESSION_HEADER, ""))
+
+    async def session_infer(request: web.Request) -> web.Response:
+        return await infer(request, request.match_info["session"])
+
+    async def infer(request: web.Request, session: str) -> web.Response:
         start = time.perf_counter()
-        session = request.match_info["session"]
         if not SESSION_ID.match(session):
             raise RuntimeFailure(
                 "unknown_session",
                 "malformed session id",
-                f"attest first: {protocol.ATTEST.method} {protocol.ATTEST.path}",
+                f"attest first ({protocol.ATTEST.method} {protocol.ATTEST.path}), then send "
+                f"the session id in the {protocol.SESSION_HEADER} header",
             )
         # read first: a client still sending its body is not in flight (a slow sender cannot
         # fill the enclave's slots), and the body timeout bounds how long it holds its socket
@@ -222,7 +229,7 @@ def build_enclave_app(host: EnclaveHost) -> web.Application:
             protocol.Reply(
                 200,
                 sealed,
-                protocol.SESSION_INFER.answer,
+                protocol.SEALED_INFER.answer,
                 {protocol.TIMING_HEADER: protocol.server_timing(timing)},
             )
         )
@@ -247,7 +254,8 @@ def build_enclave_app(host: EnclaveHost) -> web.Application:
     handlers = {
         protocol.INFO.name: info,
         protocol.ATTEST.name: attest,
-        protocol.SESSION_INFER.name: infer,
+        protocol.SEALED_INFER.name: sealed_infer,
+        protocol.SESSION_INFER.name: session_infer,
         protocol.HEALTHZ.name: healthz,
         protocol.METRICS.name: metrics,
     }

@@ -104,7 +104,13 @@ class Worker:
             (info.spec.num_classes,), args.max_batch, "float32"
         )
         self.sessions = SessionTable(
-            SessionLimits(args.max_sessions, args.max_sessions_per_client, args.session_ttl)
+            SessionLimits(
+                args.max_sessions,
+                args.max_sessions_per_client,
+                args.session_ttl,
+                # a Namespace built by hand (tests, embedding) may predate this limit
+                getattr(args, "session_unused_ttl", SessionLimits.unused_ttl_s),
+            )
         )
         self.busy: set[str] = set()
         self.lock = threading.Lock()  # sessions: no two threads seal (nonce reuse) or mutate
@@ -443,6 +449,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-sessions", type=int, default=1024)
     parser.add_argument("--max-sessions-per-client", type=int, default=16)
     parser.add_argument("--session-ttl", type=float, default=600.0)
+    parser.add_argument("--session-unused-ttl", type=float, default=30.0)
     parser.add_argument("--tail-threads", type=int, default=4)
     parser.add_argument("--tail-timeout", type=float, default=60.0)
     parser.add_argument("--tail-pin", default="", help="SHA-256 of the tail's TLS certificate")
