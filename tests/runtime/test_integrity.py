@@ -172,10 +172,13 @@ def test_enclave_mode_at_rate_1_withholds_the_first_forged_answer(
     results = enclave_run(stack, tiny_split, 1.0, "forging", 3)
     assert len(results) == 1 and is_forgery(results[0]), results
     assert results[0].status == 502 and "withheld" in results[0].message  # PUBLIC_5XX
+    # the message and the alarm pass through the untrusted host: no trace of the prediction
+    assert "top class" not in results[0].message
     assert (host.tail_checks.get(), host.tail_forgeries.get()) == (before[0] + 1, before[1] + 1)
     assert "privpart_enclave_tail_forgeries_total 1" in host.metrics.render()
     new = alarms(stack.log)[alarms_before:]
     assert len(new) == 1 and FORGERY in new[0]  # one line, from the worker
+    assert "top class" not in new[0] and "differ by" not in new[0]
 
 
 def test_enclave_mode_at_rate_1_passes_an_honest_tail_and_counts_each_check(
@@ -211,6 +214,7 @@ def test_device_mode_at_rate_1_withholds_the_first_forged_answer(
         results, check = device_run(stack, tiny_split, 1.0, "forging", 3)
     assert [r.message.startswith(f"ALARM {FORGERY}") for r in caplog.records] == [True]
     assert len(results) == 1 and is_forgery(results[0])
+    assert "top class" in results[0].message  # the client is the trusted side: full detail
     assert (check.checked, check.forgeries) == (1, 1)
     honest, check = device_run(stack, tiny_split, 1.0, "honest", 5)
     assert all("verify_tail" in r.timing for r in honest)

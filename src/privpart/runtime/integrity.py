@@ -67,7 +67,11 @@ class Mismatch:
     tail_top: int
     trusted_top: int
 
-    def describe(self) -> str:
+    def describe(self, values: bool = True) -> str:
+        """Where and by how much; without `values` only the row (the bound and the classes
+        would tell a reader the trusted logits' scale and top class)."""
+        if not values:
+            return f"row {self.row}: logits out of tolerance"
         return (
             f"row {self.row}: logits differ by {self.difference:.4g} (allowed {self.bound:.4g}); "
             f"tail's top class {self.tail_top}, recomputed top class {self.trusted_top}"
@@ -103,12 +107,17 @@ def parse_rate(rate: float, what: str = "--verify-tail") -> float:
 class TailCheck:
     """A trusted side's spot checks of the tail: which requests, how compared, what was found.
 
-    `tail` is the trusted copy (eval mode, CPU); `rate` the fraction of requests recomputed."""
+    `tail` is the trusted copy (eval mode, CPU); `rate` the fraction of requests recomputed.
+    `confidential`: the failure's message and the alarm line leave the trusted side (the enclave
+    worker's errors and stderr pass through its untrusted host), so they name the row only: with
+    the recomputed top class in them, a host that alters the tail's answers in transit would
+    learn the enclave's prediction from each detection."""
 
     tail: torch.nn.Module | None
     rate: float = 0.0
     tolerance: Tolerance = TOLERANCE
     where: str = "tail"
+    confidential: bool = False
 
     def __post_init__(self) -> None:
         self.rate = parse_rate(self.rate)
@@ -141,12 +150,12 @@ class TailCheck:
                 self.forgeries += 1
         if mismatch is None:
             return
-        LOG.error("ALARM %s: %s answered forged logits (%s)", FORGERY, self.where,
-                  mismatch.describe())  # fmt: skip
+        what = mismatch.describe(values=not self.confidential)
+        LOG.error("ALARM %s: %s answered forged logits (%s)", FORGERY, self.where, what)
         raise RuntimeFailure(
             FORGERY,
             f"the {self.where} answered logits that differ from the trusted recomputation of "
-            f"the same features ({mismatch.describe()}): the answer was withheld",
+            f"the same features ({what}): the answer was withheld",
             "the tail server is faulty or malicious: stop sending it requests and check it "
             "serves the same checkpoint and cut",
         )

@@ -402,7 +402,7 @@ def _load_tail_check(args: argparse.Namespace, info: HeadInfo) -> TailCheck:
             f"budget of {args.epc_bytes >> 20} MiB ({why})",
             "raise --epc-mib, lower --max-batch, or verify without it (--verify-tail 0)",
         ) from None
-    return TailCheck(tail, args.verify_tail, where="tail server")
+    return TailCheck(tail, args.verify_tail, where="tail server", confidential=True)
 
 
 def serve(worker: Worker, inp: BinaryIO) -> None:
