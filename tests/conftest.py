@@ -48,3 +48,12 @@ def bottleneck_checkpoint(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPa
     params = {"steps": 6, "batch_size": 16, "limit": 96, "channels": 2, "target_mse": 0.05,
               "recalibrate_steps": 4}  # fmt: skip
     return defend(tiny_checkpoint, "bottleneck", "block2", out, params, show_progress=False)
+
+
+@pytest.fixture(scope="session")
+def code_ckpt(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Path:
+    """`tiny_checkpoint` with its architecture named as a Python file that leaves a marker when
+    it runs (tests.helpers.code_checkpoint)."""
+    from tests.helpers import code_checkpoint
+
+    return code_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("code-ckpt"))

@@ -85,3 +85,40 @@ def make_ton_iot_csv(path: Path, n: int = 400, seed: int = 0) -> Path:
             )
             w.writerow([row[c] for c in TON_COLUMNS])
     return path
+
+
+USER_MODEL_FILE = """
+from pathlib import Path
+
+from privpart.models import ModelSpec, build_model
+
+Path(__file__).with_name("ran.marker").touch()  # what a hostile file could do instead
+
+
+def build(in_channels=1, num_classes=10):
+    return build_model(ModelSpec("tinycnn", in_channels, num_classes, {size}))
+"""
+
+
+def code_checkpoint(base: Path, folder: Path) -> Path:
+    """A copy of checkpoint `base` (a tinycnn) whose meta.json names its architecture as
+    `folder/net.py:build`, a file that writes `folder/ran.marker` when it is imported: the
+    marker says the checkpoint's code ran."""
+    import json
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ckpt = folder / "ckpt"
+    shutil.copytree(base, ckpt)
+    meta = json.loads((ckpt / "meta.json").read_text())
+    assert meta["spec"]["arch"] == "tinycnn"
+    size = tuple(meta["spec"]["input_size"])
+    (folder / "net.py").write_text(USER_MODEL_FILE.format(size=size))
+    meta["spec"]["arch"] = f"{(folder / 'net.py').resolve()}:build"
+    (ckpt / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+    return ckpt
+
+
+def code_marker(ckpt: Path) -> Path:
+    """The file `code_checkpoint`'s model file writes when it runs."""
+    return ckpt.parent / "ran.marker"

@@ -100,3 +100,24 @@ def test_bad_data_gets_a_clear_error(model_and_data: tuple[nn.Module, TorchDatas
     assert "inside the model" in err.value.hint
     with pytest.raises(privpart.PrivpartError, match="not \\(C, H, W\\)"):
         privpart.audit(model, dataset, input_shape=(28, 28))
+
+
+def test_audit_of_a_code_checkpoint_needs_trust_code(code_ckpt: Path) -> None:
+    """`privpart.audit(model=<checkpoint folder>)` is the library's way to audit someone else's
+    checkpoint: one that names a Python file is refused (the file never runs) unless
+    `trust_code=True`."""
+    from privpart.profiling import ProfileConfig
+    from tests.helpers import code_marker
+
+    marker = code_marker(code_ckpt)
+    marker.unlink(missing_ok=True)
+    quick = dict(cuts=["block2"], attacks=["decoder"], attack_steps=2, device="cpu",
+                 profile=ProfileConfig(repeats=3, warmup=1, untrusted_threads=1))  # fmt: skip
+    with pytest.raises(privpart.PrivpartError, match="Python code") as err:
+        privpart.audit(str(code_ckpt), **quick)
+    assert str((code_ckpt.parent / "net.py").resolve()) in err.value.message
+    assert "trust_code=True" in err.value.hint
+    assert not marker.exists()
+    r = privpart.audit(code_ckpt, trust_code=True, **quick)
+    assert marker.exists() and "block2" in r.verdicts
+    marker.unlink()

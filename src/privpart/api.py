@@ -136,6 +136,7 @@ def audit(
     data_dir: str | Path | None = None,
     executor: Executor | None = None,
     show_progress: bool = False,
+    trust_code: bool = False,
 ) -> AuditResult:
     """Attack and profile every cut of `model`, pick the fastest cut no attack breaks.
 
@@ -147,6 +148,8 @@ def audit(
     it is with `train=False` (its own classifier and input size), else where training starts.
     `attributes`: per-image attributes of an image folder (CSV, or CelebA's layout). A target
     near chance on its test split stops the audit unless `allow_weak_target`.
+    A checkpoint whose architecture is a Python file (`file.py:factory`) is refused unless
+    `trust_code=True`: loading it would import and run that file.
     """
     if isinstance(model, Path) or (isinstance(model, str) and Path(model, "meta.json").is_file()):
         checkpoint, model = Path(model), "vgg16"
@@ -184,7 +187,9 @@ def audit(
         defence_cut=defence_cut,
         defence_params=dict(defence_params or {}),
     )
-    auditor = Auditor(cfg, None if out is None else Path(out), show_progress, executor)
+    auditor = Auditor(
+        cfg, None if out is None else Path(out), show_progress, executor, trust_code=trust_code
+    )
     target = None
     if isinstance(model, nn.Module):
         if defence is not None:

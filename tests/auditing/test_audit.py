@@ -217,3 +217,24 @@ def test_the_cli_runs_the_audit_and_prints_the_verdict(
     bad = CliRunner().invoke(app, ["audit", "--checkpoint", str(tiny_checkpoint), "--out",
                                    str(out), "--attack-param", "decoder.lr=fast"])  # fmt: skip
     assert isinstance(bad.exception, PrivpartError) and "not a float" in str(bad.exception)
+
+
+def test_an_audit_loads_the_python_model_its_caller_named_without_trust_code(
+    code_ckpt: Path, tmp_path: Path
+) -> None:
+    """`privpart audit path/to/file.py:factory` names the code itself: the checkpoint the audit
+    made from it (here: one left by an earlier run) loads without --trust-code; the same
+    checkpoint given as --checkpoint needs it."""
+    import shutil
+
+    from tests.helpers import code_marker
+
+    arch = json.loads((code_ckpt / "meta.json").read_text())["spec"]["arch"]
+    shutil.copytree(code_ckpt, tmp_path / "target")
+    named = Auditor(AuditConfig(model=arch, dataset="unused"), tmp_path, show_progress=False)
+    assert named.load_target().arch == arch and code_marker(code_ckpt).exists()
+    code_marker(code_ckpt).unlink()
+    given = Auditor(AuditConfig(checkpoint=str(code_ckpt)), tmp_path, show_progress=False)
+    with pytest.raises(PrivpartError, match="Python code"):
+        given.load_target()
+    assert not code_marker(code_ckpt).exists()

@@ -36,7 +36,7 @@ def undefended(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def fake_trials(outcomes: dict[tuple[str, float], str], calls: list):  # noqa: ANN201
-    def trial(cfg, base, out, method, cut, params, settings, show) -> DefenceTrial:  # noqa: ANN001
+    def trial(cfg, base, out, method, cut, params, *rest) -> DefenceTrial:  # noqa: ANN001, ANN002
         calls.append((cut, params["sigma"]))
         outcome = outcomes.get((cut, params["sigma"]), "rejected")
         return DefenceTrial(

@@ -36,10 +36,14 @@ def run(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, *args: s
 
 
 def quote(kind: str) -> list[str]:
+    """The fixture's arguments; the TDX sample's 70 bytes of zero padding are ignored knowingly
+    (`test_the_tdx_quote_verifies_inside_its_window` shows they are refused otherwise)."""
+    padded = ["--ignore-trailing-bytes"] if kind == "tdx" else []
     return [
         str(DATA / f"{kind}_quote.bin"),
         "--collateral",
         str(DATA / f"{kind}_quote_collateral.json"),
+        *padded,
     ]
 
 
@@ -54,9 +58,36 @@ def test_the_sgx_quote_verifies_and_the_table_says_what_was_checked(capsys, monk
 
 
 def test_the_tdx_quote_verifies_inside_its_window(capsys, monkeypatch) -> None:  # noqa: ANN001
+    """The TDX sample carries 70 zero bytes of buffer padding after its quote: refused, then
+    verified with --ignore-trailing-bytes, which says what it ignored."""
+    strict = quote("tdx")[:-1]
+    assert strict[0].endswith("tdx_quote.bin") and "--ignore-trailing-bytes" not in strict
+    code, out = run(capsys, monkeypatch, *strict, "--at", INSIDE)
+    assert code == 2 and "70 bytes follow" in out, out
     code, out = run(capsys, monkeypatch, *quote("tdx"), "--at", INSIDE)
     assert code == 0, out
     assert MRTD_PREFIX in out and "UpToDate" in out and "inspection only" in out
+    assert "ignored: 70 bytes after the quote (all zero), bytes 4936-5005" in out
+
+
+def test_bytes_appended_to_a_signed_quote_are_refused(capsys, monkeypatch, tmp_path: Path) -> None:  # noqa: ANN001
+    raw = (DATA / "sgx_quote.bin").read_bytes() + bytes(range(1, 71))  # 70 junk bytes
+    (tmp_path / "q.bin").write_bytes(raw)
+    args = [str(tmp_path / "q.bin"), "--collateral", str(DATA / "sgx_quote_collateral.json"),
+            "--at", INSIDE, "--mrenclave", MRENCLAVE, *SGX_ACCEPT]  # fmt: skip
+    code, out = run(capsys, monkeypatch, *args)
+    assert code == 2 and "70 bytes follow the signed quote, which ends at byte 4600" in out, out
+    assert "header 48 + report body 384 + signature length 4 + signature data 4164" in out
+    assert "--ignore-trailing-bytes" in out
+    code, out = run(capsys, monkeypatch, *args, "--ignore-trailing-bytes")
+    assert code == 0 and "ignored: 70 bytes after the quote, bytes 4600-4669" in out, out
+
+
+def test_a_wrong_pin_prints_both_full_values(capsys, monkeypatch) -> None:  # noqa: ANN001
+    wrong = MRENCLAVE[:16] + "0" * 48  # same first 16 digits: a prefix would hide the difference
+    code, out = run(capsys, monkeypatch, *quote("sgx"), "--at", INSIDE, "--mrenclave", wrong,
+                    *SGX_ACCEPT)  # fmt: skip
+    assert code == 2 and f"MRENCLAVE is {MRENCLAVE}, the policy pins {wrong}" in out, out
 
 
 @pytest.mark.parametrize(

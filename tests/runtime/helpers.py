@@ -170,3 +170,38 @@ def read_reply(sock: socket.socket) -> tuple[int, dict]:
         body += chunk
     sock.close()
     return int(head.split()[1]), json.loads(body or b"{}")
+
+
+def flood(url: str, sources: list[str], per_source: int, head: bytes = b"") -> list[socket.socket]:
+    """`per_source` connections from each loopback address in `sources` (127.0.0.2, ...: Linux
+    routes all of 127.0.0.0/8 to lo) that send `head` (a request head left unfinished, or
+    nothing) and then stay silent: the idle/slow-drip attacker."""
+    host, port = url.split("://")[-1].split(":")
+    socks = []
+    for source in sources:
+        for _ in range(per_source):
+            sock = socket.create_connection(
+                (host, int(port)), timeout=10, source_address=(source, 0)
+            )
+            if head:
+                sock.sendall(head)
+            socks.append(sock)
+    return socks
+
+
+def closed_by_server(sock: socket.socket, within: float) -> tuple[bool, bytes]:
+    """Whether the server closed `sock` within `within` seconds, and what it sent first."""
+    sock.settimeout(within)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+        return True, data
+    except ConnectionResetError:
+        return True, data
+    except TimeoutError:
+        return False, data
+
+
+def loopback_sources(n: int, first: int = 2) -> list[str]:
+    return [f"127.0.0.{i}" for i in range(first, first + n)]

@@ -58,3 +58,23 @@ def test_not_a_checkpoint(tmp_path: Path) -> None:
     (tmp_path / "meta.json").write_text("{")
     with pytest.raises(PrivpartError, match="corrupt"):
         load_checkpoint(tmp_path)
+
+
+def test_a_checkpoint_naming_a_python_file_loads_only_with_trust_code(code_ckpt: Path) -> None:
+    """The one rule, in the one load path every command and the library use."""
+    from privpart.training.target import Target
+    from tests.helpers import code_marker
+
+    marker = code_marker(code_ckpt)
+    marker.unlink(missing_ok=True)
+    net = (code_ckpt.parent / "net.py").resolve()
+    for load in (load_checkpoint, Target.load):
+        with pytest.raises(PrivpartError) as err:
+            load(code_ckpt)
+        assert f"import and run {net} and call its build()" in err.value.message
+        assert "--trust-code" in err.value.hint and "trust_code=True" in err.value.hint
+        assert not marker.exists()
+    model, meta = load_checkpoint(code_ckpt, trust_code=True)
+    assert marker.exists() and meta["spec"]["arch"] == f"{net}:build"
+    assert model(torch.zeros(1, *meta["input_shape"])).shape == (1, 10)
+    marker.unlink()

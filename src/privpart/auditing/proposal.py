@@ -72,7 +72,7 @@ def _slug(method: str, cut: str, params: dict[str, Any]) -> str:
 
 def _trial(
     cfg: AuditConfig, base: Path, out: Path, method: str, cut: str, params: dict[str, Any],
-    settings: SearchSettings, show: bool,
+    settings: SearchSettings, show: bool, trust_code: bool = False,
 ) -> DefenceTrial:  # fmt: skip
     from privpart.defences import defend  # only when a defence is searched for
 
@@ -83,7 +83,7 @@ def _trial(
     if not (ckpt / "meta.json").is_file():
         defend(base, method, cut, ckpt, {**settings.training, **params},
                data_dir=Path(cfg.data_dir) if cfg.data_dir else None, show_progress=show,
-               device=cfg.device)  # fmt: skip
+               device=cfg.device, trust_code=trust_code)  # fmt: skip
     rec = read_meta(ckpt)["defence"]
     common = dict(cut=cut, served_cut=served, method=method, params=params,
                   accuracy=rec["task_accuracy"], base_accuracy=rec["base_task_accuracy"],
@@ -98,7 +98,7 @@ def _trial(
         )  # fmt: skip
     audit_cfg = replace(cfg, checkpoint=str(ckpt), cuts=served, defence=None, defence_cut=None,
                         defence_params={}, confirm=False)  # fmt: skip
-    r = Auditor(audit_cfg, folder / "audit", show_progress=show).run()
+    r = Auditor(audit_cfg, folder / "audit", show_progress=show, trust_code=trust_code).run()
     report = r.cut(served)
     passes = r.selected_cut == served
     why = report.verdict.short if not passes else (
@@ -119,8 +119,11 @@ def propose_defence(
     settings: SearchSettings | None = None,
     show_progress: bool = True,
     say: Callable[[str], None] = print,
+    trust_code: bool = False,
 ) -> DefenceProposal:
-    """Search defences at the fastest promising cuts of an audit that selected none."""
+    """Search defences at the fastest promising cuts of an audit that selected none.
+    `trust_code`: the audited checkpoint's architecture may be a Python file (it was trusted
+    for the audit: `--trust-code`, or a model the caller named)."""
     settings = settings or SearchSettings()
     settings.check()
     base = result.model.get("checkpoint")
@@ -150,7 +153,9 @@ def propose_defence(
             continue
         say(f"defence search: {method} {params} at {cut} ({spent:.0f} of "
             f"{settings.minutes:g} min spent)")  # fmt: skip
-        trial = _trial(cfg, Path(base), out, method, cut, params, settings, show_progress)
+        trial = _trial(
+            cfg, Path(base), out, method, cut, params, settings, show_progress, trust_code
+        )
         trials.append(trial)
         say(f"  {trial.describe()}")
         if trial.outcome == "passes":

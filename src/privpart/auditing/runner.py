@@ -168,8 +168,11 @@ class Auditor:
         out: Path | None = None,
         show_progress: bool = True,
         executor: Executor | None = None,
+        trust_code: bool = False,
     ) -> None:
         self.cfg = cfg
+        # not part of cfg: it changes what may run, never a result (cfg keys the result cache)
+        self.trust_code = trust_code
         self.out = out
         self.show = show_progress
         self.executor = executor or LocalExecutor()
@@ -219,6 +222,7 @@ class Auditor:
             data_dir=Path(self.cfg.data_dir) if self.cfg.data_dir else None,
             show_progress=self.show,
             device=str(resolve_device(self.cfg.device)),
+            trust_code=self.code_trusted(),
         )
         self._stage("defence", t)
         return path
@@ -263,14 +267,21 @@ class Auditor:
         self._stage("train", t)
         return path
 
+    def code_trusted(self) -> bool:
+        """May the target's architecture be a Python file? With `trust_code`, or when no
+        checkpoint was given: the model is then the one the caller named (`cfg.model`, checked
+        against the checkpoint's architecture), not code a checkpoint brought along."""
+        return self.trust_code or not self.cfg.checkpoint
+
     def load_target(self) -> Target:
         ckpt = self.checkpoint()
         expect = None if self.cfg.checkpoint else self.cfg.model
+        trust = self.code_trusted()
         if self.cfg.defence:
-            Target.load(ckpt, expect_arch=expect)  # check the base before training on it
-            ckpt, expect = self.defended(ckpt), None
+            base = Target.load(ckpt, expect_arch=expect, trust_code=trust)  # check it first
+            ckpt, expect = self.defended(ckpt), base.arch  # the same architecture, defended
         data_dir = Path(self.cfg.data_dir) if self.cfg.data_dir else None
-        return Target.load(ckpt, data_dir, expect_arch=expect)
+        return Target.load(ckpt, data_dir, expect_arch=expect, trust_code=trust)
 
     def check_target(self, target: Target) -> TargetCheck:
         """Stop before judging any cut of a model near chance (unless allowed)."""

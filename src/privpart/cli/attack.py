@@ -15,7 +15,7 @@ from privpart import api
 from privpart.attacks import ATTACKS, Budget, make_attack
 from privpart.attacks.grid import save_grid
 from privpart.cli.application import app
-from privpart.cli.options import DataDirOpt
+from privpart.cli.options import DataDirOpt, TrustCodeOpt
 from privpart.cli.params import with_params
 from privpart.errors import PrivpartError
 from privpart.report.render import figure
@@ -42,6 +42,7 @@ def attack(
     ] = None,
     seed: Annotated[int, typer.Option(help="attack seed")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N]")] = "auto",
+    trust_code: TrustCodeOpt = False,
     params: dict[str, Any] | None = None,
 ) -> None:
     """Attack one cut: fit on the attacker's aux data, score on held-out victims."""
@@ -56,7 +57,7 @@ def attack(
         )
     the_budget = Budget(seconds=budget, steps=steps).validate()
     make_attack(attack, the_budget, seed, **params)
-    target = Target.load(checkpoint, data_dir, expect_arch=model)
+    target = Target.load(checkpoint, data_dir, expect_arch=model, trust_code=trust_code)
     the_cut = target.partition.cut(cut)
     sizes = f"{target.splits.aux.numel()} aux, {target.splits.victim.numel()} victims"
     console.print(f"[bold]{cls.name}[/] ({cls.threat_model.value}) at cut [bold]{the_cut.name}[/] "

@@ -27,6 +27,7 @@ from privpart.cli.options import (
     ModelArg,
     SeedOpt,
     TaskOpt,
+    TrustCodeOpt,
 )
 from privpart.cli.params import parse_assignments, with_params
 from privpart.errors import PrivpartError
@@ -243,6 +244,7 @@ def audit(
     ray_resources: Annotated[
         str | None, Opt(help="per Ray job, e.g. cpus=1,gpus=0.5 (default cpus=1)")
     ] = None,
+    trust_code: TrustCodeOpt = False,
     defence_params: dict[str, Any] | None = None,
 ) -> None:
     """The main job: train (or load) the target, attack and profile every cut, pick the cut.
@@ -328,11 +330,15 @@ def audit(
         defence_params=params,
         executor=executor,
         show_progress=True,
+        trust_code=trust_code,
     )
     print_summary(result)
     if search is not None and result.selected_cut is None:
         console.rule("no cut passes: searching defences (--defend)")
-        result.proposal = propose_defence(result, result.config, out, search, say=console.print)
+        result.proposal = propose_defence(
+            result, result.config, out, search, say=console.print,
+            trust_code=trust_code or checkpoint is None,  # as the audit itself loaded it
+        )  # fmt: skip
         result.save(out / "results.json")
         print_proposal(result.proposal)
     elif search is not None:
@@ -355,9 +361,10 @@ def profile(
     epc_mib: Annotated[float, Opt()] = SGX1_EPC_MIB,
     repeats: Annotated[int, Opt(min=3)] = 15,
     as_json: Annotated[bool, Opt("--json")] = False,
+    trust_code: TrustCodeOpt = False,
 ) -> None:
     """Latency (head / transfer / tail) and head memory of each cut, without attacking."""
-    net, meta = load_checkpoint(checkpoint)
+    net, meta = load_checkpoint(checkpoint, trust_code=trust_code)
     part = Partition(net, tuple(meta["input_shape"]))
     base = _profile_cfg(trusted_threads, bandwidth, link_ms, enclave_slowdown, epc_mib, device)
     cfg = ProfileConfig(**{**base.to_dict(), "repeats": repeats})

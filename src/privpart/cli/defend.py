@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from privpart.cli.application import app
-from privpart.cli.options import DataDirOpt, DeviceOpt
+from privpart.cli.options import DataDirOpt, DeviceOpt, TrustCodeOpt
 from privpart.cli.params import with_params
 from privpart.defences import COMMON, DEFENCES, make_defence
 from privpart.defences import defend as run_defence
@@ -51,6 +51,7 @@ def defend(
     out: Annotated[Path, Opt(help="folder for the defended checkpoint")],
     data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
+    trust_code: TrustCodeOpt = False,
     params: dict[str, Any] | None = None,
 ) -> None:
     """Fine-tune CHECKPOINT with a defence at CUT; writes OUT/model.safetensors + meta.json.
@@ -61,8 +62,9 @@ def defend(
     params = params or {}
     make_defence(method, **params)  # fail on bad parameters before loading anything
     path = run_defence(
-        checkpoint, method, cut, out, params, data_dir=data_dir, device=str(resolve_device(device))
-    )
+        checkpoint, method, cut, out, params, data_dir=data_dir,
+        device=str(resolve_device(device)), trust_code=trust_code,
+    )  # fmt: skip
     record = read_meta(path)["defence"]
     base = record.get("base_task_accuracy")
     console.print(

@@ -35,3 +35,12 @@ AttributesOpt = Annotated[
         "per attribute, or CelebA's list_attr_celeba.txt; usable as --task or --attribute"
     ),
 ]
+TrustCodeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust-code",
+        help="allow a checkpoint whose architecture is a Python file (path/to/file.py:factory): "
+        "that file is imported and run. Without it such a checkpoint is refused before the file "
+        "is read",
+    ),
+]

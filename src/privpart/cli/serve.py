@@ -54,6 +54,18 @@ TrustCodeOpt = Annotated[
         help="allow a checkpoint whose architecture is a Python file (it is imported and run)",
     ),
 ]
+VerifyTailOpt = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        metavar="RATE",
+        help="recompute the tail on this trusted side for a random fraction RATE of requests "
+        "and withhold any answer that differs (tail_forgery_detected): 1 checks every request, "
+        "0.1 one in ten; 0 (default) checks none, so answers are NOT integrity-protected "
+        "against the tail server (docs/runtime.md)",
+    ),
+]
 TokenFileOpt = Annotated[
     Path | None,
     typer.Option(help="require this bearer token from clients (a file holding it); /healthz open"),
@@ -62,6 +74,19 @@ BodyTimeoutOpt = Annotated[
     float, typer.Option(min=0.1, help="seconds a request body may take to arrive")
 ]
 MaxConnOpt = Annotated[int, typer.Option(min=1, help="open connections at most")]
+HeaderTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        min=0.1, help="seconds a request's head (line + headers) may take in total, from accept"
+    ),
+]
+PerAddressOpt = Annotated[
+    int, typer.Option(min=1, help="open connections at most from one address (IPv6: one /64)")
+]
+TlsCertOpt = Annotated[
+    Path | None, typer.Option(help="serve HTTPS with this PEM certificate (and --tls-key)")
+]
+TlsKeyOpt = Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert")]
 TailCertOpt = Annotated[
     Path | None,
     typer.Option(help="pin the tail's TLS certificate (PEM): only an https:// tail presenting it"),
@@ -89,10 +114,10 @@ def serve(
     auth_token_file: TokenFileOpt = None,
     body_timeout: BodyTimeoutOpt = 10.0,
     max_connections: MaxConnOpt = 512,
-    tls_cert: Annotated[
-        Path | None, typer.Option(help="serve HTTPS with this PEM certificate (and --tls-key)")
-    ] = None,
-    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert")] = None,
+    max_connections_per_address: PerAddressOpt = 64,
+    header_timeout: HeaderTimeoutOpt = 5.0,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
     trust_code: TrustCodeOpt = False,
     ray: Annotated[
         str | None,
@@ -120,7 +145,13 @@ def serve(
     if (tls_cert is None) != (tls_key is None):
         raise PrivpartError("--tls-cert and --tls-key go together", "pass both, or neither")
     batch = BatchConfig(max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue)
-    limits = ServerLimits(body_timeout, max_connections, read_token(auth_token_file))
+    limits = ServerLimits(
+        body_timeout,
+        max_connections,
+        read_token(auth_token_file),
+        header_timeout_s=header_timeout,
+        max_connections_per_address=max_connections_per_address,
+    )
     config = TailConfig(batch=batch, device=device, limits=limits)
     if ray is not None:
         if tls_cert is not None:
@@ -166,8 +197,10 @@ def serve(
             f"[green]tail server[/] {split.info.spec.arch} after cut [bold]{cut}[/] on "
             f"{service.device} at [bold]{url}[/]\n  features {shape} float32; batches <= "
             f"{max_batch} (wait <= {max_wait_ms:g} ms under load); queue <= {max_queue} "
-            f"samples, then 429 busy\n  {auth}; bodies within {body_timeout:g} s; <= "
-            f"{max_connections} connections\n  endpoints: {endpoints}; Ctrl-C drains and stops"
+            f"samples, then 429 busy\n  {auth}; request heads within {header_timeout:g} s, "
+            f"bodies within {body_timeout:g} s; <= {max_connections} connections, <= "
+            f"{max_connections_per_address} per address\n  endpoints: {endpoints}; Ctrl-C "
+            "drains and stops"
         )
 
     asyncio.run(
@@ -253,8 +286,14 @@ def enclave(
     max_batch: Annotated[int, typer.Option(min=1, help="samples per client request")] = 4,
     threads: Annotated[int | None, typer.Option(help="torch threads in the worker")] = None,
     max_sessions_per_client: Annotated[
-        int, typer.Option(min=1, help="live sessions per client address")
+        int, typer.Option(min=1, help="live sessions per client address (IPv6: one /64)")
     ] = 16,
+    max_sessions: Annotated[
+        int, typer.Option(min=1, help="live sessions in all (then the heaviest address gives one)")
+    ] = 1024,
+    unused_session_ttl: Annotated[
+        float, typer.Option(min=1.0, help="seconds a session never used after its handshake lives")
+    ] = 30.0,
     auth_token_file: TokenFileOpt = None,
     tail_token_file: Annotated[
         Path | None, typer.Option(help="the tail server's bearer token (a file holding it)")
@@ -262,6 +301,10 @@ def enclave(
     tail_cert: TailCertOpt = None,
     body_timeout: BodyTimeoutOpt = 10.0,
     max_connections: MaxConnOpt = 512,
+    max_connections_per_address: PerAddressOpt = 64,
+    header_timeout: HeaderTimeoutOpt = 5.0,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
     isv_prod_id: Annotated[int, typer.Option(min=0, help="gramine: ISV product id")] = 0,
     isv_svn: Annotated[int, typer.Option(min=0, help="gramine: ISV SVN")] = 0,
     print_mrenclave: Annotated[
@@ -273,6 +316,7 @@ def enclave(
         ),
     ] = False,
     trust_code: TrustCodeOpt = False,
+    verify_tail: VerifyTailOpt = 0.0,
 ) -> None:
     """Run the head in an attested enclave worker that relays features to the tail server."""
     import os
@@ -290,20 +334,26 @@ def enclave(
     from privpart.runtime.server import ServerLimits
     from privpart.runtime.server.limits import read_token
     from privpart.runtime.server.runner import serve_until_signal
-    from privpart.runtime.tls import cert_fingerprint
+    from privpart.runtime.tls import cert_fingerprint, server_context
 
     backend_cls = TEE_BACKENDS.get(backend)
     if tail is None and not print_mrenclave:
         raise PrivpartError("--tail URL is required", "pass the tail server's URL")
+    if (tls_cert is None) != (tls_key is None):
+        raise PrivpartError("--tls-cert and --tls-key go together", "pass both, or neither")
+    tls = server_context(tls_cert, tls_key) if tls_cert and tls_key else None
     config = EnclaveConfig(
         epc_mib=epc_mib,
         max_batch=max_batch,
         threads=threads or os.cpu_count() or 1,
         max_sessions_per_client=max_sessions_per_client,
+        max_sessions=max_sessions,
+        session_unused_ttl_s=unused_session_ttl,
         tail_pin=cert_fingerprint(tail_cert).hex() if tail_cert else "",
         trust_code=trust_code,
         isv_prod_id=isv_prod_id,
         isv_svn=isv_svn,
+        verify_tail=verify_tail,
     )
     platform = PlatformKeys.load_or_create(platform_dir or default_platform_dir())
     tee = backend_cls(platform, config)
@@ -314,7 +364,13 @@ def enclave(
     assert tail is not None
     tee.check_available()  # before sealing anything
     sealed = tee.seal(split, platform.directory / "heads")
-    limits = ServerLimits(body_timeout, max_connections, read_token(auth_token_file))
+    limits = ServerLimits(
+        body_timeout,
+        max_connections,
+        read_token(auth_token_file),
+        header_timeout_s=header_timeout,
+        max_connections_per_address=max_connections_per_address,
+    )
     tail_token = read_token(tail_token_file)
     sim = (
         "[bold yellow]simulated: true[/] (no hardware TEE: NO confidentiality against this host;"
@@ -342,13 +398,38 @@ def enclave(
                 f"  head {split.info.spec.arch} up to cut [bold]{cut}[/], measurement "
                 f"{split.info.measurement}\n  worker pid {supervisor.pid}, budget {epc_mib} MiB "
                 f"(head peak {ready['head_peak_bytes'] / 2**20:.1f} MiB), tail {tail}"
-                f"{' (TLS, pinned)' if tail_cert else ''}{pin}"
+                f"{' (TLS, pinned)' if tail_cert else ''}{pin}\n  {_verify_line(verify_tail)}"
             )
 
-        await serve_until_signal(web_app, host, port, started)
+        await serve_until_signal(web_app, host, port, started, tls=tls)
 
+    if tls is None and not _is_loopback_host(host):
+        console.print(
+            f"[bold yellow]warning:[/] plain HTTP on {host}: clients' bearer token and session "
+            "ids cross the network unencrypted; pass --tls-cert FILE --tls-key FILE (clients "
+            "then pin the certificate with `privpart infer --enclave-cert FILE`)"
+        )
     asyncio.run(run())
     console.print("[green]stopped[/]")
+
+
+def _verify_line(rate: float) -> str:
+    """What the operator is told about the integrity of the tail's answers."""
+    if rate <= 0:
+        return (
+            "tail answers: [bold yellow]not verified[/] (--verify-tail 0): a tail server that "
+            "forges logits goes undetected"
+        )
+    return (
+        f"tail answers: recomputed here on {rate:.0%} of requests (--verify-tail {rate:g}), "
+        "a mismatch is withheld as tail_forgery_detected"
+    )
+
+
+def _is_loopback_host(host: str) -> bool:
+    from privpart.runtime.client.enclave import is_loopback
+
+    return is_loopback(f"http://{host}/") if ":" not in host else is_loopback(f"http://[{host}]/")
 
 
 def _print_mrenclave(tee: TEEBackend, split: SplitHead, heads: Path) -> None:
@@ -430,7 +511,23 @@ def infer(
         Path | None, typer.Option(help="bearer token of the server you talk to (a file)")
     ] = None,
     tail_cert: TailCertOpt = None,
+    enclave_cert: Annotated[
+        Path | None,
+        typer.Option(
+            help="pin the enclave host's TLS certificate (PEM): only an https:// host "
+            "presenting exactly it (without it, https:// verifies against the system's CAs)"
+        ),
+    ] = None,
+    allow_plain_http: Annotated[
+        bool,
+        typer.Option(
+            "--allow-plain-http",
+            help="talk plain http:// to an enclave host off this machine: the token and session "
+            "ids then cross the network in clear (inputs and logits stay sealed)",
+        ),
+    ] = False,
     trust_code: TrustCodeOpt = False,
+    verify_tail: VerifyTailOpt = 0.0,
     repeat: Annotated[int, typer.Option(min=1, help="run each image N times (timing)")] = 1,
     timeout: Annotated[float, typer.Option(help="seconds to wait for an answer")] = 30.0,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads (device mode)")] = None,
@@ -449,6 +546,13 @@ def infer(
             "the head runs here, so it needs the checkpoint and the cut",
         )
     pol = None
+    if enclave_url is not None and verify_tail > 0:
+        raise PrivpartError(
+            "--verify-tail is for device mode here: in enclave mode the enclave worker "
+            "recomputes the tail, since it holds the features",
+            "start the enclave with `privpart enclave ... --verify-tail RATE` (its /v1/info "
+            "shows the rate), and drop --verify-tail here",
+        )
     if enclave_url is not None:
         if measurement is None and (checkpoint is None or cut is None):
             raise PrivpartError(
@@ -478,6 +582,8 @@ def infer(
     from privpart.runtime.server.limits import read_token
 
     token = read_token(token_file)
+    if enclave_url is not None:
+        _check_enclave_transport(enclave_url, enclave_cert, allow_plain_http)
     asyncio.run(
         _infer(
             images,
@@ -489,12 +595,29 @@ def infer(
             measurement,
             token,
             tail_cert,
+            enclave_cert,
+            allow_plain_http,
             trust_code,
             repeat,
             timeout,
             as_json,
+            verify_tail,
         )
     )
+
+
+def _check_enclave_transport(url: str, cert: Path | None, allow_plain_http: bool) -> None:
+    """Refuse plain HTTP off this machine before anything is sent; say loudly when allowed."""
+    from privpart.runtime.client.enclave import check_transport
+
+    plain = check_transport(url, allow_plain_http)
+    if plain:
+        console.print(f"[bold yellow]warning:[/] {plain}")
+    if cert is not None and not url.startswith("https://"):
+        raise PrivpartError(
+            "--enclave-cert pins a TLS certificate, but the enclave URL is not https://",
+            "pass https://HOST:PORT of an enclave host started with --tls-cert/--tls-key",
+        )
 
 
 def _policy(
@@ -552,11 +675,14 @@ async def _connect(
             "tcb_status": att.tcb_status,
             "advisories": list(att.advisories),
             "platform_key": att.platform_key,
+            "verify_tail": info.get("verify_tail", 0.0),  # as the host reports it: not attested
         }
         return header, tuple(info["input_shape"])
     assert split is not None
     await client.check_tail()
-    return {"mode": "device", "cut": split.info.cut.name, "tail": tail}, split.info.input_shape
+    header = {"mode": "device", "cut": split.info.cut.name, "tail": tail,
+              "verify_tail": client.check.rate}  # fmt: skip
+    return header, split.info.input_shape
 
 
 async def _infer(
@@ -569,10 +695,13 @@ async def _infer(
     measurement: str | None,
     token: str | None,
     tail_cert: Path | None,
+    enclave_cert: Path | None,
+    allow_plain_http: bool,
     trust_code: bool,
     repeat: int,
     timeout: float,
     as_json: bool,
+    verify_tail: float = 0.0,
 ) -> None:
     from privpart.runtime.client import DeviceClient, EnclaveClient
     from privpart.runtime.client.images import load_images
@@ -590,11 +719,21 @@ async def _infer(
     if enclave_url is not None:
         assert policy is not None
         expected = measurement or (split.info.measurement if split else "")
-        client = EnclaveClient(enclave_url, policy, expected, timeout, token=token)
+        client = EnclaveClient(
+            enclave_url,
+            policy,
+            expected,
+            timeout,
+            token=token,
+            tls_pin=cert_fingerprint(enclave_cert) if enclave_cert else None,
+            allow_plain_http=allow_plain_http,
+        )
     else:
         assert split is not None and tail is not None
         pin = cert_fingerprint(tail_cert) if tail_cert else None
-        client = DeviceClient(split, tail, timeout, token=token, tls_pin=pin)
+        client = DeviceClient(
+            split, tail, timeout, token=token, tls_pin=pin, verify_tail=verify_tail
+        )
     try:  # the client's connections close whatever fails, attestation included
         header, input_shape = await _connect(client, split, tail, as_json)
         x = load_images(images, input_shape)

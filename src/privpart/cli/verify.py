@@ -149,9 +149,19 @@ def verify_quote(
     policy: Annotated[
         Path | None, typer.Option("--policy", help="a JSON verification policy (docs/runtime.md)")
     ] = None,
+    ignore_trailing_bytes: Annotated[
+        bool,
+        typer.Option(
+            "--ignore-trailing-bytes",
+            help="verify the quote at the start of the file and ignore bytes after its end "
+            "(header + report body + signature data, as its length fields declare); the "
+            "ignored bytes are counted and shown. Default: refused (quote_trailing_bytes)",
+        ),
+    ] = False,
 ) -> None:
     """Verify an Intel DCAP quote offline (dcap-qvl) and print what was checked."""
     from privpart.runtime.channel.attestation import evidence_type_of, verify_evidence
+    from privpart.runtime.channel.dcap import quote_layout
     from privpart.runtime.channel.envelope import QuoteEnvelope
 
     try:
@@ -172,6 +182,16 @@ def verify_quote(
         accept_advisory=accept_advisory,
         require_pin=False,
     )
+    layout = quote_layout(raw)
+    if ignore_trailing_bytes and layout is not None and len(raw) > layout.signed_length:
+        extra = raw[layout.signed_length :]
+        zeros = " (all zero)" if not extra.strip(b"\0") else ""
+        console.print(
+            f"[yellow]ignored:[/] {len(extra)} bytes after the quote{zeros}, bytes "
+            f"{layout.signed_length}-{len(raw) - 1} of {quote.name}; verified the quote: "
+            f"{layout.describe()}"
+        )
+        raw = raw[: layout.signed_length]
     envelope = QuoteEnvelope("quote-file", evidence_type_of(raw), raw, "", "")
     if pol.collateral is None:
         raise PrivpartError("the policy names no collateral", "pass --collateral FILE or URL")

@@ -39,11 +39,15 @@ def defend(
     data_dir: Path | None = None,
     show_progress: bool = True,
     device: str = "cpu",
+    trust_code: bool = False,
 ) -> Path:
     """Fine-tune `base_ckpt` with defence `method` at `cut` on `device`; the defended
-    checkpoint's folder."""
+    checkpoint's folder. A checkpoint whose architecture is a Python file runs that file only
+    with `trust_code`."""
     defence = make_defence(method, **(params or {}))
-    return defence.train(Path(base_ckpt), cut, Path(out_dir), data_dir, show_progress, device)
+    return defence.train(
+        Path(base_ckpt), cut, Path(out_dir), data_dir, show_progress, device, trust_code
+    )
 
 
 __all__ = [

@@ -155,8 +155,10 @@ class Defence(ABC):
         data_dir: Path | None,
         show_progress: bool,
         device: str | torch.device = "cpu",
+        trust_code: bool = False,
     ) -> DefenceContext:
-        """Load, split and validate everything; fails before any training."""
+        """Load, split and validate everything; fails before any training (a checkpoint whose
+        architecture is a Python file loads only with `trust_code`)."""
         meta = read_meta(base)
         if meta.get("defence"):
             raise PrivpartError(
@@ -165,7 +167,7 @@ class Defence(ABC):
                 "defend the undefended checkpoint it was made from "
                 f"({meta['defence'].get('base_checkpoint', 'see its meta.json')})",
             )
-        target = Target.load(base, data_dir)
+        target = Target.load(base, data_dir, trust_code=trust_code)
         model, meta, ds, splits, part = (
             target.model, target.meta, target.dataset, target.splits, target.partition
         )
@@ -251,10 +253,11 @@ class Defence(ABC):
         data_dir: Path | None = None,
         show_progress: bool = True,
         device: str | torch.device = "cpu",
+        trust_code: bool = False,
     ) -> Path:
         """Fine-tune `base` against leakage at `cut` (on `device`); write the defended
         checkpoint to `out`."""
-        ctx = self.prepare(Path(base), cut, data_dir, show_progress, device)
+        ctx = self.prepare(Path(base), cut, data_dir, show_progress, device, trust_code)
         training = self.fit(ctx)
         model = self.deploy(ctx).eval()
         torch.manual_seed(int(self.values["seed"]))  # noise draws, if any, are reproducible

@@ -169,6 +169,8 @@ class BottleneckDefence(Defence):
         return bound.mse_floor
 
     def setup(self, ctx: DefenceContext) -> None:
+        if getattr(self, "phase", None) == "tail":  # recalibration: wrapped and trained already
+            return
         self.teacher = None
         if self.values["distill"] > 0:  # the undefended model, frozen: a richer target than y
             self.teacher = copy.deepcopy(ctx.model).eval().requires_grad_(False)
@@ -279,7 +281,7 @@ class BottleneckDefence(Defence):
                     p.requires_grad_(False)
                 info["recalibration"] = {**super().fit(ctx), "sigma": float(self.noise.sigma)}
             finally:
-                self.values = saved
+                self.values, self.phase = saved, "done"
                 for p in ctx.model.parameters():
                     p.requires_grad_(True)
             info["mse_floor_after_recalibration"] = self._floor(ctx)

@@ -17,6 +17,25 @@ def is_user_arch(arch: str) -> bool:
     return ":" in arch and arch.split(":", 1)[0].endswith(".py")
 
 
+def refuse_user_code(spec: ModelSpec, trust_code: bool, where: str = "the checkpoint") -> None:
+    """Refuse to build an architecture that is a user's Python file unless the caller said so.
+
+    A zoo architecture is data (a name and weights); `path/to/file.py:factory` imports and runs
+    that file in this process, so a checkpoint from someone else would be code from someone else.
+    Every load of a checkpoint (CLI commands, the library, the enclave worker) goes through here
+    before anything is imported."""
+    if not is_user_arch(spec.arch) or trust_code:
+        return
+    path_text, _, factory = spec.arch.rpartition(":")
+    path = Path(path_text).expanduser().absolute()
+    raise PrivpartError(
+        f"{where} names its architecture as Python code ({spec.arch}): loading it would import "
+        f"and run {path} and call its {factory}(), so it is refused",
+        f"read {path}; if you trust it, pass --trust-code (API: trust_code=True); a checkpoint "
+        "of a zoo model (vgg16, resnet50, ...) needs neither",
+    )
+
+
 def load_user_model(spec: ModelSpec) -> nn.Module:
     """Import the file and call the factory (with `in_channels`/`num_classes` if it takes them)."""
     path_text, _, factory_name = spec.arch.rpartition(":")

@@ -29,7 +29,7 @@ from torch import fx, nn
 
 from privpart.errors import PrivpartError
 from privpart.models import ModelSpec, build_model
-from privpart.models.user import is_user_arch
+from privpart.models.user import refuse_user_code
 from privpart.models.wrappers import restore_inference, secure_noise
 from privpart.partition import Cut, Partition
 from privpart.partition.split import split_graph
@@ -121,18 +121,8 @@ def measure_head(
 
 
 def check_inert(spec: ModelSpec, trust_code: bool, where: str = "the checkpoint") -> None:
-    """Refuse to build an architecture that is a user's Python file unless the operator said so.
-
-    A zoo architecture is data (a name and weights); `path/to/file.py:factory` would import and
-    run that file in this process: a checkpoint from someone else would be code from someone
-    else."""
-    if is_user_arch(spec.arch) and not trust_code:
-        raise PrivpartError(
-            f"{where} names its architecture as Python code ({spec.arch}): serving it would "
-            "import and run that file, so it is refused",
-            "read the file, and if you trust it pass --trust-code (API: trust_code=True); or "
-            "train the model from the zoo",
-        )
+    """`refuse_user_code` (the one rule for code in checkpoints), under the runtime's name."""
+    refuse_user_code(spec, trust_code, where)
 
 
 def refuse_code(ckpt: Path, trust_code: bool) -> None:
@@ -147,8 +137,7 @@ def split_checkpoint(ckpt: Path, cut: str, trust_code: bool = False) -> SplitHea
     whose architecture is a user file is refused unless `trust_code` (see `check_inert`)."""
     from privpart.training import load_checkpoint
 
-    refuse_code(ckpt, trust_code)
-    model, meta = load_checkpoint(ckpt)
+    model, meta = load_checkpoint(ckpt, trust_code=trust_code)
     secure_noise(model)  # a defence's noise: fresh from the OS CSPRNG for every request
     spec = ModelSpec.from_dict(meta["spec"])
     input_shape = tuple(meta.get("input_shape") or spec.input_shape)
@@ -196,3 +185,23 @@ def rebuild_head(info: HeadInfo, state: dict[str, torch.Tensor]) -> fx.GraphModu
         head = split_graph(trace(secure_noise(model)), info.cut).head
         _load_into(head, state)
     return head.eval()
+
+
+def measure_tail(split: SplitHead) -> str:
+    """The tail's identity, by the same rules as the head's (its input is the cut's shape)."""
+    return measure_head(split.tail, split.info.cut.shape)
+
+
+def rebuild_tail(info: HeadInfo, state: dict[str, torch.Tensor]) -> fx.GraphModule:
+    """The tail of `info`'s model at its cut, on the CPU in eval mode, filled with `state`: the
+    trusted side's copy, which its caller re-measures (`measure_tail`'s rules)."""
+    model = secure_noise(restore_inference(build_model(info.spec), info.defence))
+    tail = split_graph(trace(model), info.cut).tail  # built as split_checkpoint builds it
+    try:
+        tail.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise PrivpartError(
+            f"the tail weights do not fit the tail architecture: {str(exc).splitlines()[0]}",
+            "write them again from the checkpoint (privpart enclave --verify-tail does it)",
+        ) from exc
+    return tail.eval()

@@ -25,6 +25,7 @@ PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 TIMING_HEADER = "Server-Timing"
 AUTH_HEADER = "Authorization"
 REPLICA_HEADER = "X-Privpart-Replica"
+SESSION_HEADER = "X-Privpart-Session"  # the enclave session a sealed record belongs to
 
 
 @dataclass(frozen=True)
@@ -47,12 +48,22 @@ INFO = Endpoint("info", "GET", "/v1/info", None, JSON_TYPE)
 HEALTHZ = Endpoint("healthz", "GET", "/healthz", None, JSON_TYPE, public=True)
 METRICS = Endpoint("metrics", "GET", "/metrics", None, PROMETHEUS_TYPE)
 ATTEST = Endpoint("attest", "POST", "/v1/attest", JSON_TYPE, JSON_TYPE)
+# the session id travels in SESSION_HEADER, never in the URL (which proxies and logs keep)
+SEALED_INFER = Endpoint("sealed_infer", "POST", "/v1/infer", RECORD_TYPE, RECORD_TYPE)
+# the same with the session id in the path: still answered for clients of earlier versions
 SESSION_INFER = Endpoint(
     "session_infer", "POST", "/v1/sessions/{session}/infer", RECORD_TYPE, RECORD_TYPE
 )
 
 TAIL_ENDPOINTS: tuple[Endpoint, ...] = (INFER, INFO, HEALTHZ, METRICS)
-ENCLAVE_ENDPOINTS: tuple[Endpoint, ...] = (ATTEST, SESSION_INFER, INFO, HEALTHZ, METRICS)
+ENCLAVE_ENDPOINTS: tuple[Endpoint, ...] = (
+    ATTEST,
+    SEALED_INFER,
+    SESSION_INFER,
+    INFO,
+    HEALTHZ,
+    METRICS,
+)
 
 # The status of every error code a privpart server or worker answers (docs/runtime.md).
 STATUS: dict[str, int] = {
@@ -81,6 +92,7 @@ STATUS: dict[str, int] = {
     "not_found": 404,
     "method_not_allowed": 405,
     "body_timeout": 408,
+    "header_timeout": 408,  # answered by server/guard.py before any request exists
     # authentication and the record layer (channel/session.py)
     "unauthorized": 401,
     "tampered": 401,
@@ -106,6 +118,7 @@ STATUS: dict[str, int] = {
     "enclave_internal": 500,
     "quote_failed": 500,
     "bad_tail_answer": 502,
+    "tail_forgery_detected": 502,
     "tail_unreachable": 502,
     "tail_disconnected": 502,
     "tail_tls": 502,
@@ -113,6 +126,21 @@ STATUS: dict[str, int] = {
     "tail_bad_url": 500,
 }
 RETRY_AFTER = frozenset({429, 503})
+# Server-side failures (5xx) whose message a client may read: it is about the client's request
+# or the server's load. Every other 5xx message (exception text, the tail's address, network
+# errors) stays in the server's log and the client gets a generic one (`server/http.py`).
+PUBLIC_5XX: frozenset[str] = frozenset(
+    {
+        "bad_tail_answer",
+        "tail_forgery_detected",  # the client's answer was withheld: it must know why
+        "sessions_full",
+        "draining",
+        "busy",
+        "worker_restarted",
+        "worker_unavailable",
+        "over_budget",
+    }
+)
 
 
 def status_of(code: str, default: int = 500) -> int:

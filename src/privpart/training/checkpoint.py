@@ -14,6 +14,7 @@ from torch import nn
 
 from privpart.errors import PrivpartError
 from privpart.models import ModelSpec, build_model
+from privpart.models.user import refuse_user_code
 from privpart.models.wrappers import restore_inference
 
 WEIGHTS = "model.safetensors"
@@ -52,8 +53,13 @@ def read_meta(ckpt: Path) -> dict[str, Any]:
     return meta
 
 
-def load_checkpoint(ckpt: Path, expect_arch: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """(model in eval mode, meta). `expect_arch` guards against a checkpoint of another model."""
+def load_checkpoint(
+    ckpt: Path, expect_arch: str | None = None, trust_code: bool = False
+) -> tuple[nn.Module, dict[str, Any]]:
+    """(model in eval mode, meta). `expect_arch` guards against a checkpoint of another model.
+
+    The one place a checkpoint becomes a model: an architecture that is a user's Python file is
+    refused unless `trust_code` (`refuse_user_code`), before the file is imported."""
     meta = read_meta(ckpt)
     spec = ModelSpec.from_dict(meta["spec"])
     if expect_arch is not None and spec.arch != expect_arch:
@@ -61,6 +67,7 @@ def load_checkpoint(ckpt: Path, expect_arch: str | None = None) -> tuple[nn.Modu
             f"{ckpt} holds a {spec.arch} checkpoint, not {expect_arch}",
             f"pass a {expect_arch} checkpoint, or audit {spec.arch}",
         )
+    refuse_user_code(spec, trust_code, f"checkpoint {ckpt}")
     # a defended model: re-apply its inference-time wrapper (cut noise) before the weights
     model = restore_inference(build_model(spec), meta.get("defence"))
     try:

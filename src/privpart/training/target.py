@@ -84,9 +84,13 @@ class Target:
         data_dir: Path | None = None,
         expect_arch: str | None = None,
         leaf_modules: Iterable[str] = (),
+        trust_code: bool = False,
     ) -> Target:
-        """A checkpoint with its dataset, task and the exact splits it was trained with."""
-        model, meta = load_checkpoint(Path(checkpoint), expect_arch=expect_arch)
+        """A checkpoint with its dataset, task and the exact splits it was trained with. A
+        checkpoint whose architecture is a Python file runs it only with `trust_code`."""
+        model, meta = load_checkpoint(
+            Path(checkpoint), expect_arch=expect_arch, trust_code=trust_code
+        )
         ds = dataset_from_meta(meta, data_dir)  # its attributes file, its task label
         splits = splits_from_meta(ds, meta)
         part = Partition(model, tuple(meta["input_shape"]), leaf_modules)

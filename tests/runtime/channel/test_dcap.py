@@ -18,7 +18,13 @@ from privpart.runtime.channel.attestation import (
     verify_envelope,
     verify_evidence,
 )
-from privpart.runtime.channel.dcap import SgxIdentity, check_dcap, verify_dcap
+from privpart.runtime.channel.dcap import (
+    SgxIdentity,
+    check_dcap,
+    quote_layout,
+    verify_dcap,
+    without_padding,
+)
 from privpart.runtime.channel.envelope import (
     SGX_DCAP,
     TDX_DCAP,
@@ -52,10 +58,13 @@ SGX_POLICY = VerificationPolicy(
     at=INSIDE,
 )
 TDX_POLICY = VerificationPolicy(mrtd=MRTD, at=INSIDE)
+POLICIES = {"sgx": SGX_POLICY, "tdx": TDX_POLICY}
 
 
 def quote(kind: str) -> bytes:
-    return (DATA / f"{kind}_quote.bin").read_bytes()
+    """The fixture's quote alone: the TDX file carries 70 zero bytes of buffer padding after
+    the quote, which verification refuses (`test_bytes_after_the_quote_are_refused`)."""
+    return without_padding((DATA / f"{kind}_quote.bin").read_bytes())
 
 
 def collateral(kind: str):  # noqa: ANN201
@@ -240,3 +249,20 @@ def test_a_policy_file_states_the_same_policy(tmp_path: Path) -> None:
     path.write_text(json.dumps({"mrenclave": MRENCLAVE, "mrenclaev": "typo"}))
     with pytest.raises(PrivpartError, match="unknown policy fields: mrenclaev"):
         load_policy(path)
+
+
+@pytest.mark.parametrize("kind", ["sgx", "tdx"])
+def test_bytes_after_the_quote_are_refused(kind: str) -> None:
+    """The quote ends where its length fields say (header + body + signature data); 70 junk
+    bytes after it, or the TDX sample's zero padding, change nothing signed and are refused."""
+    raw = quote(kind)
+    layout = quote_layout(raw)
+    assert layout is not None and layout.signed_length == len(raw)
+    assert layout.body == {"sgx": 384, "tdx": 584}[kind]
+    padded = (DATA / f"{kind}_quote.bin").read_bytes()
+    for tail in (bytes(range(1, 71)), b"\0" * 70):
+        with pytest.raises(AttestationError) as err:
+            verify_evidence(envelope(kind, raw + tail), POLICIES[kind], collateral(kind))
+        assert err.value.code == "quote_trailing_bytes" and "70 bytes follow" in err.value.message
+    assert without_padding(raw + bytes(range(1, 71))) == raw + bytes(range(1, 71))  # kept
+    assert without_padding(padded) == raw

@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 
 from privpart.runtime.channel.attestation import collateral_for, verify_evidence
+from privpart.runtime.channel.dcap import without_padding
 from privpart.runtime.channel.envelope import QuoteEnvelope
 from privpart.runtime.channel.policy import VerificationPolicy, collateral_source
 from privpart.runtime.errors import AttestationError
@@ -78,7 +79,7 @@ def pccs() -> Iterator[SimpleNamespace]:
 
 
 def test_collateral_fetched_from_a_pccs_verifies_the_quote(pccs: SimpleNamespace) -> None:
-    raw = (DATA / "tdx_quote.bin").read_bytes()
+    raw = without_padding((DATA / "tdx_quote.bin").read_bytes())  # the sample's buffer padding
     envelope = QuoteEnvelope("tdx", "tdx-dcap", raw, "m", "v")
     policy = VerificationPolicy(
         mrtd=MRTD, at=datetime(2025, 7, 1, tzinfo=UTC), collateral=collateral_source(pccs.url)
@@ -90,7 +91,7 @@ def test_collateral_fetched_from_a_pccs_verifies_the_quote(pccs: SimpleNamespace
 
 
 def test_an_unreachable_pccs_is_a_clear_error() -> None:
-    raw = (DATA / "tdx_quote.bin").read_bytes()
+    raw = without_padding((DATA / "tdx_quote.bin").read_bytes())  # the sample's buffer padding
     policy = VerificationPolicy(mrtd=MRTD, collateral=collateral_source("http://127.0.0.1:9"))
     with pytest.raises(AttestationError) as err:
         asyncio.run(collateral_for(QuoteEnvelope("tdx", "tdx-dcap", raw, "m", "v"), policy))

@@ -5,6 +5,7 @@ stand-in Gramine tools that record what they are asked."""
 from __future__ import annotations
 
 import re
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import privpart
 from privpart.errors import PrivpartError
 from privpart.runtime.enclave import TEE_BACKENDS, EnclaveConfig, PlatformKeys
 from privpart.runtime.enclave import gramine as G
+from privpart.runtime.enclave.base import tail_weights_path
 from privpart.runtime.enclave.gramine import (
     PLATFORM_IN_ENCLAVE,
     SEALED_IN_ENCLAVE,
@@ -100,27 +102,68 @@ def test_every_manifest_key_is_one_gramine_documents_with_a_valid_value(tmp_path
 def test_manifest_trusts_the_runtime_and_binds_the_head_by_measurement(tmp_path: Path) -> None:
     _, m, sealed, b = manifest(tmp_path, isv_prod_id=7, isv_svn=3)
     trusted, allowed = m["sgx"]["trusted_files"], m["sgx"]["allowed_files"]
-    assert f"file:{Path(privpart.__file__).resolve().parent}/" in trusted
-    assert any(t.endswith("site-packages/") for t in trusted)  # torch, dcap-qvl and friends
+    work = sealed.parent / f"gramine-{sealed.stem}"  # where Gramine runs: URIs are relative
+    assert "file:runtime/privpart/" in trusted and "file:runtime/purelib/" in trusted
+    assert (work / "runtime" / "privpart").resolve() == Path(privpart.__file__).resolve().parent
+    purelib = (work / "runtime" / "purelib").resolve()
+    assert (purelib / "torch").is_dir()  # torch, dcap-qvl and friends
     assert "file:{{ gramine.libos }}" in trusted
     # the sealed head (re-sealed with a fresh nonce at every start) is not hashed into
     # MRENCLAVE; its measurement is, through the worker's fixed arguments
-    assert f"file:{sealed.resolve()}" not in trusted and f"file:{sealed.resolve()}" in allowed
-    assert f"file:{(tmp_path / 'p' / 'sealing_root.key').resolve()}" in allowed
+    assert "file:head.sealed" not in trusted and "file:head.sealed" in allowed
+    assert (work / "head.sealed").resolve() == sealed.resolve()
+    assert "file:platform/sealing_root.key" in allowed
+    assert (work / "platform").resolve() == (tmp_path / "p").resolve()
     assert not any("platform.key" in f for f in trusted + allowed)  # SGX quotes need no key
     argv = m["loader"]["argv"]
+    assert argv[0] == G.STAGED["python"][0] == m["libos"]["entrypoint"]
     assert argv[1:3] == ["-m", "privpart.runtime.enclave.worker"]
     assert argv[argv.index("--expect-measurement") + 1] == MEASUREMENT
     assert argv[argv.index("--sealed") + 1] == SEALED_IN_ENCLAVE
     assert argv[argv.index("--platform-dir") + 1] == PLATFORM_IN_ENCLAVE
     assert argv[argv.index("--quote-source") + 1] == "gramine"
     mounts = {mount["path"]: mount for mount in m["fs"]["mounts"]}
-    assert mounts[SEALED_IN_ENCLAVE]["uri"] == f"file:{sealed.resolve()}"
-    assert mounts[PLATFORM_IN_ENCLAVE]["uri"] == f"file:{(tmp_path / 'p').resolve()}"
+    assert mounts[SEALED_IN_ENCLAVE]["uri"] == "file:head.sealed"
+    assert mounts[PLATFORM_IN_ENCLAVE]["uri"] == "file:platform"
     assert m["loader"]["env"]["MALLOC_ARENA_MAX"] == "1"
     assert m["loader"]["env"]["MALLOC_MMAP_THRESHOLD_"] == str(32 << 20)
-    assert str(Path(privpart.__file__).resolve().parent.parent) in m["loader"]["env"]["PYTHONPATH"]
+    assert "/privpart/src" in m["loader"]["env"]["PYTHONPATH"].split(":")
     assert (m["sgx"]["isvprodid"], m["sgx"]["isvsvn"]) == (7, 3)
+
+
+def test_the_manifest_is_the_same_from_any_checkout_and_home(
+    tmp_path: Path, tiny_split: SplitHead, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two machines with the same runtime files but the checkout, the virtual environment and
+    the home folder (platform keys, sealed heads) elsewhere render the same manifest: the same
+    MRENCLAVE inputs. Host paths appear only in the staged links, never in the manifest."""
+    real = G.runtime_paths()
+    texts = []
+    for where in ("alice/src/checkout", "opt/deploy/privpart"):
+        root = tmp_path / where
+        layout = {}
+        for key, path in real.items():  # this runtime, linked from another place
+            layout[key] = root / "env" / key
+            layout[key].parent.mkdir(parents=True, exist_ok=True)
+            layout[key].symlink_to(path)
+        monkeypatch.setattr(G, "runtime_paths", lambda layout=layout: layout)
+        home = root / "home" / ".privpart"
+        config = EnclaveConfig(threads=2, verify_tail=1.0)
+        b = GramineBackend(PlatformKeys.load_or_create(home / "platform"), config)
+        sealed = b.seal(tiny_split, home / "heads")
+        text = b.template(sealed, tiny_split.info.measurement).read_text()
+        assert str(tmp_path) not in text and str(Path.home()) not in text
+        assert sys.executable not in text and str(real["python"]) not in text
+        work = sealed.parent / f"gramine-{sealed.stem}"
+        assert (work / "runtime" / "python").resolve() == real["python"]
+        assert (work / "head.tail.safetensors").resolve() == tail_weights_path(sealed).resolve()
+        texts.append(text)
+    assert texts[0] == texts[1]
+    m = tomllib.loads(texts[0])
+    assert "file:head.tail.safetensors" in m["sgx"]["trusted_files"]  # tail: in MRENCLAVE
+    argv = m["loader"]["argv"]
+    assert argv[argv.index("--tail-weights") + 1] == G.TAIL_IN_ENCLAVE
+    assert argv[argv.index("--verify-tail") + 1] == "1"
 
 
 def test_the_manifest_is_the_same_at_every_launch(tmp_path: Path, tiny_split: SplitHead) -> None:

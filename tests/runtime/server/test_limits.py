@@ -94,7 +94,43 @@ def test_only_clients_holding_the_token_get_in(limited: SimpleNamespace, tmp_pat
 
     assert asyncio.run(info())["auth"] is True
     (tmp_path / "token").write_text(TOKEN + "\n")
+    (tmp_path / "token").chmod(0o600)  # a token file others can read is refused
     assert read_token(tmp_path / "token") == TOKEN
     (tmp_path / "short").write_text("abc")
     with pytest.raises(Exception, match="no usable token"):
         read_token(tmp_path / "short")
+
+
+def test_a_token_file_others_can_read_is_refused_with_the_chmod_to_run(
+    tmp_path,
+    runtime_checkpoint,  # noqa: ANN001
+) -> None:
+    from typer.testing import CliRunner
+
+    from privpart.cli import app
+    from privpart.errors import PrivpartError
+
+    token = tmp_path / "token"
+    token.write_text(TOKEN + "\n")
+    for mode in (0o644, 0o640, 0o604):
+        token.chmod(mode)
+        with pytest.raises(PrivpartError) as err:
+            read_token(token)
+        assert f"chmod 600 {token}" in err.value.hint and f"{mode:04o}" in err.value.message
+    token.chmod(0o644)
+    result = CliRunner().invoke(
+        app,
+        [
+            "serve",
+            "--checkpoint",
+            str(runtime_checkpoint),
+            "--cut",
+            "block2",
+            "--auth-token-file",
+            str(token),
+        ],
+    )
+    assert isinstance(result.exception, PrivpartError)  # main() exits 2 with it
+    assert "chmod 600" in result.exception.hint
+    token.chmod(0o600)
+    assert read_token(token) == TOKEN

@@ -202,8 +202,7 @@ def verify_envelope(
     if att.measurement != expected_measurement:
         raise AttestationError(
             "wrong_measurement",
-            f"enclave runs head {att.measurement[:16]}..., you expect "
-            f"{expected_measurement[:16]}...",
+            f"enclave runs head {att.measurement}, you expect {expected_measurement}",
             "the enclave holds another head, cut, or privpart runtime version than your checkpoint",
         )
     if att.report_data != report_data(transcript):

@@ -11,6 +11,7 @@ measurement pins, the debug bit (again: defence in depth), the TCB status and ad
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -149,8 +150,73 @@ def _report(verified: dcap_qvl.VerifiedReport) -> DcapReport:
     )
 
 
+HEADER_BYTES = 48
+SGX_TEE, TDX_TEE = 0x00000000, 0x00000081
+BODY_BYTES = {SGX_TEE: 384, TDX_TEE: 584}  # SGX report body; TDX 1.0 TD report body (v3/v4)
+
+
+@dataclass(frozen=True)
+class QuoteLayout:
+    """Where a DCAP quote's parts lie: header, report body, a 4-byte little-endian length and
+    the signature data of that length (ECDSA signature, attestation key, QE report and its
+    certification data). The quote ends there; nothing after it is signed or read."""
+
+    body: int  # report body bytes (v5: with its 6-byte type and size prefix)
+    signature: int  # signature data bytes
+
+    @property
+    def signed_length(self) -> int:
+        return HEADER_BYTES + self.body + 4 + self.signature
+
+    def describe(self) -> str:
+        return (
+            f"header {HEADER_BYTES} + report body {self.body} + signature length 4 + signature "
+            f"data {self.signature} = {self.signed_length} bytes"
+        )
+
+
+def quote_layout(quote: bytes) -> QuoteLayout | None:
+    """The layout the quote's own header and length fields declare (as dcap-qvl decodes it),
+    or None when they do not fit `quote` (dcap-qvl then reports the malformed quote)."""
+    try:
+        version, _, tee = struct.unpack_from("<HHI", quote, 0)
+        if version == 5:  # body type (2) and size (4) precede a v5 body
+            body = 6 + struct.unpack_from("<I", quote, HEADER_BYTES + 2)[0]
+        else:
+            body = BODY_BYTES[tee]
+        (signature,) = struct.unpack_from("<I", quote, HEADER_BYTES + body)
+    except (struct.error, KeyError):
+        return None
+    layout = QuoteLayout(body, signature)
+    return layout if layout.signed_length <= len(quote) else None
+
+
+def without_padding(quote: bytes) -> bytes:
+    """`quote` without zero bytes after its end: some quote buffers (e.g. a TDX quote read from
+    a fixed-size buffer) come padded. For the worker's own quote sources, which run inside the
+    TEE; a verifier refuses whatever follows the quote (`verify_dcap`)."""
+    layout = quote_layout(quote)
+    if layout is None or quote[layout.signed_length :].strip(b"\0"):
+        return quote
+    return quote[: layout.signed_length]
+
+
 def verify_dcap(quote: bytes, collateral: dcap_qvl.QuoteCollateralV3, at: datetime) -> DcapReport:
-    """The quote's verified content, or the `AttestationError` of the first failed check."""
+    """The quote's verified content, or the `AttestationError` of the first failed check.
+
+    Bytes after the end of the quote (`QuoteLayout`) are refused: no signature covers them,
+    so accepting them would let anyone append to an attested quote unnoticed."""
+    layout = quote_layout(quote)
+    if layout is not None and len(quote) > layout.signed_length:
+        extra = len(quote) - layout.signed_length
+        raise AttestationError(
+            "quote_trailing_bytes",
+            f"{extra} bytes follow the signed quote, which ends at byte {layout.signed_length} "
+            f"({layout.describe()}); no signature covers them",
+            "pass the quote exactly as the quoting enclave produced it; to inspect a padded "
+            "file, `privpart verify-quote --ignore-trailing-bytes` verifies the quote and "
+            "ignores what follows it",
+        )
     try:
         verified = dcap_qvl.verify(quote, collateral, int(at.timestamp()))
     except ValueError as exc:
@@ -172,7 +238,7 @@ def _pin(name: str, got: str, want: str | None, code: str, checks: list[Check]) 
     if got != want:
         raise AttestationError(
             code,
-            f"{name} is {got[:16]}..., the policy pins {want[:16]}...",
+            f"{name} is {got}, the policy pins {want}",
             f"the enclave runs other code than you pinned: {REFUSE} (or update the pin)",
         )
     checks.append(Check(name, got, "pinned"))

@@ -170,8 +170,8 @@ def verify_simulated(evidence: bytes, policy: VerificationPolicy) -> SimulatedRe
     if platform not in set(policy.platform_pins):
         raise AttestationError(
             "unpinned_key",
-            f"quote is certified by platform key {fingerprint(platform)}, which you have not "
-            "pinned",
+            f"quote is certified by platform key {platform.hex()}, which you have not pinned "
+            f"(pinned: {', '.join(p.hex() for p in policy.platform_pins) or 'none'})",
             "check the enclave host's platform.pub out of band, then pass it with --pin",
         )
     cert_raw, quote_raw = _unb64(outer, "certificate"), _unb64(outer, "quote")

@@ -1,4 +1,7 @@
-"""Device-mode client (seed B): the head runs here, only its features go to the tail server."""
+"""Device-mode client: the head runs here, only its features go to the tail server.
+
+With `verify_tail=RATE` the client also holds the tail (from the checkpoint it trusts) and
+recomputes a random share of answers on its own CPU (`privpart.runtime.integrity`)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from privpart.runtime.client.enclave import ANSWER_SPEC, InferResult
 from privpart.runtime.client.tail import TailClient
 from privpart.runtime.errors import FrameError
 from privpart.runtime.head import SplitHead
+from privpart.runtime.integrity import TOLERANCE, TailCheck, Tolerance
 
 
 class DeviceClient:
@@ -24,8 +28,15 @@ class DeviceClient:
         session: aiohttp.ClientSession | None = None,
         token: str | None = None,
         tls_pin: bytes | None = None,
+        verify_tail: float = 0.0,
+        tolerance: Tolerance = TOLERANCE,
     ) -> None:
         self.head = split.head.eval()
+        # the trusted copy of the tail: on the CPU, in fp32, only when answers are spot-checked
+        self.check = TailCheck(
+            split.tail.eval() if verify_tail > 0 else None, verify_tail, tolerance,
+            f"tail server at {tail_url}",
+        )  # fmt: skip
         self.info = split.info
         self.tail = TailClient(tail_url, timeout, session, token, tls_pin)
         self.answer_spec = frames.FrameSpec.for_samples(
@@ -50,6 +61,7 @@ class DeviceClient:
         with torch.inference_mode():
             features = self.head(x)
         t1 = time.perf_counter()
+        verify = self.check.pick()  # drawn after the features exist, before anything is sent
         frame = frames.encode(features)
         t2 = time.perf_counter()
         body, server = await self.tail.infer_frame(frame)
@@ -63,12 +75,15 @@ class DeviceClient:
             )
         t4 = time.perf_counter()
         timing = {f"tail_{k}": v for k, v in server.items()}
+        if verify:
+            self.check.verify(logits, self.check.recompute(features))
+            timing["verify_tail"] = (time.perf_counter() - t4) * 1e3
         timing.update(
             head=(t1 - start) * 1e3,
             client_encode=(t2 - t1) * 1e3,
             roundtrip=(t3 - t2) * 1e3,
             client_decode=(t4 - t3) * 1e3,
-            total=(t4 - start) * 1e3,
+            total=(time.perf_counter() - start) * 1e3,
         )
         return InferResult(logits, timing)
 

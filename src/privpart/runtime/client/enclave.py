@@ -12,12 +12,15 @@ request once.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import aiohttp
 import torch
 
+from privpart.errors import PrivpartError
 from privpart.runtime import frames, protocol
 from privpart.runtime.channel.attestation import Attestation, collateral_for
 from privpart.runtime.channel.envelope import QuoteEnvelope
@@ -39,7 +42,48 @@ class InferResult:
     timing: dict[str, float] = field(default_factory=dict)
 
 
+def is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_transport(url: str, allow_plain_http: bool) -> str | None:
+    """Refuse plain HTTP to an enclave host off this machine (the bearer token, session ids
+    and request metadata would cross the network in clear); the warning to print for plain
+    HTTP that is allowed, else None."""
+    scheme = urlsplit(url).scheme
+    if scheme == "https":
+        return None
+    if scheme != "http":
+        raise PrivpartError(
+            f"enclave URL {url!r} is neither https:// nor http://",
+            "pass https://HOST:PORT (the enclave host serves TLS with --tls-cert/--tls-key)",
+        )
+    if not (is_loopback(url) or allow_plain_http):
+        raise PrivpartError(
+            f"refusing plain HTTP to {url}: the bearer token, session ids and request metadata "
+            "would cross the network unencrypted (inputs and logits stay sealed)",
+            "serve the enclave host with --tls-cert/--tls-key and use https:// with "
+            "--enclave-cert FILE (API: tls_pin=cert_fingerprint(FILE)); or, on a network you "
+            "control, pass --allow-plain-http (API: allow_plain_http=True)",
+        )
+    return (
+        f"plain HTTP to the enclave host {url}: the bearer token and session ids are not "
+        "encrypted on the way (loopback only, or --allow-plain-http); use https:// in production"
+    )
+
+
 class EnclaveClient:
+    """`tls_pin` (SHA-256 of the host's certificate, `tls.cert_fingerprint`) accepts an
+    https:// host presenting exactly that certificate; without it, https:// verifies against
+    the system's CAs. Plain http:// is refused unless the host is on loopback or
+    `allow_plain_http` (`transport_warning` then says what that exposes)."""
+
     def __init__(
         self,
         url: str,
@@ -48,8 +92,11 @@ class EnclaveClient:
         timeout: float = 30.0,
         session: aiohttp.ClientSession | None = None,
         token: str | None = None,
+        tls_pin: bytes | None = None,
+        allow_plain_http: bool = False,
     ) -> None:
-        self.peer = HttpPeer(url, timeout, session, token)
+        self.transport_warning = check_transport(url, allow_plain_http)  # the CLI prints it
+        self.peer = HttpPeer(url, timeout, session, token, tls_pin)
         self.policy = policy
         self.measurement = measurement
         self.attestation: Attestation | None = None
@@ -86,10 +133,14 @@ class EnclaveClient:
         t0 = time.perf_counter()
         record = session.seal(frame)
         t1 = time.perf_counter()
-        ep = protocol.SESSION_INFER
+        ep = protocol.SEALED_INFER
         try:
             _, body, headers = await self.peer.request(
-                ep.method, ep.url(session=session.session_id), record, ep.body
+                ep.method,
+                ep.path,
+                record,
+                ep.body,
+                {protocol.SESSION_HEADER: session.session_id},
             )
         except RuntimeFailure:
             self._session = None

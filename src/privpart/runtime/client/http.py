@@ -58,10 +58,19 @@ class HttpPeer:
         await self.close()
 
     async def request(
-        self, method: str, path: str, data: bytes | None = None, content_type: str | None = None
+        self,
+        method: str,
+        path: str,
+        data: bytes | None = None,
+        content_type: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, bytes, CIMultiDictProxy[str]]:
         url = self.base_url + path
-        headers = {**self._auth, **({"Content-Type": content_type} if content_type else {})}
+        headers = {
+            **self._auth,
+            **({"Content-Type": content_type} if content_type else {}),
+            **(headers or {}),
+        }
         try:
             async with asyncio.timeout(self.timeout):
                 async with self.session.request(
@@ -74,6 +83,15 @@ class HttpPeer:
                 "tls_pin",
                 f"{self.base_url} presented a certificate other than the pinned one",
                 "check the server's certificate out of band; do not send data to this server",
+                status=502,
+            ) from None
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise TransportError(
+                "tls_verify",
+                f"{self.base_url} presented a certificate that does not verify: "
+                f"{exc.certificate_error}",
+                "pin the server's certificate (privpart infer --enclave-cert FILE; API: "
+                "tls_pin=cert_fingerprint(FILE)) or install its CA",
                 status=502,
             ) from None
         except aiohttp.ClientConnectorError as exc:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import privpart
 from privpart.errors import PrivpartError
-from privpart.runtime.enclave.base import TEE_BACKENDS, TEEBackend
+from privpart.runtime.enclave.base import TEE_BACKENDS, TEEBackend, tail_weights_path
 from privpart.runtime.enclave.budget import malloc_env
 from privpart.runtime.enclave.platform import ROOT_FILE
 from privpart.runtime.version import RUNTIME_VERSION
@@ -68,63 +68,102 @@ def runtime_paths() -> dict[str, Path]:
     paths = sysconfig.get_paths()
     return {
         "python": Path(sys.executable).resolve(),
-        "prefix": Path(sys.prefix),
-        "base_prefix": Path(sys.base_prefix),
-        "stdlib": Path(paths["stdlib"]),
-        "purelib": Path(paths["purelib"]),
-        "platlib": Path(paths["platlib"]),
+        "stdlib": Path(paths["stdlib"]).resolve(),
+        "purelib": Path(paths["purelib"]).resolve(),
+        "platlib": Path(paths["platlib"]).resolve(),
         "privpart": Path(privpart.__file__).resolve().parent,
     }
 
 
-def render_manifest(
+# Inside the enclave the runtime sits at fixed paths, whatever the host's layout: the manifest
+# (hashed into MRENCLAVE) names only these and URIs relative to the folder Gramine runs in,
+# where `stage_runtime` links each name to this host's copy. Two hosts with the same files get
+# the same MRENCLAVE, wherever the checkout, the virtual environment or the home folder are.
+PYTHON_TAG = f"python{sys.version_info.major}.{sys.version_info.minor}"
+IMAGE = "/privpart"
+STAGED: dict[str, tuple[str, str]] = {  # runtime_paths key -> (in the enclave, staged name)
+    "python": (f"{IMAGE}/bin/{PYTHON_TAG}", "runtime/python"),
+    "stdlib": (f"{IMAGE}/lib/{PYTHON_TAG}", "runtime/stdlib"),
+    "purelib": (f"{IMAGE}/site-packages", "runtime/purelib"),
+    "platlib": (f"{IMAGE}/platlib", "runtime/platlib"),
+    "privpart": (f"{IMAGE}/src/privpart", "runtime/privpart"),
+}
+SEALED_STAGED, PLATFORM_STAGED = "head.sealed", "platform"
+TAIL_IN_ENCLAVE = f"{IMAGE}/head.tail.safetensors"  # tail_weights_path(SEALED_IN_ENCLAVE)
+TAIL_STAGED = "head.tail.safetensors"
+
+
+def _link(link: Path, target: Path) -> None:
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target.resolve())
+
+
+def stage_runtime(
+    workdir: Path,
     sealed: Path,
     platform_dir: Path,
+    tail_weights: Path | None = None,
+    paths: dict[str, Path] | None = None,
+) -> None:
+    """Link the names the manifest's URIs use (relative to `workdir`, where Gramine runs) to
+    this host's files: the runtime, the sealed head, the platform folder, the tail weights."""
+    p = paths or runtime_paths()
+    for key, (_, staged) in STAGED.items():
+        _link(workdir / staged, p[key])
+    _link(workdir / SEALED_STAGED, sealed)
+    _link(workdir / PLATFORM_STAGED, platform_dir)
+    if tail_weights is not None:
+        _link(workdir / TAIL_STAGED, tail_weights)
+
+
+def render_manifest(
     worker_argv: list[str],
     epc_mib: int,
     threads: int,
     isv_prod_id: int = 0,
     isv_svn: int = 0,
     user_code: Path | None = None,
-    paths: dict[str, Path] | None = None,
+    verify_tail: bool = False,
 ) -> str:
     """The Gramine manifest template (TOML with Gramine's own `{{ }}` placeholders).
 
-    `worker_argv` must already name the in-enclave paths (`SEALED_IN_ENCLAVE`,
-    `PLATFORM_IN_ENCLAVE`); `user_code` is a trusted user model file (`--trust-code`)."""
-    p = paths or runtime_paths()
-    argv = [str(p["python"]), *worker_argv]
+    A function of the configuration only: every path is a fixed in-enclave path or a URI
+    relative to the staged folder (`stage_runtime`). `worker_argv` must already name the
+    in-enclave paths (`SEALED_IN_ENCLAVE`, `PLATFORM_IN_ENCLAVE`); `user_code` is a trusted
+    user model file (`--trust-code`), mounted at the path its checkpoint names."""
+    python = STAGED["python"][0]
+    argv = [python, *worker_argv]
     trusted = {
         "file:{{ gramine.libos }}",
         "file:{{ gramine.runtimedir() }}/",
         "file:{{ arch_libdir }}/",
         "file:/usr/{{ arch_libdir }}/",
-        f"file:{p['python']}",
-        f"file:{p['stdlib']}/",
-        f"file:{p['purelib']}/",
-        f"file:{p['platlib']}/",
-        f"file:{p['privpart']}/",
+        *(f"file:{name}" + ("" if key == "python" else "/") for key, (_, name) in STAGED.items()),
     }
     mounts = [
         '{ path = "/lib", uri = "file:{{ gramine.runtimedir() }}" }',
         '{ path = "{{ arch_libdir }}", uri = "file:{{ arch_libdir }}" }',
         '{ path = "/usr", uri = "file:/usr" }',
-        f'{{ path = "{p["base_prefix"]}", uri = "file:{p["base_prefix"]}" }}',
-        f'{{ path = "{p["prefix"]}", uri = "file:{p["prefix"]}" }}',
-        f'{{ path = "{p["privpart"]}", uri = "file:{p["privpart"]}" }}',
-        f'{{ path = "{SEALED_IN_ENCLAVE}", uri = "file:{sealed.resolve()}" }}',
-        f'{{ path = "{PLATFORM_IN_ENCLAVE}", uri = "file:{platform_dir.resolve()}" }}',
+        *(f'{{ path = "{inside}", uri = "file:{staged}" }}' for inside, staged in STAGED.values()),
+        f'{{ path = "{SEALED_IN_ENCLAVE}", uri = "file:{SEALED_STAGED}" }}',
+        f'{{ path = "{PLATFORM_IN_ENCLAVE}", uri = "file:{PLATFORM_STAGED}" }}',
         '{ type = "tmpfs", path = "/tmp" }',
     ]
+    if verify_tail:  # the tail the worker verifies with: hashed into MRENCLAVE like the runtime
+        trusted.add(f"file:{TAIL_STAGED}")
+        mounts.append(f'{{ path = "{TAIL_IN_ENCLAVE}", uri = "file:{TAIL_STAGED}" }}')
     if user_code is not None:
         code = user_code.resolve()
         trusted.add(f"file:{code}")
         mounts.append(f'{{ path = "{code}", uri = "file:{code}" }}')
-    allowed = [f"file:{sealed.resolve()}", f"file:{platform_dir.resolve() / ROOT_FILE}"]
+    allowed = [f"file:{SEALED_STAGED}", f"file:{PLATFORM_STAGED}/{ROOT_FILE}"]
     argv_toml = ", ".join(f'"{a}"' for a in argv)
-    # the interpreter runs without its venv launcher, so the venv's packages go on PYTHONPATH
     pythonpath = ":".join(
-        dict.fromkeys(str(x) for x in (p["privpart"].parent, p["purelib"], p["platlib"]))
+        dict.fromkeys(
+            (str(Path(STAGED["privpart"][0]).parent), STAGED["purelib"][0], STAGED["platlib"][0])
+        )
     )
     malloc = "\n".join(f'loader.env.{k} = "{v}"' for k, v in malloc_env(epc_mib << 20).items())
     return f"""\
@@ -133,9 +172,10 @@ def render_manifest(
 # Head budget (privpart --epc-mib): {epc_mib} MiB on top of the runtime's own footprint.
 # The head is bound by its measurement in loader.argv (--expect-measurement), not by the
 # sealed file's hash: the sealed file is an allowed file, and MRENCLAVE is the same at every
-# launch of the same head, runtime and configuration.
+# launch of the same head, runtime and configuration. Paths are fixed inside the enclave; URIs
+# are relative to the folder Gramine runs in, whose links privpart stages to this host's files.
 
-libos.entrypoint = "{p["python"]}"
+libos.entrypoint = "{python}"
 loader.entrypoint.uri = "file:{{{{ gramine.libos }}}}"
 loader.log_level = "error"
 loader.argv = [{argv_toml}]
@@ -143,6 +183,7 @@ loader.env.LD_LIBRARY_PATH = "/lib:{{{{ arch_libdir }}}}:/usr/{{{{ arch_libdir }
 {malloc}
 loader.env.OMP_NUM_THREADS = "{threads}"
 loader.env.PYTHONDONTWRITEBYTECODE = "1"
+loader.env.PYTHONHOME = "{IMAGE}"
 loader.env.PYTHONPATH = "{pythonpath}"
 
 fs.mounts = {_toml_list(mounts, quote=False)}
@@ -215,17 +256,15 @@ class GramineBackend(TEEBackend):
         path = workdir / f"{MANIFEST}.template"
         c = self.config
         argv = self.worker_args(Path(SEALED_IN_ENCLAVE), measurement, Path(PLATFORM_IN_ENCLAVE))
+        verify = c.verify_tail > 0
+        stage_runtime(
+            workdir, sealed, self.platform.directory, tail_weights_path(sealed) if verify else None
+        )
         path.write_text(
             render_manifest(
-                sealed,
-                self.platform.directory,
-                argv,
-                c.epc_mib,
-                c.threads,
-                c.isv_prod_id,
-                c.isv_svn,
-                self.user_code(sealed),
-            )
+                argv, c.epc_mib, c.threads, c.isv_prod_id, c.isv_svn, self.user_code(sealed),
+                verify,
+            )  # fmt: skip
         )
         return path
 

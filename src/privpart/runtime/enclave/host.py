@@ -10,10 +10,11 @@ Endpoints (`protocol.ENCLAVE_ENDPOINTS`; errors are JSON `{error, message, hint}
 
 - `GET  /v1/info`    backend, `simulated`, measurement, platform key (simulated), cut, limits;
 - `POST /v1/attest`  JSON `{nonce, client_pub}` (hex) -> `{session, enclave_pub, quote}`;
-- `POST /v1/sessions/{id}/infer`  body: one sealed record (`channel/session.py`) whose plaintext
-  is an input frame; answer: one sealed record holding the logits frame;
-  401 tampered/replayed/out-of-order (session closed), 410 unknown session (re-attest),
-  502/504 tail failure, 503 worker restarting;
+- `POST /v1/infer` with header `X-Privpart-Session: <id>`  body: one sealed record
+  (`channel/session.py`) whose plaintext is an input frame; answer: one sealed record holding
+  the logits frame; 401 tampered/replayed/out-of-order (session closed), 410 unknown session
+  (re-attest), 502/504 tail failure, 503 worker restarting. `POST /v1/sessions/{id}/infer`
+  is the same for clients of earlier versions (the id then shows in URLs and logs);
 - `GET  /healthz`, `GET /metrics` (Prometheus).
 
 Limits (`server/limits.py`): bodies must arrive within the body timeout and are counted in
@@ -34,6 +35,7 @@ from privpart.runtime.enclave.base import TEEBackend
 from privpart.runtime.enclave.supervisor import WorkerSupervisor
 from privpart.runtime.errors import RuntimeFailure
 from privpart.runtime.head import HeadInfo
+from privpart.runtime.integrity import FORGERY
 from privpart.runtime.server.http import (
     LIMITS_KEY,
     Handler,
@@ -84,6 +86,14 @@ class EnclaveHost:
         self.generation = m.gauge("privpart_enclave_worker_generation", "current worker number")
         self.simulated = m.gauge("privpart_enclave_simulated", "1 when no hardware TEE is used")
         self.simulated.set(1 if self.backend.simulated else 0)
+        self.tail_checks = m.counter(
+            "privpart_enclave_tail_checks_total",
+            "requests whose tail the worker recomputed (--verify-tail)",
+        )
+        self.tail_forgeries = m.counter(
+            "privpart_enclave_tail_forgeries_total",
+            "checked requests whose tail answer differed from the recomputation (withheld)",
+        )
         self.inflight = 0
 
     def describe(self) -> dict:
@@ -109,6 +119,8 @@ class EnclaveHost:
                 "restarts": self.supervisor.restarts,
             },
             "tail": self.tail_url,
+            "verify_tail": self.backend.config.verify_tail,
+            "tail_measurement": self.backend.tail_measurement or None,
         }
 
     async def attest(self, hello: object, client: str) -> dict:
@@ -130,15 +142,26 @@ class EnclaveHost:
         header = {"session": session, "tail": self.tail_url}
         if self.tail_token:
             header["tail_token"] = self.tail_token
-        reply, sealed = await self.supervisor.call(
-            "infer", header, record, timeout=self.tail_timeout_s + 30
-        )
+        try:
+            reply, sealed = await self.supervisor.call(
+                "infer", header, record, timeout=self.tail_timeout_s + 30
+            )
+        except RuntimeFailure as exc:
+            if exc.code == FORGERY:
+                self.tail_checks.inc()
+                self.tail_forgeries.inc()
+            raise
         worker_ms = (time.perf_counter() - t0) * 1e3
+        if "verify_tail" in reply["timing"]:
+            self.tail_checks.inc()
         timing = {
             f"enclave_{k}" if not k.startswith("tail_") else k: v
             for k, v in reply["timing"].items()
         }
-        inside = sum(v for k, v in timing.items() if k.startswith("enclave_"))
+        # the recomputation overlaps the tail round trip: not part of the serial path
+        inside = sum(
+            v for k, v in timing.items() if k.startswith("enclave_") and k != "enclave_verify_tail"
+        )
         timing["enclave_ipc"] = worker_ms - inside - timing.get("tail_roundtrip", 0.0)
         return sealed, timing
 
@@ -172,14 +195,20 @@ def build_enclave_app(host: EnclaveHost) -> web.Application:
             ) from None
         return web.json_response(await host.attest(hello, request.remote or ""))
 
-    async def infer(request: web.Request) -> web.Response:
+    async def sealed_infer(request: web.Request) -> web.Response:
+        return await infer(request, request.headers.get(protocol.SESSION_HEADER, ""))
+
+    async def session_infer(request: web.Request) -> web.Response:
+        return await infer(request, request.match_info["session"])
+
+    async def infer(request: web.Request, session: str) -> web.Response:
         start = time.perf_counter()
-        session = request.match_info["session"]
         if not SESSION_ID.match(session):
             raise RuntimeFailure(
                 "unknown_session",
                 "malformed session id",
-                f"attest first: {protocol.ATTEST.method} {protocol.ATTEST.path}",
+                f"attest first ({protocol.ATTEST.method} {protocol.ATTEST.path}), then send "
+                f"the session id in the {protocol.SESSION_HEADER} header",
             )
         # read first: a client still sending its body is not in flight (a slow sender cannot
         # fill the enclave's slots), and the body timeout bounds how long it holds its socket
@@ -200,7 +229,7 @@ def build_enclave_app(host: EnclaveHost) -> web.Application:
             protocol.Reply(
                 200,
                 sealed,
-                protocol.SESSION_INFER.answer,
+                protocol.SEALED_INFER.answer,
                 {protocol.TIMING_HEADER: protocol.server_timing(timing)},
             )
         )
@@ -225,7 +254,8 @@ def build_enclave_app(host: EnclaveHost) -> web.Application:
     handlers = {
         protocol.INFO.name: info,
         protocol.ATTEST.name: attest,
-        protocol.SESSION_INFER.name: infer,
+        protocol.SEALED_INFER.name: sealed_infer,
+        protocol.SESSION_INFER.name: session_infer,
         protocol.HEALTHZ.name: healthz,
         protocol.METRICS.name: metrics,
     }

@@ -25,6 +25,7 @@ from typing import ClassVar
 
 from privpart.errors import PrivpartError
 from privpart.registry import Registry
+from privpart.runtime.channel.dcap import without_padding
 from privpart.runtime.channel.envelope import REPORT_DATA_BYTES, SGX_DCAP, SIMULATED, TDX_DCAP
 from privpart.runtime.channel.simulated import SimulatedQuoter
 from privpart.runtime.enclave.platform import PlatformKeys
@@ -128,7 +129,7 @@ class GramineSource(QuoteSource):
                 ) from None
         if not quote:
             raise _failed("Gramine returned an empty quote", "check the DCAP quoting setup")
-        return quote
+        return without_padding(quote)  # a padded buffer: the quote alone
 
 
 @QUOTE_SOURCES.register("tdx")
@@ -189,4 +190,4 @@ class TsmSource(QuoteSource):
             )
         if not quote:
             raise _failed("configfs-tsm returned an empty quote", "check the TSM provider")
-        return quote
+        return without_padding(quote)  # a padded buffer: the quote alone

@@ -11,14 +11,19 @@ expected measurement is part of MRENCLAVE). Start-up, in this order:
    whose architecture is a user's Python file (unless `--trust-code`); derive the sealing key
    for the expected measurement itself (EGETKEY's role, from the platform folder);
 4. decrypt, rebuild the head from its spec (no pickle), re-measure it and refuse to serve if the
-   measurement differs; set up its quote source (`quoting.py`: simulated keys generated here,
-   Gramine's /dev/attestation, or configfs-tsm); run one full batch to prove the head fits the
-   budget; report `ready`.
+   measurement differs; with `--verify-tail RATE`, rebuild the tail from `--tail-weights` the
+   same way and refuse to serve unless it measures `--expect-tail-measurement` (both arguments,
+   like the head's, are fixed in the Gramine manifest); set up its quote source (`quoting.py`:
+   simulated keys generated here, Gramine's /dev/attestation, or configfs-tsm); run one full
+   batch to prove the head (and the tail it verifies with) fits the budget; report `ready`.
 
 Then it answers messages (see `OPS`): `attest` (handshake; the quote is made here and the host
 only relays it), `infer` (decrypt, head; a tail thread posts the features to the tail server,
 checks the answer against the request, seals the logits and answers), `close`, `stats`. The main
-thread keeps running heads while tail round trips are in flight. A failed request closes its
+thread keeps running heads while tail round trips are in flight; for a request picked for a
+spot check (`integrity.TailCheck`, drawn from the OS CSPRNG) it also recomputes the tail while
+the tail server works, and the tail thread withholds an answer that differs
+(`tail_forgery_detected`). A failed request closes its
 session and never stops the worker.
 """
 
@@ -32,6 +37,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -57,7 +63,8 @@ from privpart.runtime.enclave.sealed import read_header, unseal_bytes
 from privpart.runtime.enclave.sessions import SessionLimits, SessionTable
 from privpart.runtime.enclave.tail_link import TailLink, TailPool
 from privpart.runtime.errors import EnclaveError, RuntimeFailure
-from privpart.runtime.head import HeadInfo, check_inert, measure_head, rebuild_head
+from privpart.runtime.head import HeadInfo, check_inert, measure_head, rebuild_head, rebuild_tail
+from privpart.runtime.integrity import TailCheck
 from privpart.runtime.nopickle import forbid_unpickling
 from privpart.runtime.version import RUNTIME_VERSION
 
@@ -84,8 +91,10 @@ class Worker:
         out: BinaryIO,
         pool: TailPool,
         quotes: QuoteSource,
+        check: TailCheck | None = None,
     ) -> None:
         self.head = head
+        self.check = check or TailCheck(None, 0.0)
         self.info = info
         self.backend = args.backend
         self.quotes = quotes
@@ -95,7 +104,13 @@ class Worker:
             (info.spec.num_classes,), args.max_batch, "float32"
         )
         self.sessions = SessionTable(
-            SessionLimits(args.max_sessions, args.max_sessions_per_client, args.session_ttl)
+            SessionLimits(
+                args.max_sessions,
+                args.max_sessions_per_client,
+                args.session_ttl,
+                # a Namespace built by hand (tests, embedding) may predate this limit
+                getattr(args, "session_unused_ttl", SessionLimits.unused_ttl_s),
+            )
         )
         self.busy: set[str] = set()
         self.lock = threading.Lock()  # sessions: no two threads seal (nonce reuse) or mutate
@@ -193,18 +208,24 @@ def _infer(w: Worker, header: dict[str, Any], record: memoryview) -> Reply | Non
         raise
     ms = {"decrypt": t1 - t0, "decode": t2 - t1, "head": t3 - t2, "encode": t4 - t3}
     w.busy.add(session.session_id)
-    w.pool.submit(
-        TailJob(
-            w,
-            header.get("id"),
-            session,
-            str(header.get("tail", "")),
-            header.get("tail_token") or None,
-            out,
-            int(x.shape[0]),
-            {k: v * 1e3 for k, v in ms.items()},
-        )
+    job = TailJob(
+        w,
+        header.get("id"),
+        session,
+        str(header.get("tail", "")),
+        header.get("tail_token") or None,
+        out,
+        int(x.shape[0]),
+        {k: v * 1e3 for k, v in ms.items()},
+        Future() if w.check.pick() else None,  # drawn now: the tail cannot know
     )
+    w.pool.submit(job)
+    if job.expected is not None:  # recompute here (one OpenMP team) while the tail works
+        t5 = time.perf_counter()
+        try:
+            job.expected.set_result((w.check.recompute(features), time.perf_counter() - t5))
+        except Exception as exc:  # reported by the tail thread, with the request
+            job.expected.set_exception(exc)
     return None
 
 
@@ -220,6 +241,7 @@ class TailJob:
     features: bytes
     batch: int
     timing: dict[str, float]
+    expected: Future | None = None  # (trusted logits, seconds) when this request is checked
 
     def run(self) -> None:
         w, sid = self.worker, self.session.session_id
@@ -242,11 +264,17 @@ class TailJob:
         logits, tail_timing = w.link.post(self.tail, self.features, self.tail_token)
         t1 = time.perf_counter()
         check_logits(logits, w.output_spec, self.batch)
+        verify: dict[str, float] = {}
+        if self.expected is not None:
+            want, seconds = self.expected.result()
+            w.check.verify(frames.decode(logits, w.output_spec), want)
+            verify["verify_tail"] = seconds * 1e3
         with w.lock:
             record = self.session.seal(logits)
         t2 = time.perf_counter()
         timing = {
             **self.timing,
+            **verify,
             "encrypt": (t2 - t1) * 1e3,
             "tail_roundtrip": (t1 - t0) * 1e3,
             **{f"tail_{k}": v for k, v in tail_timing.items()},
@@ -258,8 +286,8 @@ def check_logits(logits: bytes, spec: frames.FrameSpec, batch: int) -> None:
     """The tail's answer must be float32 logits `[batch, classes]` for this request's batch.
 
     This keeps malformed answers from reaching the client sealed by the enclave; it cannot tell
-    right logits from wrong ones of the right shape: the tail's output integrity is outside what
-    the TEE protects (docs/runtime.md)."""
+    right logits from wrong ones of the right shape: that takes recomputing them
+    (`--verify-tail`, `integrity.TailCheck`)."""
     try:
         y = frames.decode(logits, spec)
         if y.shape[0] != batch:
@@ -328,15 +356,53 @@ def _load(args: argparse.Namespace, out: BinaryIO, pool: TailPool) -> tuple[Work
             f"{args.epc_bytes >> 20} MiB ({why})",
             "raise --epc-mib, lower --max-batch, or choose an earlier cut",
         ) from None
+    check = _load_tail_check(args, info)
     peak = max(budget.peak_resident() - rss0, 0)
     params = sum(t.numel() * t.element_size() for t in head.state_dict().values())
-    worker = Worker(head, info, args, out, pool, quotes)
+    worker = Worker(head, info, args, out, pool, quotes, check)
     return worker, {
         "measurement": measured,
+        "verify_tail": check.rate,
+        "tail_measurement": args.expect_tail_measurement if check.rate > 0 else None,
         "head_param_bytes": params,
         "head_peak_bytes": peak,
         "budget_bytes": args.epc_bytes,
     }
+
+
+def _load_tail_check(args: argparse.Namespace, info: HeadInfo) -> TailCheck:
+    """The trusted tail for spot checks, inside the budget, or none at rate 0. It must measure
+    what the (measured) arguments name: the host can no more swap it than the head."""
+    if args.verify_tail <= 0:
+        return TailCheck(None, 0.0)
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tail = rebuild_tail(info, load_file(args.tail_weights))
+    except (OSError, SafetensorError) as exc:
+        raise PrivpartError(
+            f"cannot read the tail weights {args.tail_weights}: {exc}",
+            "start the enclave again: it writes them next to the sealed head",
+        ) from None
+    measured = measure_head(tail, info.cut.shape)
+    if measured != args.expect_tail_measurement:
+        raise PrivpartError(
+            f"the tail weights measure {measured}, this enclave verifies against "
+            f"{args.expect_tail_measurement}: refused",
+            "the tail file was altered or belongs to another checkpoint: start the enclave again",
+        )
+    try:
+        with torch.inference_mode():
+            tail(torch.zeros(args.max_batch, *info.cut.shape))
+    except (RuntimeError, MemoryError) as exc:
+        why = "out of memory" if budget.is_out_of_memory(exc) else str(exc).splitlines()[0]
+        raise PrivpartError(
+            f"the tail (for --verify-tail) failed a batch of {args.max_batch} within the enclave "
+            f"budget of {args.epc_bytes >> 20} MiB ({why})",
+            "raise --epc-mib, lower --max-batch, or verify without it (--verify-tail 0)",
+        ) from None
+    return TailCheck(tail, args.verify_tail, where="tail server", confidential=True)
 
 
 def serve(worker: Worker, inp: BinaryIO) -> None:
@@ -383,10 +449,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-sessions", type=int, default=1024)
     parser.add_argument("--max-sessions-per-client", type=int, default=16)
     parser.add_argument("--session-ttl", type=float, default=600.0)
+    parser.add_argument("--session-unused-ttl", type=float, default=30.0)
     parser.add_argument("--tail-threads", type=int, default=4)
     parser.add_argument("--tail-timeout", type=float, default=60.0)
     parser.add_argument("--tail-pin", default="", help="SHA-256 of the tail's TLS certificate")
     parser.add_argument("--trust-code", action="store_true")
+    parser.add_argument("--verify-tail", type=float, default=0.0)
+    parser.add_argument("--expect-tail-measurement", default="")
+    parser.add_argument("--tail-weights", default="")
     return parser.parse_args(argv)
 
 

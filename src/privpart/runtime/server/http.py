@@ -5,22 +5,25 @@
   HTML page, and a bad request never takes a server down;
 - `auth`: the bearer token of `ServerLimits` on every endpoint but the public ones;
 - `read_body`: the request body within the size and time limits (`limits.read_limited`);
-- `CappedRunner`: at most `max_connections` open connections; one more is answered 503 and
-  closed without reaching the application.
+- `CappedRunner`: every connection through a `guard.ConnectionGuard` (header deadline,
+  per-address limits, fair eviction at the connection cap).
+
+Clients get generic messages for server-side failures (5xx outside `protocol.PUBLIC_5XX`:
+exception text, the tail's address and network errors stay on the server); the detail goes
+to the server log (`logs.py`: one line, rate limited) under a reference the client sees.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import sys
-import traceback
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import ClientPayloadError, web
 
 from privpart.runtime import protocol
 from privpart.runtime.errors import RuntimeFailure
+from privpart.runtime.logs import server_log
+from privpart.runtime.server.guard import ConnectionGuard
 from privpart.runtime.server.limits import ServerLimits, check_token, read_limited
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -32,7 +35,30 @@ def to_response(reply: protocol.Reply) -> web.Response:
     return web.Response(status=reply.status, body=reply.body, headers=headers)
 
 
-def failure_response(exc: RuntimeFailure) -> web.Response:
+# What a client reads for a failure on the server's side; the detail is in the server's log.
+GENERIC_MESSAGES: dict[int, str] = {
+    500: "the server failed on this request",
+    502: "the server's upstream (the tail or the enclave worker) failed on this request",
+    504: "the server's upstream did not answer in time",
+}
+GENERIC_HINT = "retry later; if it persists, give the server's operator this reference: {ref}"
+
+
+def redacted(exc: RuntimeFailure, where: str) -> RuntimeFailure:
+    """`exc` as a client may read it: a server-side failure loses its message and hint (they
+    go to the log, one line, under a reference the client gets); anything else is as it is."""
+    if exc.status < 500 or exc.code in protocol.PUBLIC_5XX:
+        return exc
+    generic = GENERIC_MESSAGES.get(exc.status, GENERIC_MESSAGES[500])
+    ref = secrets.token_hex(4)
+    server_log().warning(
+        "privpart: %s %s %d ref %s: %s", where, exc.code, exc.status, ref, exc.message
+    )
+    return RuntimeFailure(exc.code, generic, GENERIC_HINT.format(ref=ref), exc.status)
+
+
+def failure_response(exc: RuntimeFailure, where: str = "") -> web.Response:
+    exc = redacted(exc, where)
     response = to_response(exc.reply())
     if exc.code in ("body_timeout", "unauthorized"):
         if exc.code == "unauthorized":
@@ -44,11 +70,12 @@ def failure_response(exc: RuntimeFailure) -> web.Response:
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every failure into a JSON error response; log the unexpected ones."""
+    """Turn every failure into a JSON error response; log the unexpected ones (one line)."""
+    where = f"{request.method} {request.path[:64]} from {request.remote}"
     try:
         return await handler(request)
     except RuntimeFailure as exc:
-        return failure_response(exc)
+        return failure_response(exc, where)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -64,15 +91,18 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except (ConnectionError, TimeoutError):
         raise  # the client went away: aiohttp closes the connection
     except Exception as exc:
-        print(f"privpart server: internal error on {request.path}:", file=sys.stderr)
-        traceback.print_exc()
-        return to_response(
-            protocol.Reply.error(
-                "internal",
-                f"server failed on this request: {type(exc).__name__}",
-                "report this with the request that caused it",
-            )
-        )
+        failure = RuntimeFailure("internal", f"{type(exc).__name__}: {exc}{_origin(exc)}")
+        return failure_response(failure, where)
+
+
+def _origin(exc: BaseException) -> str:
+    """` at file:line` of the innermost frame: enough to find a bug, one line long."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return ""
+    return f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
 
 
 def auth(limits: Callable[[], ServerLimits], public: set[str]) -> Callable:
@@ -107,77 +137,21 @@ def route(app: web.Application, endpoint: protocol.Endpoint, handler: Handler) -
     app.router.add_route(endpoint.method, endpoint.path, handler)
 
 
-class _Refused(asyncio.Protocol):
-    """A connection over the cap: one JSON 503 and close, before any request is read."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        body = json.dumps(
-            protocol.error_body(
-                "busy", "too many open connections", "retry after a short backoff (Retry-After)"
-            )
-        ).encode()
-        head = (
-            f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: {protocol.JSON_TYPE}\r\n"
-            f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
-        )
-        transport.write(head.encode() + body)  # type: ignore[attr-defined]
-        transport.close()
-
-
-class _Counted(asyncio.Protocol):
-    """aiohttp's protocol for one connection, counted from accept to close.
-
-    Counting in the factory (not in aiohttp's connection list, filled a loop iteration later)
-    keeps a burst of connects, which asyncio accepts many at a time, under the cap too."""
-
-    def __init__(self, inner: asyncio.Protocol, factory: _CappedFactory) -> None:
-        self.inner, self.factory = inner, factory
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.inner.connection_made(transport)
-
-    def data_received(self, data: bytes) -> None:
-        self.inner.data_received(data)
-
-    def eof_received(self) -> bool | None:
-        return self.inner.eof_received()
-
-    def pause_writing(self) -> None:
-        self.inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        self.inner.resume_writing()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.factory.live -= 1
-        self.inner.connection_lost(exc)
-
-
-class _CappedFactory:
-    def __init__(self, server: web.Server, cap: int) -> None:
-        self.server, self.cap = server, cap
-        self.live = 0
-
-    def __call__(self) -> asyncio.Protocol:
-        if self.live >= self.cap:
-            return _Refused()
-        self.live += 1
-        return _Counted(self.server(), self)
-
-
 class CappedRunner(web.AppRunner):
-    """An AppRunner whose sites accept at most `max_connections` connections at a time."""
+    """An AppRunner whose connections (all sites together) go through one `ConnectionGuard`:
+    its middleware is put first in the application's chain."""
 
-    def __init__(self, app: web.Application, max_connections: int, **kwargs: object) -> None:
+    def __init__(self, app: web.Application, limits: ServerLimits, **kwargs: object) -> None:
         super().__init__(app, **kwargs)  # type: ignore[arg-type]
-        self.max_connections = max_connections
-        self._capped: _CappedFactory | None = None
+        self.guard = ConnectionGuard(limits)
+        app.middlewares.insert(0, self.guard.middleware)
+        self._factory: object | None = None
 
     @property
     def server(self) -> web.Server | None:  # type: ignore[override]
         inner = super().server
         if inner is None:
             return None
-        if self._capped is None or self._capped.server is not inner:  # one count for all sites
-            self._capped = _CappedFactory(inner, self.max_connections)
-        return self._capped  # type: ignore[return-value]
+        if self.guard.server is not inner:  # one guard for all sites
+            self._factory = self.guard.factory(inner)
+        return self._factory  # type: ignore[return-value]

@@ -4,15 +4,19 @@ open connections, and an optional bearer token.
 - A body is refused from its declared length before it is read (413), and must arrive within
   `body_timeout_s` (408, connection closed): a client that trickles bytes holds a connection
   for at most that long, and is not counted as in flight meanwhile.
-- At most `max_connections` connections are open at once; one more is answered 503 and closed
-  at once (`http.CappedRunner`), so slow clients cannot take every file descriptor.
+- A request's headers must arrive within `header_timeout_s` (in total, not per byte), and a
+  keep-alive connection idles at most `idle_timeout_s`; at most `max_connections` connections
+  are open, at most `max_connections_per_address` from one address, and at the cap the address
+  holding the most gives one up (`guard.py`), so idle and slow clients cannot lock others out.
 - With a token, every endpoint but `/healthz` needs `Authorization: Bearer <token>` (401).
+  Token files must be readable by their owner only (`read_token`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +30,9 @@ class ServerLimits:
     body_timeout_s: float = 10.0
     max_connections: int = 512
     token: str | None = None  # bearer token every client must present (None: no auth)
+    header_timeout_s: float = 5.0  # from accept (or a keep-alive request's first byte)
+    idle_timeout_s: float = 30.0  # keep-alive between requests (clients' pools idle 15 s)
+    max_connections_per_address: int = 64  # an IPv4 address or an IPv6 /64
 
 
 def read_token(path: Path | None) -> str | None:
@@ -40,9 +47,28 @@ def read_token(path: Path | None) -> str | None:
     if len(token) < 16 or any(c.isspace() for c in token):
         raise PrivpartError(
             f"token file {path} holds no usable token (at least 16 characters, no spaces)",
-            "write one, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))' > FILE`",
+            "write one only you can read, e.g. "
+            "`(umask 077; python -c 'import secrets; print(secrets.token_urlsafe(32))' > FILE)`",
         )
+    _check_private(path)
     return token
+
+
+def _check_private(path: Path) -> None:
+    """A token that others on the machine can read is not a secret: refuse it."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise PrivpartError(
+            f"cannot read token file {path}: {exc.strerror or exc}",
+            "pass an existing file holding the token",
+        ) from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise PrivpartError(
+            f"token file {path} is readable or writable by other users "
+            f"(mode {stat.S_IMODE(mode):04o}); a token others can read is not a secret",
+            f"run `chmod 600 {path}` (and rotate the token if others may have read it)",
+        )
 
 
 def check_token(expected: str | None, header: str | None) -> None:

@@ -23,11 +23,9 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import sys
 import tempfile
 import threading
 import time
-import traceback
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +45,7 @@ from privpart.runtime.compute import serving_threads
 from privpart.runtime.errors import RuntimeFailure
 from privpart.runtime.head import SplitHead, split_checkpoint
 from privpart.runtime.server.handlers import TailHandlers
+from privpart.runtime.server.http import redacted
 from privpart.runtime.server.limits import check_token, read_limited
 from privpart.runtime.server.service import TailConfig, TailService
 from privpart.training.checkpoint import META, WEIGHTS
@@ -134,16 +133,11 @@ class TailReplica:
                     limits.body_timeout_s,
                 )
             reply = await self.handlers.handler(endpoint)(body)
-        except RuntimeFailure as exc:
-            reply = exc.reply()
+        except RuntimeFailure as exc:  # server-side detail to the log, not the client
+            reply = redacted(exc, f"{request.method} {request.url.path[:64]}").reply()
         except Exception as exc:  # never take a replica down for one request
-            print(f"privpart ray tail: internal error on {request.url.path}:", file=sys.stderr)
-            traceback.print_exc()
-            reply = protocol.Reply.error(
-                "internal",
-                f"server failed on this request: {type(exc).__name__}",
-                "report this with the request that caused it",
-            )
+            failure = RuntimeFailure("internal", f"{type(exc).__name__}: {exc}")
+            reply = redacted(failure, f"{request.method} {request.url.path[:64]}").reply()
         self.handlers.count(endpoint, reply.status, time.perf_counter() - start)
         reply.headers[REPLICA_HEADER] = self.replica
         return _starlette(reply)

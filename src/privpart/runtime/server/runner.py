@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from privpart.runtime.logs import server_log
 from privpart.runtime.server.http import LIMITS_KEY, CappedRunner
 from privpart.runtime.server.limits import ServerLimits
 
@@ -27,6 +28,35 @@ READ_BUFFER = 4 << 20
 LINGER_S = 1.0
 
 
+class GuardedSite(web.TCPSite):
+    """aiohttp's TCPSite, with asyncio's TLS handshake timeout set: TCPSite does not pass one,
+    so asyncio's 60 s default would let a client that never finishes its handshake hold a
+    socket that long, before the connection guard (which starts after the handshake) sees it."""
+
+    def __init__(
+        self, runner: web.BaseRunner, *args: object, handshake_timeout_s: float, **kwargs: object
+    ) -> None:
+        super().__init__(runner, *args, **kwargs)  # type: ignore[arg-type]
+        self.handshake_timeout_s = handshake_timeout_s
+
+    async def start(self) -> None:
+        if self._ssl_context is None:
+            await super().start()
+            return
+        await web.BaseSite.start(self)  # registers the site with its runner
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._runner.server,  # type: ignore[arg-type]
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            ssl_handshake_timeout=self.handshake_timeout_s,
+        )
+        sockets = self._server.sockets
+        self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
+
+
 async def start_site(
     app: web.Application,
     host: str,
@@ -35,19 +65,28 @@ async def start_site(
     tls: ssl.SSLContext | None = None,
 ) -> tuple[web.AppRunner, str]:
     """Start serving (HTTPS with `tls`); returns the runner and the bound URL (port 0 picks a
-    free port). The application's `ServerLimits` cap its open connections."""
+    free port). The application's `ServerLimits` bound its connections (`guard.py`)."""
     limits: ServerLimits = app.get(LIMITS_KEY, ServerLimits())
     runner = CappedRunner(
         app,
-        limits.max_connections,
+        limits,
         handle_signals=False,
         shutdown_timeout=shutdown_timeout,
         access_log=None,
         read_bufsize=READ_BUFFER,
         lingering_time=LINGER_S,
+        keepalive_timeout=limits.idle_timeout_s,
+        logger=server_log(),  # aiohttp's request errors: one line each, rate limited
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024, ssl_context=tls)
+    site = GuardedSite(
+        runner,
+        host,
+        port,
+        backlog=1024,
+        ssl_context=tls,
+        handshake_timeout_s=limits.header_timeout_s,
+    )
     await site.start()
     sockets = getattr(site._server, "sockets", None) or []
     bound = sockets[0].getsockname()[1] if sockets else port
