@@ -29,6 +29,7 @@ PARAMS = {
                     "warmup": 3, "adv_width": 8},
     "nopeek": {**QUICK, "alpha": 1.0},
     "noise": {**QUICK, "sigma": 0.5},
+    "bottleneck": {**QUICK, "channels": 2, "sigma": 1.0, "distill": 0.0},
 }  # fmt: skip
 CUT = "block2"
 
@@ -42,8 +43,8 @@ def defended(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) ->
     }
 
 
-def test_registry_has_the_three_defences() -> None:
-    assert DEFENCES.names() == ["adversarial", "noise", "nopeek"]
+def test_registry_has_the_four_defences() -> None:
+    assert DEFENCES.names() == ["adversarial", "bottleneck", "noise", "nopeek"]
 
 
 @pytest.mark.parametrize("method", ["adversarial", "nopeek", "noise"])
