@@ -43,7 +43,10 @@ def test_human_readable_names() -> None:
     }
     assert "features.16" in names["vgg16"]
     assert {"layer1", "layer2", "layer3", "layer4", "maxpool"} <= set(names["resnet50"])
-    assert "features.3.0" not in names["efficientnet_b0"] or True  # single-block stages merge
+    # a stage of one block ends where its block ends: named after the stage, not the block
+    assert "features.1" in names["efficientnet_b0"]
+    assert "features.1.0" not in names["efficientnet_b0"]
+    assert "features.3.0" in names["efficientnet_b0"], "the first of features.3's two blocks"
     assert {"features.2", "features.3", "features.4.0"} <= set(names["efficientnet_b0"])
 
 

@@ -1,9 +1,9 @@
 """`privpart serve`, `privpart enclave`, `privpart infer`: run a split for real.
 
 Three terminals (docs/runtime.md): `serve` runs the tail on the untrusted accelerator,
-`enclave` runs the head in an attested worker (seed A), `infer` sends images through either the
-enclave (`--enclave URL`, after verifying its quote against the client's policy) or a head on
-this device (`--device`).
+`enclave` runs the head in an attested worker (TEE + GPU partitioning), `infer` sends images
+through either the enclave (`--enclave URL`, after verifying its quote against the client's
+policy) or a head on this device (`--device`).
 """
 
 from __future__ import annotations
@@ -472,9 +472,12 @@ def _attestation_line(att: Attestation) -> str:
 def infer(
     images: Annotated[list[Path], typer.Argument(help="image files (PNG, JPEG, ...)")],
     enclave_url: Annotated[
-        str | None, typer.Option("--enclave", help="enclave host URL (seed A)")
+        str | None,
+        typer.Option("--enclave", help="enclave host URL (the head in an attested enclave)"),
     ] = None,
-    device: Annotated[bool, typer.Option("--device", help="run the head here (seed B)")] = False,
+    device: Annotated[
+        bool, typer.Option("--device", help="run the head here, on this device")
+    ] = False,
     tail: Annotated[str | None, typer.Option(help="tail server URL (device mode)")] = None,
     checkpoint: Annotated[
         Path | None, typer.Option(help="the checkpoint you trust (head, measurement, classes)")
@@ -538,7 +541,8 @@ def infer(
     if (enclave_url is None) == (not device):
         raise PrivpartError(
             "choose one mode: --enclave URL or --device",
-            "seed A: --enclave URL with a verification policy; seed B: --device --tail URL",
+            "head in an enclave: --enclave URL with a verification policy; head on this "
+            "device: --device --tail URL",
         )
     if device and (tail is None or checkpoint is None or cut is None):
         raise PrivpartError(

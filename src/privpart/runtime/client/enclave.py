@@ -1,4 +1,5 @@
-"""Enclave-mode client (seed A): attest the enclave, then send sealed inputs, get sealed logits.
+"""Enclave-mode client (TEE + GPU partitioning): attest the enclave, then send sealed inputs,
+get sealed logits.
 
 Nothing leaves the client before the quote checks out against the client's
 `VerificationPolicy` (a DCAP quote verified to Intel's root with pinned MRENCLAVE/MRSIGNER or

@@ -1,4 +1,4 @@
-"""The enclave host: the untrusted HTTP front of the enclave (seed A).
+"""The enclave host: the untrusted HTTP front of the enclave (TEE + GPU partitioning).
 
 It relays bytes it cannot read: a client's sealed request goes down the pipe to the worker,
 which decrypts it, runs the head, posts the features to the tail server itself (over the
