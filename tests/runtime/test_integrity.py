@@ -119,44 +119,33 @@ def stack(tiny_split: SplitHead, tmp_path_factory: pytest.TempPathFactory) -> It
     loop.close()
 
 
+async def requests(client: EnclaveClient | DeviceClient, n: int) -> list:
+    """Up to `n` requests; stops at the first failure, which is returned last."""
+    out: list = []
+    try:
+        for _ in range(n):
+            try:
+                out.append(await client.infer(torch.rand(1, 1, 28, 28)))
+            except RuntimeFailure as exc:
+                out.append(exc)
+                break
+    finally:
+        await client.close()
+    return out
+
+
 def enclave_run(stack: SimpleNamespace, split: SplitHead, rate: float, tail: str, n: int) -> list:
     """Up to `n` requests through the enclave host; stops at the first failure, returned last."""
     policy = simulated_policy(stack.platform.public_raw)
     target = stack.hosts[(rate, tail)]
 
-    async def go() -> list:
-        client = EnclaveClient(target.url, policy, split.info.measurement)
-        out: list = []
-        try:
-            for _ in range(n):
-                try:
-                    out.append(await client.infer(torch.rand(1, 1, 28, 28)))
-                except RuntimeFailure as exc:
-                    out.append(exc)
-                    break
-        finally:
-            await client.close()
-        return out
-
-    return stack.loop.run(go())
+    client = EnclaveClient(target.url, policy, split.info.measurement)
+    return stack.loop.run(requests(client, n))
 
 
 def device_run(stack: SimpleNamespace, split: SplitHead, rate: float, tail: str, n: int) -> tuple:
-    async def go() -> tuple:
-        client = DeviceClient(split, stack.tails[tail], verify_tail=rate)
-        out: list = []
-        try:
-            for _ in range(n):
-                try:
-                    out.append(await client.infer(torch.rand(1, 1, 28, 28)))
-                except RuntimeFailure as exc:
-                    out.append(exc)
-                    break
-        finally:
-            await client.close()
-        return out, client.check
-
-    return stack.loop.run(go())
+    client = DeviceClient(split, stack.tails[tail], verify_tail=rate)
+    return stack.loop.run(requests(client, n)), client.check
 
 
 def is_forgery(result: object) -> bool:
