@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # the runtime is imported lazily, inside the commands
     from privpart.runtime.client import DeviceClient, EnclaveClient
     from privpart.runtime.enclave import TEEBackend
     from privpart.runtime.head import SplitHead
-    from privpart.runtime.server import TailConfig
+    from privpart.runtime.server import ServerLimits, TailConfig
     from privpart.runtime.server.ray_serve import RayTail
 
 LOOPBACK = "127.0.0.1"
@@ -93,6 +93,26 @@ TailCertOpt = Annotated[
 ]
 
 
+def _limits(
+    body_timeout: float,
+    max_connections: int,
+    token_file: Path | None,
+    header_timeout: float,
+    per_address: int,
+) -> ServerLimits:
+    """What `serve` and `enclave` enforce on every connection (same options, same meaning)."""
+    from privpart.runtime.server import ServerLimits
+    from privpart.runtime.server.limits import read_token
+
+    return ServerLimits(
+        body_timeout,
+        max_connections,
+        read_token(token_file),
+        header_timeout_s=header_timeout,
+        max_connections_per_address=per_address,
+    )
+
+
 def _set_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(threads)
@@ -138,19 +158,14 @@ def serve(
 ) -> None:
     """Serve the tail of a split over HTTP(S): dynamic batching, backpressure, /metrics."""
     from privpart.runtime.head import refuse_code
-    from privpart.runtime.server import BatchConfig, ServerLimits, TailConfig
-    from privpart.runtime.server.limits import read_token
+    from privpart.runtime.server import BatchConfig, TailConfig
 
     refuse_code(checkpoint, trust_code)  # before anything runs: the refusal costs nothing
     if (tls_cert is None) != (tls_key is None):
         raise PrivpartError("--tls-cert and --tls-key go together", "pass both, or neither")
     batch = BatchConfig(max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue)
-    limits = ServerLimits(
-        body_timeout,
-        max_connections,
-        read_token(auth_token_file),
-        header_timeout_s=header_timeout,
-        max_connections_per_address=max_connections_per_address,
+    limits = _limits(
+        body_timeout, max_connections, auth_token_file, header_timeout, max_connections_per_address
     )
     config = TailConfig(batch=batch, device=device, limits=limits)
     if ray is not None:
@@ -331,7 +346,6 @@ def enclave(
     from privpart.runtime.enclave.host import EnclaveHost, build_enclave_app
     from privpart.runtime.enclave.supervisor import launch
     from privpart.runtime.head import split_checkpoint
-    from privpart.runtime.server import ServerLimits
     from privpart.runtime.server.limits import read_token
     from privpart.runtime.server.runner import serve_until_signal
     from privpart.runtime.tls import cert_fingerprint, server_context
@@ -364,12 +378,8 @@ def enclave(
     assert tail is not None
     tee.check_available()  # before sealing anything
     sealed = tee.seal(split, platform.directory / "heads")
-    limits = ServerLimits(
-        body_timeout,
-        max_connections,
-        read_token(auth_token_file),
-        header_timeout_s=header_timeout,
-        max_connections_per_address=max_connections_per_address,
+    limits = _limits(
+        body_timeout, max_connections, auth_token_file, header_timeout, max_connections_per_address
     )
     tail_token = read_token(tail_token_file)
     sim = (
