@@ -157,14 +157,16 @@ def head_state(head: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in head.state_dict().items()}
 
 
-def _load_into(head: fx.GraphModule, state: dict[str, torch.Tensor]) -> None:
+def _load_into(
+    part: fx.GraphModule,
+    state: dict[str, torch.Tensor],
+    what: str = "sealed weights do not fit the head architecture",
+    hint: str = "re-seal the head from its checkpoint",
+) -> None:
     try:
-        head.load_state_dict(state, strict=True)
+        part.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise PrivpartError(
-            f"sealed weights do not fit the head architecture: {str(exc).splitlines()[0]}",
-            "re-seal the head from its checkpoint",
-        ) from exc
+        raise PrivpartError(f"{what}: {str(exc).splitlines()[0]}", hint) from exc
 
 
 def rebuild_head(info: HeadInfo, state: dict[str, torch.Tensor]) -> fx.GraphModule:
@@ -197,11 +199,6 @@ def rebuild_tail(info: HeadInfo, state: dict[str, torch.Tensor]) -> fx.GraphModu
     trusted side's copy, which its caller re-measures (`measure_tail`'s rules)."""
     model = secure_noise(restore_inference(build_model(info.spec), info.defence))
     tail = split_graph(trace(model), info.cut).tail  # built as split_checkpoint builds it
-    try:
-        tail.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise PrivpartError(
-            f"the tail weights do not fit the tail architecture: {str(exc).splitlines()[0]}",
-            "write them again from the checkpoint (privpart enclave --verify-tail does it)",
-        ) from exc
+    _load_into(tail, state, "the tail weights do not fit the tail architecture",
+               "write them again from the checkpoint (privpart enclave --verify-tail does it)")
     return tail.eval()
