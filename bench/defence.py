@@ -34,7 +34,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from _common import RESULTS, machine, write  # noqa: E402
 from privpart.attacks import DEFAULT_ATTACKS, Budget  # noqa: E402
-from privpart.auditing import AuditConfig, Auditor, AuditResult, runner  # noqa: E402
+from privpart.auditing import AuditConfig, Auditor, AuditResult, schedule  # noqa: E402
 from privpart.defences import defend  # noqa: E402
 from privpart.training import read_meta  # noqa: E402
 
@@ -49,7 +49,7 @@ def use_step_budgets(scale: float) -> None:
     def budget(name: str, _scale: float, _steps: int | None = None) -> Budget:
         return Budget(steps=max(1, round(STEPS[name] * scale)))
 
-    runner.attack_budget = budget
+    schedule.attack_budget = budget
 
 
 def parse_point(text: str) -> tuple[str, str, dict]:

@@ -38,7 +38,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from _common import RESULTS, machine, write  # noqa: E402
 from privpart.attacks import DEFAULT_ATTACKS, Budget  # noqa: E402
-from privpart.auditing import AuditConfig, Auditor, AuditResult, runner  # noqa: E402
+from privpart.auditing import AuditConfig, Auditor, AuditResult, schedule  # noqa: E402
 from privpart.data import load_dataset, splits_from_meta  # noqa: E402
 from privpart.metrics import majority_baseline, task_floor_baseline  # noqa: E402
 from privpart.selection import Constraints  # noqa: E402
@@ -60,7 +60,7 @@ def use_step_budgets(scale: float) -> None:
     def budget(name: str, _scale: float, _steps: int | None = None) -> Budget:
         return Budget(steps=max(1, round(STEPS[name] * scale)))
 
-    runner.attack_budget = budget
+    schedule.attack_budget = budget
 
 
 def parse_grid(text: str) -> list[tuple[float, float]]:

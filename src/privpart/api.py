@@ -126,6 +126,9 @@ def audit(
     normalize: str = "auto",
     allow_weak_target: bool = False,
     feature_memory_gib: float | None = None,
+    search: str = "monotone",
+    figures: str = "verdict",
+    wide: bool = False,
     confirm: bool = False,
     adaptive: bool = True,
     constraints: Constraints | None = None,
@@ -144,6 +147,9 @@ def audit(
     first, on `dataset`), or a checkpoint folder. `dataset`: a torch `Dataset` of
     (image, label[, {attribute: value}]) with images in [0, 1], a privpart `Dataset`, or a name.
     `cuts`: "default" (block boundaries), "all", or cut names. Files are written only with `out`.
+    `search`: "monotone" attacks the deepest cut first, then bisects (a breach implies every
+    shallower cut broken); "exhaustive" attacks every cut. `figures`: "verdict" stops attacking
+    a cut at a clear breach; "all" runs every attack there.
     `weights`: a torchvision-format weights file for a zoo name or `file.py:factory`, audited as
     it is with `train=False` (its own classifier and input size), else where training starts.
     `attributes`: per-image attributes of an image folder (CSV, or CelebA's layout). A target
@@ -177,6 +183,9 @@ def audit(
         normalize=normalize,
         allow_weak_target=allow_weak_target,
         feature_memory_gib=feature_memory_gib,
+        search=search,  # type: ignore[arg-type]  # checked by validate, before any work
+        figures=figures,  # type: ignore[arg-type]
+        wide=wide,
         seed=seed,
         device=dev,
         confirm=confirm,

@@ -31,6 +31,8 @@ def tiny_cfg(ckpt: Path, **kw) -> AuditConfig:
         attack_steps=4,
         attribute="brightness",
         profile=FAST_PROFILE,
+        search="exhaustive",  # these tests read every figure at every cut
+        figures="all",
     )
     return AuditConfig(**{**base, **kw})
 

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from privpart.attacks import DEFAULT_ATTACKS
+from privpart.auditing.search import Search
 from privpart.profiling import ProfileConfig
 from privpart.selection import Constraints
+
+
+class Figures(StrEnum):
+    VERDICT = "verdict"  # stop attacking a cut once a breach is clear
+    ALL = "all"  # every attack at every attacked cut
 
 
 @dataclass
@@ -46,6 +53,9 @@ class AuditConfig:
     feature_memory_gib: float | None = None  # features per pass; None: half the free memory
     seed: int = 0
     device: str = "cpu"  # where features and attacks compute (`auto`, `cpu`, `cuda[:N]`)
+    search: Search = Search.MONOTONE  # falls back to exhaustive without white-box attacks
+    figures: Figures = Figures.VERDICT
+    wide: bool = False  # the terminal shows every figure (display only)
     confirm: bool = False  # re-run the strongest attack with another seed on borderline cuts
     adaptive: bool = True  # on a defended checkpoint, add the attacks that know its defence
     profile: ProfileConfig = field(default_factory=ProfileConfig)
@@ -64,5 +74,7 @@ class AuditConfig:
         d = dict(d)
         d["profile"] = ProfileConfig(**d.get("profile", {}))
         d["constraints"] = Constraints.from_dict(d.get("constraints", {}))
+        d["search"] = Search(d.get("search", Search.EXHAUSTIVE))  # older files attacked every cut
+        d["figures"] = Figures(d.get("figures", Figures.ALL))
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})

@@ -44,6 +44,12 @@ class CutReport:
     confirmations: dict[str, AttackResult] = field(default_factory=dict)  # --confirm re-runs
     skipped: dict[str, str] = field(default_factory=dict)  # attack -> why it did not run
     certified: FisherBound | None = None  # a bound for every unbiased attacker (noisy heads)
+    not_run: dict[str, str] = field(default_factory=dict)  # attack -> why not at this cut
+
+    @property
+    def implied(self) -> bool:
+        """Decided from another cut's figures (monotone search), with none of its own."""
+        return self.verdict.implied_breach is not None and not self.verdict.breaches
 
     @property
     def name(self) -> str:
@@ -58,6 +64,7 @@ class CutReport:
             "confirmations": {k: r.to_dict() for k, r in self.confirmations.items()},
             "skipped": dict(self.skipped),
             "certified": None if self.certified is None else self.certified.to_dict(),
+            "not_run": dict(self.not_run),
         }
 
     @classmethod
@@ -72,7 +79,29 @@ class CutReport:
             },
             skipped=dict(d.get("skipped", {})),
             certified=FisherBound.from_dict(d["certified"]) if d.get("certified") else None,
+            not_run=dict(d.get("not_run", {})),
         )
+
+
+@dataclass(frozen=True)
+class SearchRecord:
+    """How the audit chose which cuts to attack: the mode that ran, the cuts in the order they
+    were attacked, how many attack runs that took, and why the mode differs from the one asked."""
+
+    mode: str
+    figures: str
+    probes: tuple[str, ...]
+    attack_runs: int
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**{k: getattr(self, k) for k in self.__dataclass_fields__},
+                "probes": list(self.probes)}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SearchRecord:
+        return cls(str(d["mode"]), str(d["figures"]), tuple(d["probes"]),
+                   int(d["attack_runs"]), str(d.get("note", "")))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -169,6 +198,7 @@ class AuditResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     defence: dict | None = None
     proposal: DefenceProposal | None = None  # `--defend`: a defended split when none passed
+    search: SearchRecord | None = None  # which cuts were attacked, and in what order
 
     @property
     def selected_cut(self) -> str | None:
@@ -213,6 +243,7 @@ class AuditResult:
             "stage_seconds": self.stage_seconds,
             "defence": self.defence,
             "proposal": None if self.proposal is None else self.proposal.to_dict(),
+            "search": None if self.search is None else self.search.to_dict(),
         }
 
     def save(self, path: Path) -> Path:
@@ -245,6 +276,7 @@ class AuditResult:
             stage_seconds=dict(d.get("stage_seconds", {})),
             defence=d.get("defence"),
             proposal=DefenceProposal.from_dict(d["proposal"]) if d.get("proposal") else None,
+            search=SearchRecord.from_dict(d["search"]) if d.get("search") else None,
         )
 
     @classmethod

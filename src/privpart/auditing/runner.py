@@ -1,162 +1,41 @@
-"""The main job: train/load the target, attack and profile every cut, select.
+"""The main job, stage by stage: prepare the target (`prepare.py`), attack the cuts the search
+picks (`search.py` decides which, `schedule.py` runs them), profile, select and assemble the
+result (`assemble.py`).
 
-Data flow: target (checkpoint, or a model + dataset in memory) -> cuts -> features of aux +
-victims at every cut (one forward pass) -> each attack fits on what its threat model grants and
-is scored on the victims -> profile -> select -> `AuditResult`. With an output folder, finished
-(cut, attack) results are cached under OUT/cache (a re-run resumes), grids are written under
-OUT/grids and the result under OUT/results.json; without one, nothing touches the disk.
+Data flow: target (checkpoint, or a model + dataset in memory) -> candidate cuts in topological
+order -> the search attacks cuts one at a time (features of that cut only, verdict-first attacks)
+and decides the others by implication -> certify noisy heads -> profile every candidate ->
+select -> `AuditResult`. With an output folder, finished (cut, attack) results are cached under
+OUT/cache (a re-run resumes), grids are written under OUT/grids and the result under
+OUT/results.json; without one, nothing touches the disk.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import platform
 import time
-from dataclasses import replace
 from pathlib import Path
 
-import torch
-
-from privpart import attacks as attack_pkg
-from privpart.attacks import ATTACKS, AttackResult, Budget, Output
+from privpart.attacks import ATTACKS, AttackResult
 from privpart.attacks.adaptive import adaptive_attacks
-from privpart.attacks.features import feature_bytes
-from privpart.attacks.grid import save_grid
-from privpart.attacks.scoring import SCORING_VERSION
-from privpart.auditing.cache import ResultCache, cache_key
-from privpart.auditing.config import AuditConfig
+from privpart.auditing import assemble as asm
+from privpart.auditing import search
+from privpart.auditing.config import AuditConfig, Figures
 from privpart.auditing.cutpick import resolve_cuts
-from privpart.auditing.executors import AttackJob, Executor, LocalExecutor
-from privpart.auditing.results import SCHEMA_VERSION, AuditResult, CutReport
+from privpart.auditing.executors import Executor, LocalExecutor
+from privpart.auditing.prepare import TargetPreparation, attack_params, skip_reason, validate
+from privpart.auditing.results import AuditResult, SearchRecord
+from privpart.auditing.schedule import AttackScheduler
 from privpart.certify import FisherBound, certify
-from privpart.data import DataSplits
-from privpart.device import resolve_device
-from privpart.errors import PrivpartError
-from privpart.models import ZOO
-from privpart.models.user import is_user_arch
 from privpart.models.wrappers import noise_modules
 from privpart.partition import Cut
-from privpart.profiling import ProfileResult, profile_cuts
-from privpart.selection import (
-    WHOLE_TRUSTED,
-    Breach,
-    CutEvidence,
-    Selection,
-    leakage_score,
-    select_cut,
-)
-from privpart.training import (
-    TargetCheck,
-    check_target,
-    import_to_checkpoint,
-    require_useful,
-    train_to_checkpoint,
-)
+from privpart.profiling import profile_cuts
+from privpart.selection import Implied
 from privpart.training.target import Target
-from privpart.ui import console, progress
-from privpart.version import __version__
+from privpart.ui import console
 
 CERTIFY_VICTIMS = 32  # victims the certified bound of a noisy head is computed on
 
-# The audit's options behind each split size (errors name them).
-SPLIT_OPTIONS = {"target_train": "--train-limit", "aux": "--aux", "victim": "--victim"}
-
-
-def feature_budget(gib: float | None) -> int:
-    """Bytes of features one pass may keep: `gib` if given, else half the memory this machine
-    has available now (Linux /proc/meminfo), else unlimited. It decides how many forward passes
-    the features take, never a result."""
-    if gib is not None:
-        return int(gib * 2**30)
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024 // 2
-    except (OSError, ValueError, IndexError):
-        pass
-    return 1 << 62
-
-
-def feature_groups(cuts: list[Cut], splits: DataSplits, budget: int) -> list[list[Cut]]:
-    """`cuts` in consecutive groups whose features fit `budget` (a cut over it goes alone)."""
-    groups: list[list[Cut]] = []
-    used = 0
-    for cut in cuts:
-        size = feature_bytes([cut], splits)
-        if groups and used + size <= budget:
-            groups[-1].append(cut)
-            used += size
-        else:
-            groups.append([cut])
-            used = size
-    return groups
-
-
-def validate(cfg: AuditConfig, target_given: bool = False) -> None:
-    """Fail before any expensive work, with messages a user can act on."""
-    building = cfg.checkpoint is None and not target_given
-    if building and not (is_user_arch(cfg.model) or cfg.model in ZOO):
-        ZOO.get(cfg.model)  # raises the "unknown model" error listing known ones
-    if not cfg.attacks:
-        raise PrivpartError(
-            "no attacks to run", f"pass --attacks {','.join(attack_pkg.DEFAULT_ATTACKS)}"
-        )
-    for name in cfg.attacks:
-        ATTACKS.get(name)
-    for name, params in cfg.attack_params.items():
-        adaptive = cfg.adaptive and bool(ATTACKS.get(name).adaptive_to)  # may join on a defence
-        if name not in cfg.attacks and not adaptive:
-            raise PrivpartError(
-                f"parameters given for attack {name!r}, which this audit does not run",
-                f"add it to the attacks ({', '.join(cfg.attacks)}) or drop its parameters",
-            )
-        attack_pkg.make_attack(name, **params)  # validates every value before any work
-    if cfg.attack_steps is not None and cfg.attack_steps <= 0:
-        raise PrivpartError(
-            f"--attack-steps must be positive, got {cfg.attack_steps}",
-            "omit it to use time budgets",
-        )
-    if cfg.budget_scale <= 0:
-        raise PrivpartError(
-            f"--budget-scale must be positive, got {cfg.budget_scale}",
-            "use e.g. 0.5 for a quick look or 4 for a stronger audit",
-        )
-    if not cfg.train and not cfg.weights and cfg.checkpoint is None and not target_given:
-        raise PrivpartError(
-            "--no-train needs the model's weights", "give --weights FILE, or --checkpoint DIR"
-        )
-    if cfg.checkpoint and cfg.weights:
-        raise PrivpartError("--weights and --checkpoint both name the model", "give one of them")
-    for what, path in (("weights", cfg.weights), ("attributes", cfg.attributes)):
-        if path is not None and building and not Path(path).is_file():
-            raise PrivpartError(f"{what} file {path} does not exist", f"check --{what}")
-    if cfg.checkpoint and not (Path(cfg.checkpoint) / "meta.json").is_file():
-        raise PrivpartError(
-            f"{cfg.checkpoint} is not a privpart checkpoint",
-            "create one with `privpart train` or omit --checkpoint",
-        )
-    resolve_device(cfg.device)
-
-
-def environment() -> dict:
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "privpart": __version__,
-        "machine": platform.machine(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-
-
-def attack_budget(name: str, scale: float, steps: int | None = None) -> Budget | None:
-    """Exactly `steps` if given, else the attack's default budget times `scale`."""
-    if steps is not None:
-        return Budget(steps=steps)
-    if scale == 1.0:
-        return None
-    return Budget().scaled(scale, float(ATTACKS.get(name).default_seconds))
+__all__ = ["Auditor", "validate"]
 
 
 class Auditor:
@@ -177,7 +56,8 @@ class Auditor:
         self.show = show_progress
         self.executor = executor or LocalExecutor()
         self.stage_seconds: dict[str, float] = {}
-        self.cache = ResultCache(out / "cache") if out is not None else None
+        self.prepare = TargetPreparation(cfg, out, show_progress, trust_code, self._stage,
+                                         self._say)  # fmt: skip
 
     def _stage(self, name: str, started: float) -> None:
         self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + time.perf_counter() - started
@@ -186,228 +66,73 @@ class Auditor:
         if self.show:
             console.print(text)
 
-    # -- the target -------------------------------------------------------------------------
-    def _need_out(self, what: str) -> Path:
-        if self.out is None:
-            raise PrivpartError(
-                f"{what} writes a checkpoint, and this audit has no output folder",
-                "pass out=FOLDER (CLI: --out), or give a trained model",
-            )
-        return self.out
-
-    def defended(self, base: Path) -> Path:
-        """With `--defence`, a defended copy of `base` (trained once, reused on re-runs).
-
-        The audit then attacks it with fresh attackers trained from scratch against the frozen
-        defended head, never the adversary used inside the defence's training loop.
-        """
-        from privpart.defences import defend  # only imported when a defence is asked for
-
-        cut = self.cfg.defence_cut
-        if not cut:
-            raise PrivpartError("--defence needs --defence-cut", "name the cut to defend")
-        target = self._need_out("a defence") / f"defended-{self.cfg.defence}-{cut}"
-        if (target / "meta.json").is_file():
-            self._say(f"reusing the defended model trained earlier in {target}")
-            return target
-        t = time.perf_counter()
-        if self.show:
-            console.rule(f"training the {self.cfg.defence} defence at {cut}")
-        path = defend(
-            base,
-            self.cfg.defence,
-            cut,
-            target,
-            dict(self.cfg.defence_params),
-            data_dir=Path(self.cfg.data_dir) if self.cfg.data_dir else None,
-            show_progress=self.show,
-            device=str(resolve_device(self.cfg.device)),
-            trust_code=self.code_trusted(),
-        )
-        self._stage("defence", t)
-        return path
-
-    def checkpoint(self) -> Path:
-        """The given checkpoint, else one made by an earlier run of this audit, else make it:
-        import the weights as they are (`train=False`), or train (from the weights, if any)."""
-        if self.cfg.checkpoint:
-            return Path(self.cfg.checkpoint)
-        target = self._need_out("making the target") / "target"
-        if (target / "meta.json").is_file():
-            self._say(f"reusing the target model made earlier in {target}")
-            return target
-        t = time.perf_counter()
-        cfg = self.cfg
-        data_dir = Path(cfg.data_dir) if cfg.data_dir else None
-        attributes = Path(cfg.attributes) if cfg.attributes else None
-        if cfg.weights and not cfg.train:
-            if self.show:
-                console.rule(f"importing {cfg.model} from {cfg.weights} (no training)")
-            path = import_to_checkpoint(
-                cfg.model, Path(cfg.weights), cfg.dataset, target, data_dir=data_dir,
-                seed=cfg.seed, task=cfg.task, n_aux=cfg.n_aux, n_victim=cfg.n_victim,
-                max_train=cfg.max_train, normalize=cfg.normalize, device=cfg.device,
-                attributes=attributes, show_progress=self.show, options=SPLIT_OPTIONS,
-            )  # fmt: skip
-            self._stage("import", t)
-            return path
-        if self.show:
-            console.rule(f"training {cfg.model} on {cfg.dataset}")
-        self._say(
-            f"training budget: {cfg.train_limit or f'at most {cfg.max_train}'} samples x "
-            f"{cfg.train_epochs} epoch(s); raise --train-limit / --epochs for accuracy"
-        )
-        path = train_to_checkpoint(
-            cfg.model, cfg.dataset, target, data_dir=data_dir, limit=cfg.train_limit,
-            max_train=cfg.max_train, epochs=cfg.train_epochs, seed=cfg.seed, task=cfg.task,
-            n_aux=cfg.n_aux, n_victim=cfg.n_victim, show_progress=self.show,
-            weights=Path(cfg.weights) if cfg.weights else None, device=cfg.device,
-            attributes=attributes, normalize=cfg.normalize, options=SPLIT_OPTIONS,
-        )  # fmt: skip
-        self._stage("train", t)
-        return path
-
-    def code_trusted(self) -> bool:
-        """May the target's architecture be a Python file? With `trust_code`, or when no
-        checkpoint was given: the model is then the one the caller named (`cfg.model`, checked
-        against the checkpoint's architecture), not code a checkpoint brought along."""
-        return self.trust_code or not self.cfg.checkpoint
-
     def load_target(self) -> Target:
-        ckpt = self.checkpoint()
-        expect = None if self.cfg.checkpoint else self.cfg.model
-        trust = self.code_trusted()
-        if self.cfg.defence:
-            base = Target.load(ckpt, expect_arch=expect, trust_code=trust)  # check it first
-            ckpt, expect = self.defended(ckpt), base.arch  # the same architecture, defended
-        data_dir = Path(self.cfg.data_dir) if self.cfg.data_dir else None
-        return Target.load(ckpt, data_dir, expect_arch=expect, trust_code=trust)
+        return self.prepare.load_target()
 
-    def check_target(self, target: Target) -> TargetCheck:
-        """Stop before judging any cut of a model near chance (unless allowed)."""
-        check = check_target(
-            target.test_accuracy(device=resolve_device(self.cfg.device)),
-            target.dataset.labels[target.splits.target_test],
-        )
-        self._say(f"target: {check.describe()}; splits {target.splits.describe()}")
-        more = "--epochs, --train-limit" if target.meta.get("trained", True) else (
-            "fine-tune it: --weights FILE without --no-train"
-        )  # fmt: skip
-        require_useful(check, self.cfg.allow_weak_target, more=more)
-        if check.weak:
-            self._say("[yellow]auditing a near-chance target (--allow-weak-target)[/]")
-        return check
+    # -- stage 1: the target and what to run on it ------------------------------------------
+    def _attacks(self, target: Target) -> tuple[list[str], dict[str, str]]:
+        """The attacks to run (adaptive ones joined) and those that cannot apply, with why."""
+        wanted = list(self.cfg.attacks)
+        method = (target.meta.get("defence") or {}).get("method")
+        if self.cfg.adaptive and method:
+            extra = [a for a in adaptive_attacks(method) if a not in wanted]
+            if extra:
+                self._say(f"adding attacks that know the {method} defence: {', '.join(extra)}")
+            wanted += extra
+        skipped = {a: why for a in wanted if (why := skip_reason(self.cfg, a, target))}
+        for attack, why in skipped.items():
+            self._say(f"[yellow]skipping {attack}:[/] {why}")
+        return [a for a in wanted if a not in skipped], skipped
 
-    # -- attacks ----------------------------------------------------------------------------
-    def _params(self, name: str, target: Target) -> dict:
-        params = dict(self.cfg.attack_params.get(name, {}))
-        if self.cfg.attribute is not None and "attribute" in ATTACKS.get(name).params:
-            params.setdefault("attribute", self.cfg.attribute)
-        return params
+    # -- stage 2: which cuts to attack, and the attacks ---------------------------------------
+    def _search(
+        self, scheduler: AttackScheduler, cuts: list[Cut], run: list[str]
+    ) -> tuple[search.SearchOutcome, SearchRecord]:
+        """The monotone search where it holds, else every cut; say which and why."""
+        white_box = {a for a in run if ATTACKS.get(a).threat_model.may_read_weights}
+        mode, note = search.Search(self.cfg.search), ""
+        if mode is search.Search.MONOTONE and not white_box:
+            mode = search.Search.EXHAUSTIVE
+            note = ("no white-box attack is judged, so no cut's verdict implies another's "
+                    "(that needs an attacker who holds the layers between cuts): every cut is "
+                    "attacked")  # fmt: skip
+            self._say(f"[yellow]exhaustive search:[/] {note}")
+        elif mode is search.Search.MONOTONE:
+            self._say(f"monotone search over {len(cuts)} cuts: a breach implies every shallower "
+                      "cut broken; white-box safety implies every deeper cut safe against "
+                      "white-box attacks (--search exhaustive attacks every cut)")  # fmt: skip
+        names = [c.name for c in cuts]
 
-    def _skip_reason(self, name: str, target: Target) -> str | None:
-        """Why an attack cannot say anything on this target, or None."""
-        cls = ATTACKS.get(name)
-        if cls.output is not Output.ATTRIBUTE:
-            return None
-        ds = target.dataset
-        available = attack_pkg.available_attributes(ds)
-        wanted = self._params(name, target).get("attribute")
-        if wanted is not None and wanted not in available:
-            raise PrivpartError(
-                f"dataset {ds.name} has no attribute {wanted!r}",
-                f"choose --attribute from: {', '.join(sorted(available))}",
-            )
-        chosen = wanted or attack_pkg.default_attribute(ds.name, target.task, available)
-        if chosen == target.task:
-            return (
-                f"no private attribute other than the task label ({target.task}): the server "
-                "learns the label from every prediction, so inferring it is no leak of the cut; "
-                f"give per-image attributes or choose one with --attribute "
-                f"({', '.join(sorted(available))})"
-            )
-        return None
-
-    def _key(self, target: Target, cut: str, job: AttackJob) -> str:
-        meta = target.meta
-        return cache_key(
-            weights=meta["weights_sha256"],
-            dataset=meta.get("dataset_spec"),
-            splits=meta["split_sizes"],
-            seed=job.seed,
-            split_seed=meta["split_seed"],
-            cut=cut,
-            attack=job.attack,
-            budget=repr(job.budget),
-            params=job.params,
-            version=__version__,
-            scoring=SCORING_VERSION,
-        )
-
-    def _grid(self, res: AttackResult, tag: str = "") -> AttackResult:
-        """Victims above reconstructions, for results that have reconstructions."""
-        if self.out is None or res.samples is None:
-            return res
-        rel = Path("grids") / f"{res.cut}__{res.attack}{tag}.png"
-        written = save_grid(res, self.out / rel)
-        return replace(res, grid=str(rel) if written else None)
-
-    def _run_jobs(
-        self, target: Target, jobs: list[AttackJob], label: str = "attacks"
-    ) -> dict[tuple[str, str], AttackResult]:
-        """Every job's result: from the cache, else computed (features once per cut needed)."""
-        done: dict[tuple[str, str], AttackResult] = {}
-        todo: list[AttackJob] = []
-        keys = {}
-        for job in jobs:
-            keys[(job.cut, job.attack)] = key = self._key(target, job.cut, job)
-            hit = self.cache.get(key) if self.cache is not None else None
-            if hit is not None:
-                done[(job.cut, job.attack)] = replace(AttackResult.from_dict(hit), cached=True)
-            else:
-                todo.append(job)
-        if not todo:
+        def audit_cut(i: int, attacks: list[str]) -> search.CutAudit:
+            t = time.perf_counter()
+            done = scheduler.audit_cut(cuts[i], attacks)
+            verdict = f"broken by {', '.join(done.broken_by)}" if done.broken_by else "not broken"
+            self._say(f"{cuts[i].name}: {verdict} ({', '.join(done.ran)}; "
+                      f"{time.perf_counter() - t:.0f} s)")  # fmt: skip
             return done
-        need = [target.partition.cut(c) for c in dict.fromkeys(j.cut for j in todo)]
-        groups = feature_groups(need, target.splits, feature_budget(self.cfg.feature_memory_gib))
-        if len(groups) > 1:
-            gib = feature_bytes(need, target.splits) / 2**30
-            cap = feature_budget(self.cfg.feature_memory_gib) / 2**30
-            self._say(
-                f"features of {len(need)} cuts need {gib:.1f} GiB: computed in {len(groups)} "
-                f"passes of at most {cap:.1f} GiB (--feature-memory)"
-            )
-        device = resolve_device(self.cfg.device)
-        with progress(disable=not self.show) as bar:
-            bar_id = bar.add_task(
-                label, total=len(jobs), completed=len(done),
-                info=f"{len(done)} cached, {self.executor.name}",
-            )  # fmt: skip
 
-            def job_started(job: AttackJob) -> None:
-                bar.update(bar_id, info=job.label)
+        if mode is search.Search.MONOTONE:
+            outcome = search.monotone(names, run, white_box, audit_cut)
+        elif self.cfg.figures == Figures.ALL:  # every figure at every cut: one batch
+            outcome = self._batch(scheduler, cuts, run)
+        else:
+            outcome = search.exhaustive(len(cuts), run, audit_cut)
+        record = SearchRecord(mode.value, str(self.cfg.figures),
+                              tuple(names[i] for i in outcome.order), scheduler.attack_runs,
+                              note)  # fmt: skip
+        return outcome, record
 
-            def job_done(job: AttackJob, res: AttackResult) -> None:
-                res = self._grid(res, "" if job.seed == self.cfg.seed else f"__seed{job.seed}")
-                if self.cache is not None:
-                    self.cache.put(keys[(job.cut, job.attack)], res.to_dict())
-                done[(job.cut, job.attack)] = res
-                bar.update(bar_id, advance=1, info=f"{job.label} done")
-
-            for group in groups:
-                t = time.perf_counter()
-                feature_sets = attack_pkg.compute_feature_sets(
-                    target.partition, target.dataset, target.splits, group, target.input_size,
-                    show_progress=self.show, task=target.task, device=device,
-                )  # fmt: skip
-                self._stage("features", t)
-                t = time.perf_counter()
-                names = {c.name for c in group}
-                self.executor.run([j for j in todo if j.cut in names], feature_sets, job_done,
-                                  job_started)  # fmt: skip
-                feature_sets.clear()  # free this pass's features before the next
-                self._stage(label, t)
-        return done
+    def _batch(
+        self, scheduler: AttackScheduler, cuts: list[Cut], run: list[str]
+    ) -> search.SearchOutcome:
+        """Every attack at every cut in one batch (an executor may run them side by side)."""
+        jobs = [scheduler.job(c.name, a) for c in cuts for a in run]
+        done = scheduler.run_jobs(jobs)
+        outcome = search.exhaustive(len(cuts), run, lambda i, attacks: search.CutAudit(
+            tuple(attacks)))  # fmt: skip
+        for (cut, attack), res in done.items():
+            scheduler.record(cut).results[attack] = res
+        return outcome
 
     # -- the job ----------------------------------------------------------------------------
     def run(self, target: Target | None = None) -> AuditResult:
@@ -417,95 +142,68 @@ class Auditor:
             self.out.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         t = time.perf_counter()
-        target = target or self.load_target()
-        quality = self.check_target(target)
-        part = target.partition
-        cuts = resolve_cuts(part, self.cfg.cuts)
+        target = target or self.prepare.load_target()
+        quality = self.prepare.check(target)
+        cuts = resolve_cuts(target.partition, self.cfg.cuts)
         self._stage("prepare", t)
         self._say(f"auditing {len(cuts)} cuts of {target.arch}: {', '.join(c.name for c in cuts)}")
+        run, skipped = self._attacks(target)
 
-        wanted = list(self.cfg.attacks)
-        method = (target.meta.get("defence") or {}).get("method")
-        if self.cfg.adaptive and method:
-            extra = [a for a in adaptive_attacks(method) if a not in wanted]
-            if extra:
-                self._say(f"adding attacks that know the {method} defence: {', '.join(extra)}")
-            wanted += extra
-        skipped = {a: why for a in wanted if (why := self._skip_reason(a, target))}
-        for attack, why in skipped.items():
-            self._say(f"[yellow]skipping {attack}:[/] {why}")
-        run = [a for a in wanted if a not in skipped]
-        jobs = [
-            AttackJob(c.name, a, attack_budget(a, self.cfg.budget_scale, self.cfg.attack_steps),
-                      self.cfg.seed, self._params(a, target))
-            for c in cuts for a in run
-        ]  # fmt: skip
-        if jobs and all(j.budget is None or j.budget.seconds for j in jobs):  # clocks, not steps
-            seconds = sum(j.budget.seconds if j.budget and j.budget.seconds
-                          else ATTACKS.get(j.attack).default_seconds for j in jobs)  # fmt: skip
-            self._say(f"attacks: {len(jobs)} runs budgeted {seconds / 60:.0f} min of clock in all "
-                      "(--budget-scale trades time for strength)")  # fmt: skip
-        results = self._run_jobs(target, jobs)
+        scheduler = AttackScheduler(
+            self.cfg, target, lambda a: attack_params(self.cfg, a), self.executor, self.out,
+            self.show, self._stage, self._say,
+        )  # fmt: skip
+        outcome, record = self._search(scheduler, cuts, run)
 
         t = time.perf_counter()
         certified = self.certify(target, cuts)
         self._stage("certify", t)
-
         t = time.perf_counter()
-        prof = profile_cuts(part, cuts, self.cfg.profile, self.show)
+        prof = profile_cuts(target.partition, cuts, self.cfg.profile, self.show)
         self._stage("profile", t)
 
-        attacks = {c.name: {a: results[(c.name, a)] for a in run} for c in cuts}
+        attacks = {c.name: self._ordered(scheduler.record(c.name).results, run) for c in cuts}
+        implied = {cuts[i].name: reasons for i, reasons in outcome.implied.items()}
+        not_run = {c.name: self._not_run(scheduler, c.name, run, implied) for c in cuts}
         confirmations: dict[str, dict[str, AttackResult]] = {c.name: {} for c in cuts}
-        sel = self._select(cuts, prof, attacks, confirmations)
+        sel = asm.select(cuts, prof, attacks, implied, confirmations, self.cfg)
         if self.cfg.confirm:
-            sel = self._confirm(target, cuts, prof, attacks, confirmations, sel)
-
-        reports = [
-            CutReport(c, attacks[c.name], prof.cuts[c.name], sel.verdicts[c.name],
-                      confirmations[c.name], dict(skipped), certified[c.name])
-            for c in cuts
-        ]  # fmt: skip
+            sel = asm.confirm(scheduler, cuts, prof, attacks, implied, confirmations, sel,
+                              self._say)  # fmt: skip
+        record = SearchRecord(record.mode, record.figures, record.probes, scheduler.attack_runs,
+                              record.note)  # fmt: skip
+        reports = asm.reports_of(cuts, attacks, prof, sel, confirmations, skipped, certified,
+                                 not_run)  # fmt: skip
         self.stage_seconds["total"] = time.perf_counter() - started
-        meta = target.meta
-        result = AuditResult(
-            schema_version=SCHEMA_VERSION,
-            privpart_version=__version__,
-            created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            config=self.cfg,
-            environment={**environment(), "executor": self.executor.describe()},
-            model={
-                "arch": target.arch,
-                "spec": meta["spec"],
-                "checkpoint": None if target.checkpoint is None else str(target.checkpoint),
-                "weights_sha256": meta["weights_sha256"],
-                "test_accuracy": target.test_accuracy(),
-                "target_check": quality.to_dict(),
-                "train_seconds": meta.get("train_seconds"),
-                "task": target.task,
-                "classes": meta.get("classes"),
-                "defence": meta.get("defence"),
-            },
-            data={
-                "dataset": target.dataset.name,
-                "kind": target.dataset.kind,
-                "source": target.dataset.source,
-                "split_sizes": target.splits.sizes(),
-                "split_seed": meta["split_seed"],
-                "feature_names": target.dataset.feature_names,
-            },
-            cuts=reports,
-            extremes={
-                "whole_trusted": prof.whole_trusted,
-                "whole_untrusted": prof.whole_untrusted,
-            },
-            selection=sel,
-            stage_seconds=self.stage_seconds,
-            defence=meta.get("defence"),
-        )
+        result = asm.assemble(self.cfg, target, quality, cuts, reports, prof, sel, record,
+                              self.executor.describe(), self.stage_seconds)  # fmt: skip
         if self.out is not None:
             result.save(self.out / "results.json")
         return result
+
+    @staticmethod
+    def _ordered(results: dict[str, AttackResult], run: list[str]) -> dict[str, AttackResult]:
+        """A cut's results in the configured attack order (whatever order they ran in)."""
+        return {a: results[a] for a in run if a in results}
+
+    @staticmethod
+    def _not_run(
+        scheduler: AttackScheduler, cut: str, run: list[str], implied: dict[str, list[Implied]]
+    ) -> dict[str, str]:
+        """Why each attack that applies did not run at `cut`."""
+        rec = scheduler.record(cut)
+        out: dict[str, str] = {}
+        for reason in implied.get(cut, []):
+            for a in run if reason.broken else reason.attacks:
+                if a not in rec.results:
+                    out[a] = (f"not needed: broken by implication from {reason.by}, whose "
+                              "features this cut's determine") if reason.broken else (
+                        f"not needed: white-box attacks do not break {reason.by}, whose "
+                        "features determine this cut's")  # fmt: skip
+        for a in run:
+            if a not in rec.results and a not in out:
+                out[a] = rec.not_run.get(a, "not needed for the verdict")
+        return out
 
     def certify(self, target: Target, cuts: list[Cut]) -> dict[str, FisherBound | None]:
         """The certified Fisher-information bound at every cut whose head adds Gaussian noise
@@ -519,59 +217,3 @@ class Auditor:
             if bound is not None:
                 self._say(f"{cut.name}: {bound.describe()}")
         return out
-
-    def _select(
-        self,
-        cuts: list[Cut],
-        prof: ProfileResult,
-        attacks: dict[str, dict[str, AttackResult]],
-        confirmations: dict[str, dict[str, AttackResult]],
-    ) -> Selection:
-        """Selection over the evidence; a confirmed attack counts by its more revealing run."""
-        c = self.cfg.constraints
-        evidence = []
-        for cut in cuts:
-            merged = dict(attacks[cut.name])
-            for name, again in confirmations[cut.name].items():
-                first = CutEvidence(cut.name, 0.0, 0, {name: merged[name]})
-                second = CutEvidence(cut.name, 0.0, 0, {name: again})
-                if leakage_score(second, c) > leakage_score(first, c):
-                    merged[name] = again
-            p = prof.cuts[cut.name]
-            evidence.append(CutEvidence(cut.name, p.total_ms, p.head_memory["total"], merged))
-        wt = prof.whole_trusted
-        whole = CutEvidence(WHOLE_TRUSTED, wt.total_ms, wt.head_memory["total"], {})
-        return select_cut(evidence, whole, c)
-
-    def _confirm(
-        self,
-        target: Target,
-        cuts: list[Cut],
-        prof: ProfileResult,
-        attacks: dict[str, dict[str, AttackResult]],
-        confirmations: dict[str, dict[str, AttackResult]],
-        sel: Selection,
-    ) -> Selection:
-        """Re-run the strongest borderline attack of each borderline cut with another seed;
-        the cut is then judged on the more revealing of the two runs."""
-        c = self.cfg.constraints
-        jobs = []
-        for cut in cuts:
-            close = {b.attack for b in sel.verdicts[cut.name].reasons
-                     if isinstance(b, Breach) and b.borderline}  # fmt: skip
-            if not close:
-                continue
-            name = max(sorted(close), key=lambda a: leakage_score(
-                CutEvidence(cut.name, 0.0, 0, {a: attacks[cut.name][a]}), c))  # fmt: skip
-            jobs.append(AttackJob(cut.name, name,
-                                  attack_budget(name, self.cfg.budget_scale, self.cfg.attack_steps),
-                                  self.cfg.seed + 1, self._params(name, target)))  # fmt: skip
-        if not jobs:
-            self._say("--confirm: no borderline cut")
-            return sel
-        self._say(f"--confirm: re-running {', '.join(j.label for j in jobs)} with seed "
-                  f"{self.cfg.seed + 1}")  # fmt: skip
-        again = self._run_jobs(target, jobs, label="confirm")
-        for (cut, name), res in again.items():
-            confirmations[cut][name] = res
-        return self._select(cuts, prof, attacks, confirmations)

@@ -16,7 +16,7 @@ from privpart.attacks import ATTACKS, DEFAULT_ATTACKS
 from privpart.attacks.scoring import metric_specs
 from privpart.auditing import AuditResult, resolve_cuts
 from privpart.auditing.proposal import LADDERS, SearchSettings, propose_defence
-from privpart.auditing.results import DefenceProposal
+from privpart.auditing.results import CutReport, DefenceProposal
 from privpart.cli.application import app
 from privpart.cli.defend import DEFENCE_PARAMS, TRAINING_KNOBS, check_defence_options
 from privpart.cli.options import (
@@ -62,8 +62,70 @@ def _profile_cfg(
     )
 
 
-def print_summary(r: AuditResult) -> None:
-    """The cut table (each attack's headline figure with its interval) and the verdict."""
+WIDE_COLUMNS = 160  # from this terminal width on, the summary shows every figure
+
+
+def print_summary(r: AuditResult, wide: bool | None = None) -> None:
+    """One line per cut (name, ms, verdict, the figure that decided it) on a normal terminal;
+    every attack's figures on a wide one or with --wide. Everything else is in the report."""
+    wide = r.config.wide if wide is None else wide
+    if wide or console.width >= WIDE_COLUMNS:
+        _print_table(r)
+    else:
+        _print_lines(r)
+    if r.search is not None:
+        s = r.search
+        attacked = list(dict.fromkeys(s.probes))
+        line = (f"{s.mode} search: attacked {len(attacked)} of {len(r.cuts)} cuts in "
+                f"{s.attack_runs} attack run{'s' if s.attack_runs != 1 else ''}")  # fmt: skip
+        if len(attacked) < len(r.cuts) or s.figures != "all":
+            line += "; for every figure: --search exhaustive --figures all"
+        console.print(escape(line))
+        if s.note:
+            console.print(f"[yellow]{escape(s.note)}[/]")
+    for attack, why in {a: w for c in r.cuts for a, w in c.skipped.items()}.items():
+        console.print(f"[yellow]not run:[/] {attack}: {escape(why)}")
+    sel = r.selection
+    text = escape(sel.summary) + (
+        f"\n[yellow]{escape(sel.recommendation)}[/]" if sel.recommendation else ""
+    )
+    console.print(Panel(text, title="verdict", border_style="green" if r.selected_cut else "red"))
+
+
+COLOURS = {Status.SELECTED: "green", Status.PASSES: "blue", Status.REJECTED: "red"}
+
+
+def deciding(c: CutReport) -> str:
+    """The one figure (or implication) that decided a cut's verdict, in words."""
+    v = c.verdict
+    implied = v.implied_breach
+    if implied is not None and not v.breaches:
+        return implied.text
+    worst = v.worst
+    if worst is None:
+        return "no attack breaks it" if c.attacks else "-"
+    return ("closest: " if not v.breaches else "") + worst.text
+
+
+def _print_lines(r: AuditResult) -> None:
+    """A table that fits 80 columns: cut and verdict never wrap, the figure folds."""
+    table = Table(title=f"{r.model['arch']} on {r.data['dataset']}: {len(r.cuts)} cuts",
+                  title_justify="left", pad_edge=False, box=None)  # fmt: skip
+    table.add_column("cut", no_wrap=True)
+    table.add_column("ms", justify="right", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("deciding figure", overflow="fold", ratio=1)
+    for c in r.cuts:
+        v = c.verdict
+        tag = " (implied)" if c.implied else " (borderline)" if v.borderline else ""
+        table.add_row(c.name, f"{c.latency.total_ms:.2f}",
+                      f"[{COLOURS[v.status]}]{v.status.value}[/]{tag}",
+                      escape(deciding(c)))  # fmt: skip
+    console.print(table)
+
+
+def _print_table(r: AuditResult) -> None:
+    """Every attack's headline figure with its interval, per cut."""
     ran = [a for a in dict.fromkeys([*r.config.attacks, *(a for c in r.cuts for a in c.attacks)])
            if any(a in c.attacks for c in r.cuts)]  # fmt: skip
     table = Table(title=f"{r.model['arch']} on {r.data['dataset']}: {len(r.cuts)} cuts audited")
@@ -75,7 +137,6 @@ def print_summary(r: AuditResult) -> None:
     if certified:
         table.add_column("certified", justify="right")
     table.add_column("verdict")
-    colours = {Status.SELECTED: "green", Status.PASSES: "blue", Status.REJECTED: "red"}
     for c in r.cuts:
         cells = []
         for a in ran:
@@ -90,7 +151,7 @@ def print_summary(r: AuditResult) -> None:
             c.name,
             f"{c.latency.total_ms:.2f}",
             *cells,
-            f"[{colours[v.status]}]{v.status.value}[/]{tag}: {escape(v.short)}",
+            f"[{COLOURS[v.status]}]{v.status.value}[/]{tag}: {escape(v.short)}",
         )
     console.print(table)
     if certified:
@@ -99,13 +160,6 @@ def print_summary(r: AuditResult) -> None:
             "'certified' is a Fisher-information bound that holds for every unbiased attacker "
             "(attackers with an image prior may go below it)"
         )
-    for attack, why in {a: w for c in r.cuts for a, w in c.skipped.items()}.items():
-        console.print(f"[yellow]not run:[/] {attack}: {escape(why)}")
-    sel = r.selection
-    text = escape(sel.summary) + (
-        f"\n[yellow]{escape(sel.recommendation)}[/]" if sel.recommendation else ""
-    )
-    console.print(Panel(text, title="verdict", border_style="green" if r.selected_cut else "red"))
 
 
 def print_proposal(p: DefenceProposal) -> None:
@@ -178,13 +232,27 @@ def audit(
         float | None,
         Opt(
             min=0.01,
-            help="GiB of features one pass keeps (default: half the free memory); "
-            "more cuts than fit are computed in further passes",
+            help="GiB of features one pass keeps when a batch of cuts is attacked "
+            "(--search exhaustive --figures all); default: one cut at a time, the least memory",
         ),
     ] = None,
     task: TaskOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
+    search: Annotated[
+        str,
+        Opt(
+            help="monotone: attack the deepest cut, then bisect (a breach implies every "
+            "shallower cut broken; needs a white-box attack); exhaustive: attack every cut"
+        ),
+    ] = "monotone",
+    figures: Annotated[
+        str,
+        Opt(help="verdict: stop attacking a cut at a clear breach; all: every attack's figures"),
+    ] = "verdict",
+    wide: Annotated[
+        bool, Opt(help="show every attack's figures in the terminal (default: when it is wide)")
+    ] = False,
     confirm: Annotated[
         bool, Opt(help="re-run the strongest attack with another seed on borderline cuts")
     ] = False,
@@ -316,6 +384,9 @@ def audit(
         normalize=normalize,
         allow_weak_target=allow_weak_target,
         feature_memory_gib=feature_memory,
+        search=search,
+        figures=figures,
+        wide=wide,
         task=task,
         seed=seed,
         device=device,

@@ -13,6 +13,7 @@ from privpart.selection.select import (
 from privpart.selection.verdict import (
     Breach,
     Fastest,
+    Implied,
     Note,
     OverMemory,
     Reason,
@@ -23,7 +24,7 @@ from privpart.selection.verdict import (
 )
 
 __all__ = [
-    "WHOLE_TRUSTED", "Breach", "Constraints", "CutEvidence", "Fastest", "Note", "OverMemory",
-    "Reason", "Selection", "Slower", "Status", "TieLost", "Verdict", "judge", "judge_cut",
-    "leakage_score", "select_cut",
+    "WHOLE_TRUSTED", "Breach", "Constraints", "CutEvidence", "Fastest", "Implied", "Note",
+    "OverMemory", "Reason", "Selection", "Slower", "Status", "TieLost", "Verdict", "judge",
+    "judge_cut", "leakage_score", "select_cut",
 ]  # fmt: skip

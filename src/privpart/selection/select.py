@@ -17,6 +17,7 @@ from privpart.selection.constraints import Constraints
 from privpart.selection.verdict import (
     Breach,
     Fastest,
+    Implied,
     OverMemory,
     Reason,
     Slower,
@@ -36,6 +37,11 @@ class CutEvidence:
     total_ms: float
     memory_bytes: int
     attacks: Mapping[str, AttackResult] = field(default_factory=dict)
+    implied: tuple[Implied, ...] = ()  # verdicts taken from other cuts (monotone search)
+
+    @property
+    def implied_broken(self) -> bool:
+        return any(r.broken for r in self.implied)
 
 
 @dataclass
@@ -138,9 +144,9 @@ def select_cut(
     pool = [*candidates, *([whole_trusted] if whole_trusted else [])]
     for ev in pool:
         found = judge_cut(ev, c)
-        broken = any(not b.passed for b in found)
+        broken = any(not b.passed for b in found) or ev.implied_broken
         over = c.enforce_memory and ev.memory_bytes > c.memory_budget_bytes
-        reasons[ev.cut] = [*found]
+        reasons[ev.cut] = [*ev.implied, *found]
         if over:
             reasons[ev.cut].append(OverMemory(ev.memory_bytes, c.memory_budget_bytes))
         if not broken and not over:
@@ -189,6 +195,7 @@ def _nothing_recommendation(
     candidates: list[CutEvidence], whole_trusted: CutEvidence | None, c: Constraints
 ) -> str:
     fits = [ev for ev in candidates if ev.memory_bytes <= c.memory_budget_bytes]
+    fits = [ev for ev in fits if ev.attacks] or fits  # cuts with figures: leakage is measured
     parts = []
     if fits:
         target = min(fits, key=lambda ev: (leakage_score(ev, c), ev.total_ms))

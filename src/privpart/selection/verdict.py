@@ -41,6 +41,8 @@ class Reason:
         values = {k: v for k, v in d.items() if k in names}
         if "interval" in values and values["interval"] is not None:
             values["interval"] = Interval(**values["interval"])
+        if "attacks" in values:
+            values["attacks"] = tuple(values["attacks"])
         if "direction" in values:
             values["direction"] = Direction(values["direction"])
         return cls(**values)
@@ -149,6 +151,32 @@ class Fastest(Reason):
         return f"the fastest cut that no attack breaks ({self.total_ms:.2f} ms)"
 
 
+@REASONS.register("implied")
+@dataclass(frozen=True)
+class Implied(Reason):
+    """A verdict this cut takes from another cut, with no figures of its own.
+
+    The features at a shallower cut determine those at every deeper one (the layers between
+    are a fixed function), so a white-box attacker, who holds those layers and everything any
+    other threat model grants, does at least as well at the shallower cut. `broken`: `by` is a
+    deeper cut some attack broke, so this one is broken too. Otherwise `by` is a shallower cut
+    that `attacks` (the white-box ones) did not break, so they are not run here either. The
+    argument bounds the attacker's best attack, not any one attack's figures: none are made up.
+    """
+
+    by: str
+    broken: bool
+    attacks: tuple[str, ...] = ()
+    kind: ClassVar[str] = "implied"
+
+    @property
+    def text(self) -> str:
+        if self.broken:
+            return f"implied by {self.by}, whose features it determines"
+        names = ", ".join(self.attacks)
+        return f"{names} not run: implied safe by {self.by}, whose features determine this cut's"
+
+
 @REASONS.register("note")
 @dataclass(frozen=True)
 class Note(Reason):
@@ -173,6 +201,16 @@ class Verdict:
         return [r for r in self.reasons if isinstance(r, Breach) and not r.passed]
 
     @property
+    def implied_breach(self) -> Implied | None:
+        """The deeper cut this one is broken by implication from, if it is."""
+        return next((r for r in self.reasons if isinstance(r, Implied) and r.broken), None)
+
+    @property
+    def broken(self) -> bool:
+        """Broken by a figure of its own or by implication from a deeper cut."""
+        return bool(self.breaches) or self.implied_breach is not None
+
+    @property
     def borderline(self) -> bool:
         """Another sample of victims could flip it: broken only by figures whose 95 % interval
         reaches back to their limit, or passing with a figure whose interval reaches its limit.
@@ -189,9 +227,11 @@ class Verdict:
     @property
     def text(self) -> str:
         """Every reason in words."""
-        others = [r.text for r in self.reasons if not isinstance(r, Breach)]
-        parts = [*(b.text for b in self.breaches), *others]
-        shown = ("broken: " if self.breaches else "") + "; ".join(parts)
+        implied = self.implied_breach
+        others = [r.text for r in self.reasons if not isinstance(r, Breach) and r is not implied]
+        lead = [implied.text] if implied is not None else []
+        parts = [*lead, *(b.text for b in self.breaches), *others]
+        shown = ("broken: " if self.broken else "") + "; ".join(parts)
         close = [r for r in self.reasons if isinstance(r, Breach) and r.passed]
         if close and not self.breaches:
             shown += ("; " if shown else "") + "borderline: " + "; ".join(r.text for r in close)
@@ -202,6 +242,9 @@ class Verdict:
         """One line: the decisive reason, and how many more there are."""
         lead = [r for r in self.reasons if not isinstance(r, Breach)]
         worst = self.worst
+        implied = self.implied_breach
+        if implied is not None and not self.breaches:
+            return "broken: " + implied.text
         if self.breaches and worst is not None:
             more = len(self.breaches) - 1
             extra = f" (+{more} more)" if more else ""
