@@ -13,6 +13,7 @@ from privpart.attacks import ATTACKS, ThreatModel
 from privpart.auditing import AuditConfig, Auditor, AuditResult
 from privpart.auditing.search import CutAudit, exhaustive, monotone
 from privpart.metrics.spec import Margin
+from privpart.report import render_report
 from privpart.selection import Constraints, Status
 from tests.auditing.test_audit import FAST_PROFILE, Oracle
 
@@ -166,6 +167,8 @@ def test_monotone_and_exhaustive_agree_on_a_model_with_fewer_attack_runs(
         if limit is None:
             assert c.implied and c.verdict.status is Status.REJECTED
             assert c.verdict.short.startswith("broken: implied by")
+    html = render_report(tmp_path / "mono" / "results.json").read_text()
+    assert "Which cuts and attacks ran" in html and "not needed" in html
     again = AuditResult.load(tmp_path / "mono" / "results.json")
     assert again.search == mono.search
     assert [c.verdict for c in again.cuts] == [c.verdict for c in mono.cuts]
