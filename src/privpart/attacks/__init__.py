@@ -36,9 +36,10 @@ from privpart.attacks.base import Attack, AttackOutput, Budget, Output
 from privpart.attacks.features import FeatureSet, compute_feature_sets
 from privpart.attacks.registry import ATTACKS
 from privpart.attacks.result import AttackResult, MetricResult
-from privpart.attacks.scoring import Metric, metrics_for, score
+from privpart.attacks.scoring import metrics_for, score
 from privpart.attacks.threat import ThreatModel, ThreatModelError
 from privpart.attacks.view import AttackerView
+from privpart.metrics import Metric
 
 DEFAULT_ATTACKS: tuple[str, ...] = ("decoder", "whitebox", "prior", "attribute")
 

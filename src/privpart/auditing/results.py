@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from privpart.attacks.result import AttackResult, MetricResult
-from privpart.attacks.scoring import metric_specs
 from privpart.attacks.threat import ThreatModel
 from privpart.auditing.config import AuditConfig
 from privpart.certify import FisherBound
 from privpart.errors import PrivpartError
+from privpart.metrics import metric_specs
 from privpart.metrics.spec import Direction, Estimate, Margin, MetricSpec, Ratio
 from privpart.partition import Cut
 from privpart.profiling import CutProfile

@@ -28,12 +28,11 @@ from privpart.auditing.config import AuditConfig
 from privpart.auditing.cutpick import resolve_cuts
 from privpart.auditing.executors import AttackJob, Executor, LocalExecutor
 from privpart.auditing.results import SCHEMA_VERSION, AuditResult, CutReport
+from privpart.auditing.validate import validate
 from privpart.certify import FisherBound, certify
 from privpart.data import DataSplits
 from privpart.device import resolve_device
 from privpart.errors import PrivpartError
-from privpart.models import ZOO
-from privpart.models.user import is_user_arch
 from privpart.models.wrappers import noise_modules
 from privpart.partition import Cut
 from privpart.profiling import ProfileResult, profile_cuts
@@ -59,7 +58,7 @@ from privpart.version import __version__
 CERTIFY_VICTIMS = 32  # victims the certified bound of a noisy head is computed on
 
 # The audit's options behind each split size (errors name them).
-SPLIT_OPTIONS = {"target_train": "--train-limit", "aux": "--aux", "victim": "--victim"}
+SPLIT_OPTIONS = {"target_train": "`train_limit`", "aux": "`n_aux`", "victim": "`n_victim`"}
 
 
 def feature_budget(gib: float | None) -> int:
@@ -90,52 +89,6 @@ def feature_groups(cuts: list[Cut], splits: DataSplits, budget: int) -> list[lis
             groups.append([cut])
             used = size
     return groups
-
-
-def validate(cfg: AuditConfig, target_given: bool = False) -> None:
-    """Fail before any expensive work, with messages a user can act on."""
-    building = cfg.checkpoint is None and not target_given
-    if building and not (is_user_arch(cfg.model) or cfg.model in ZOO):
-        ZOO.get(cfg.model)  # raises the "unknown model" error listing known ones
-    if not cfg.attacks:
-        raise PrivpartError(
-            "no attacks to run", f"pass --attacks {','.join(attack_pkg.DEFAULT_ATTACKS)}"
-        )
-    for name in cfg.attacks:
-        ATTACKS.get(name)
-    for name, params in cfg.attack_params.items():
-        adaptive = cfg.adaptive and bool(ATTACKS.get(name).adaptive_to)  # may join on a defence
-        if name not in cfg.attacks and not adaptive:
-            raise PrivpartError(
-                f"parameters given for attack {name!r}, which this audit does not run",
-                f"add it to the attacks ({', '.join(cfg.attacks)}) or drop its parameters",
-            )
-        attack_pkg.make_attack(name, **params)  # validates every value before any work
-    if cfg.attack_steps is not None and cfg.attack_steps <= 0:
-        raise PrivpartError(
-            f"--attack-steps must be positive, got {cfg.attack_steps}",
-            "omit it to use time budgets",
-        )
-    if cfg.budget_scale <= 0:
-        raise PrivpartError(
-            f"--budget-scale must be positive, got {cfg.budget_scale}",
-            "use e.g. 0.5 for a quick look or 4 for a stronger audit",
-        )
-    if not cfg.train and not cfg.weights and cfg.checkpoint is None and not target_given:
-        raise PrivpartError(
-            "--no-train needs the model's weights", "give --weights FILE, or --checkpoint DIR"
-        )
-    if cfg.checkpoint and cfg.weights:
-        raise PrivpartError("--weights and --checkpoint both name the model", "give one of them")
-    for what, path in (("weights", cfg.weights), ("attributes", cfg.attributes)):
-        if path is not None and building and not Path(path).is_file():
-            raise PrivpartError(f"{what} file {path} does not exist", f"check --{what}")
-    if cfg.checkpoint and not (Path(cfg.checkpoint) / "meta.json").is_file():
-        raise PrivpartError(
-            f"{cfg.checkpoint} is not a privpart checkpoint",
-            "create one with `privpart train` or omit --checkpoint",
-        )
-    resolve_device(cfg.device)
 
 
 def environment() -> dict:
