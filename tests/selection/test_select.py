@@ -34,7 +34,7 @@ def result(attack: str, **figures: float | tuple[float, float, float]) -> Attack
         value, iv = (fig, None) if isinstance(fig, float | int) else (fig[0], Interval(*fig[1:]))
         base = figures.get(f"{name}_base", defaults[name])
         metrics[name] = MetricResult(specs[name].spec, Estimate(float(value), iv, 64), base)
-    tm = ThreatModel.ATTRIBUTE if "accuracy" in figures else ThreatModel.BLACK_BOX_QUERY
+    tm = ThreatModel.LABELLED_AUX if "accuracy" in figures else ThreatModel.BLACK_BOX_QUERY
     return AttackResult(attack, tm, "cut", metrics, {}, 1.0)
 
 

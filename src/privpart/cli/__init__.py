@@ -12,13 +12,13 @@ import importlib
 import sys
 from typing import TYPE_CHECKING
 
-from privpart.runtime.threads import quiet_idle_threads
+from privpart.runtime.openmp_spin import quiet_idle_threads
 
 if TYPE_CHECKING:
     import typer
 
 # The runtime's processes take turns on shared cores: stop idle OpenMP threads from spinning
-# (must happen before torch is imported below; see privpart.runtime.threads).
+# (must happen before torch is imported below; see privpart.runtime.openmp_spin).
 RUNTIME_COMMANDS = {"serve", "enclave", "infer"}
 if RUNTIME_COMMANDS & set(sys.argv[1:2]):
     quiet_idle_threads()
