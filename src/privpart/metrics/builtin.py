@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -23,7 +22,7 @@ from torch import Tensor
 from privpart.errors import PrivpartError
 from privpart.metrics.baselines import majority_class, task_floor_baseline
 from privpart.metrics.image import per_image_mse, per_image_psnr, per_image_ssim
-from privpart.metrics.metric import Baselines, Metric, PerVictim, Truth
+from privpart.metrics.metric import AttackOutput, Baselines, Metric, PerVictim, Truth
 from privpart.metrics.reid import DEFAULT_K, lineups, reidentification_hits
 from privpart.metrics.spec import (
     BaselineSpec,
@@ -34,10 +33,6 @@ from privpart.metrics.spec import (
     Ratio,
 )
 from privpart.metrics.tabular import per_row_mae, to_native_cells
-
-if TYPE_CHECKING:
-    from privpart.attacks.base import AttackOutput
-
 
 # -- image and tabular reconstruction -------------------------------------------------------
 IMAGE_BASELINES = (

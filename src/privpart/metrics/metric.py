@@ -10,9 +10,9 @@ kind of output therefore declares both in its own file.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from torch import Tensor
 
@@ -21,9 +21,29 @@ from privpart.metrics.reid import DEFAULT_K
 from privpart.metrics.spec import MetricSpec
 from privpart.metrics.tabular import default_feature_names
 
-if TYPE_CHECKING:
-    from privpart.attacks.base import AttackOutput
-    from privpart.attacks.features import FeatureSet
+
+class FeatureSet(Protocol):
+    """What the scorer reads of a cut's feature set (privpart.attacks.FeatureSet): the aux and
+    victim inputs and labels. Declared here so metrics do not depend on the attacks."""
+
+    kind: str
+    task: str
+    aux_inputs: Tensor
+    victim_inputs: Tensor
+    aux_attributes: Mapping[str, Tensor]
+    victim_attributes: Mapping[str, Tensor]
+    attribute_classes: Mapping[str, list[str]]
+    native_size: tuple[int, int] | None
+    feature_names: list[str] | None
+
+
+class AttackOutput(Protocol):
+    """What a metric reads of an attack's output (privpart.attacks.AttackOutput)."""
+
+    reconstructions: Tensor | None
+    predictions: Tensor | None
+
+    def get(self, kind: str) -> Tensor | None: ...
 
 
 @dataclass
@@ -80,7 +100,7 @@ class Truth:
         return self._cache[name]
 
 
-PerVictim = Callable[["AttackOutput", Truth], Tensor]
+PerVictim = Callable[[AttackOutput, Truth], Tensor]
 Baselines = Callable[[Truth], dict[str, float]]
 
 
