@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from _common import machine, paired_ratio, write
-from privpart.runtime.threads import USER_KNOBS as KNOBS
+from privpart.runtime.openmp_spin import USER_KNOBS as KNOBS
 from runtime_stack import resnet50_checkpoint
 
 CUT = "layer2"
@@ -147,7 +147,7 @@ D = OpenMP defaults (libgomp spins 300,000 times after each parallel region), S 
 
 Penalty = two processes taking turns / one process (median of per-round ratios). privpart's
 runtime commands and enclave worker use GOMP_SPINCOUNT={r["runtime_default"]}
-(`privpart.runtime.threads`).
+(`privpart.runtime.openmp_spin`).
 """
 
 
@@ -158,7 +158,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path("runs/bench-runtime"))
     args = ap.parse_args()
-    from privpart.runtime.threads import IDLE_SPINS
+    from privpart.runtime.openmp_spin import IDLE_SPINS
 
     ckpt = resnet50_checkpoint(args.work / "resnet50-224")
     runs = []

@@ -17,7 +17,7 @@ within one run because the machine is shared and noisy. The breakdown splits end
 into crypto, serialisation, compute and transport (HTTP + pipes + scheduling, the remainder).
 
 This process stands for the client of `privpart infer` and, like it, quiets idle OpenMP threads
-(`privpart.runtime.threads`; it re-executes itself with the setting before torch loads), so
+(`privpart.runtime.openmp_spin`; it re-executes itself with the setting before torch loads), so
 plain, split and the device-mode head all run under the same setting; `--client-openmp
 defaults` keeps the OpenMP defaults here instead (the servers still quiet theirs).
 
@@ -55,7 +55,7 @@ from privpart.runtime.channel.attestation import read_pin
 from privpart.runtime.channel.policy import VerificationPolicy
 from privpart.runtime.client import DeviceClient, EnclaveClient
 from privpart.runtime.head import split_checkpoint
-from privpart.runtime.threads import runtime_openmp, user_openmp
+from privpart.runtime.openmp_spin import runtime_openmp, user_openmp
 from privpart.training import load_checkpoint
 from runtime_stack import (
     Server,

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from privpart.models import ModelSpec, build_model
-from privpart.runtime.threads import idle_spin_env
+from privpart.runtime.openmp_spin import idle_spin_env
 from privpart.training import save_checkpoint
 
 CLI = [sys.executable, "-c", "from privpart.cli import main; main()"]

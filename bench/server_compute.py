@@ -3,7 +3,7 @@
 ResNet-50 @224 tail after `layer2`, batch 1, CPU. Two tail servers run at once on loopback,
 each in its own process, differing only in how their threads use OpenMP:
 
-- one team:  as `privpart serve` runs now (`privpart.runtime.compute.serving_threads`): the
+- one team:  as `privpart serve` runs now (`privpart.runtime.compute_thread.serving_threads`): the
              main thread keeps one torch thread; only the compute thread starts an OpenMP team;
 - two teams: as it ran before: the model loaded and warmed up on the main thread with N torch
              threads, forwards on the batcher's own thread: two OpenMP teams in one process.
@@ -37,7 +37,7 @@ from privpart.runtime import frames
 from privpart.runtime.client.load import closed_loop
 from privpart.runtime.client.tail import TailClient
 from privpart.runtime.head import split_checkpoint
-from privpart.runtime.threads import user_openmp
+from privpart.runtime.openmp_spin import user_openmp
 from runtime_stack import Server, free_port, rerun_with_quiet_openmp, resnet50_checkpoint
 from server_throughput import tinycnn_checkpoint
 
@@ -46,7 +46,7 @@ LAYOUTS = ("one team", "two teams")
 
 def serve(layout: str, checkpoint: Path, cut: str, threads: int, port: int) -> None:
     """The server process (this script re-run with --serve)."""
-    from privpart.runtime.compute import serving_threads
+    from privpart.runtime.compute_thread import serving_threads
     from privpart.runtime.server import TailConfig, build_tail_app
     from privpart.runtime.server.runner import serve_until_signal
 

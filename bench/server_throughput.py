@@ -31,7 +31,7 @@ from privpart.runtime import frames
 from privpart.runtime.client import TailClient
 from privpart.runtime.client.load import closed_loop
 from privpart.runtime.head import split_checkpoint
-from privpart.runtime.threads import runtime_openmp
+from privpart.runtime.openmp_spin import runtime_openmp
 from privpart.training import save_checkpoint
 from runtime_stack import Server, free_port, resnet50_checkpoint
 

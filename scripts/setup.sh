@@ -22,8 +22,8 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   "$PY" -m venv "$VENV"
 fi
 
-extras="."
-[[ $want_test == 1 ]] && extras=".[test,ray]"  # CI runs the Ray tests too
+extras=".[serve]"  # everything: auditing, and serving the split
+[[ $want_test == 1 ]] && extras=".[serve,test,ray]"  # CI runs the Ray tests too
 stamp="$VENV/.privpart-stamp"
 fingerprint="$(cat pyproject.toml requirements/constraints.txt | sha256sum | cut -c1-16) $extras"
 if [[ ! -f "$stamp" ]] || ! grep -qxF "$fingerprint" "$stamp"; then

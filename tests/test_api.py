@@ -3,6 +3,7 @@ Dataset, returns typed results, and writes nothing unless asked to."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -84,7 +85,8 @@ def test_per_item_attributes_feed_the_attribute_attack_and_out_writes_files(
 ) -> None:
     model, dataset = model_and_data
     r = privpart.audit(model, WithAttributes(dataset), attacks=["attribute"], cuts=["stem"],
-                       attribute="bright", attack_steps=20, out=tmp_path / "out")  # fmt: skip
+                       attack=privpart.AttackOptions(attribute="bright", attack_steps=20),
+                       out=tmp_path / "out")  # fmt: skip
     acc = r.leakage("stem", "attribute").metric("accuracy")
     assert r.leakage("stem", "attribute").config["attribute"] == "bright"
     assert set(acc.baselines) == {"majority", "chance", "task_floor"}
@@ -111,13 +113,37 @@ def test_audit_of_a_code_checkpoint_needs_trust_code(code_ckpt: Path) -> None:
 
     marker = code_marker(code_ckpt)
     marker.unlink(missing_ok=True)
-    quick = dict(cuts=["block2"], attacks=["decoder"], attack_steps=2, device="cpu",
+    quick = dict(cuts=["block2"], attacks=["decoder"], device="cpu",
+                 attack=privpart.AttackOptions(attack_steps=2),
                  profile=ProfileConfig(repeats=3, warmup=1, untrusted_threads=1))  # fmt: skip
     with pytest.raises(privpart.PrivpartError, match="Python code") as err:
-        privpart.audit(str(code_ckpt), **quick)
+        privpart.audit(str(code_ckpt), None, **quick)
     assert str((code_ckpt.parent / "net.py").resolve()) in err.value.message
     assert "trust_code=True" in err.value.hint
     assert not marker.exists()
-    r = privpart.audit(code_ckpt, trust_code=True, **quick)
+    r = privpart.audit(code_ckpt, None, trust_code=True, **quick)
+    assert r.config.model == json.loads((code_ckpt / "meta.json").read_text())["spec"]["arch"]
     assert marker.exists() and "block2" in r.verdicts
     marker.unlink()
+
+
+def test_docs_api_lists_the_signature_of_audit_in_order() -> None:
+    import inspect
+
+    section = DOC.read_text().split("## `privpart.audit(")[1].split("\n## ")[0]
+    listed = re.findall(r"^\| `(\w+)", section, re.M)
+    assert listed == list(inspect.signature(privpart.audit).parameters)
+
+
+def test_a_bad_value_is_a_value_error_naming_the_parameter(
+    model_and_data: tuple[nn.Module, TorchDataset],
+) -> None:
+    model, dataset = model_and_data
+    with pytest.raises(ValueError, match="`attack_steps` must be positive") as err:
+        privpart.audit(model, dataset, attack=privpart.AttackOptions(attack_steps=0))
+    assert isinstance(err.value, privpart.PrivpartError) and err.value.param == "attack_steps"
+    assert "--" not in str(err.value)
+    with pytest.raises(TypeError, match="`lr` must be a float"):
+        privpart.attack(model, dataset, cut="stem", attack="decoder", lr="fast")
+    with pytest.raises(FileNotFoundError, match="not a privpart checkpoint"):
+        privpart.audit(Path("no/such/checkpoint"), None)

@@ -36,7 +36,8 @@ def test_cuda_asked_for_but_absent_is_a_clear_error() -> None:
     for spec in ("cuda", "cuda:1"):
         with pytest.raises(PrivpartError) as err:
             resolve_device(spec)
-        assert "no CUDA device" in err.value.message and "--device cpu" in err.value.hint
+        assert "no CUDA device" in err.value.message and "`device=cpu`" in err.value.hint
+        assert err.value.param == "device" and isinstance(err.value, ValueError)
 
 
 def test_cpu_precisions() -> None:

@@ -26,6 +26,11 @@ _LAZY = {
     "target_of": "privpart.api",
     "AuditResult": "privpart.auditing",
     "AuditConfig": "privpart.auditing",
+    "TargetOptions": "privpart.auditing.config",
+    "AttackOptions": "privpart.auditing.config",
+    "SearchOptions": "privpart.auditing.config",
+    "DefenceOptions": "privpart.auditing.config",
+    "ExecutionOptions": "privpart.auditing.config",
     "AttackResult": "privpart.attacks",
     "Budget": "privpart.attacks",
     "Cut": "privpart.partition",
@@ -35,6 +40,9 @@ _LAZY = {
     "ProfileConfig": "privpart.profiling",
     "Target": "privpart.training.target",
     "PrivpartError": "privpart.errors",
+    "PrivpartValueError": "privpart.errors",
+    "PrivpartTypeError": "privpart.errors",
+    "PrivpartFileNotFoundError": "privpart.errors",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -7,13 +7,17 @@
     privpart.cuts(model, (1, 32, 32))
     privpart.attack(model, dataset, cut="features.16", attack="decoder", input_shape=(1, 32, 32))
 
-Keyword arguments mirror the CLI's options; nothing is written unless `out=` is given. The CLI
-commands are thin layers over these functions (one load path: `Target`).
+`audit` takes the handful of keywords a notebook needs at top level and the rest in groups
+(`TargetOptions`, `AttackOptions`, ...: privpart.auditing.config, the one declaration the CLI is
+checked against); nothing is written unless `out=` is given. The CLI commands are thin layers
+over these functions (one load path: `Target`). Bad arguments raise `ValueError` /
+`TypeError` / `FileNotFoundError` subclasses of `PrivpartError` naming the parameter.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +32,22 @@ from privpart.attacks import (
     make_attack,
     run_attack,
 )
-from privpart.auditing import AuditConfig, Auditor, AuditResult
+from privpart.auditing import AuditConfig, Auditor, AuditResult, validate
+from privpart.auditing.config import (
+    AttackOptions,
+    DefenceOptions,
+    ExecutionOptions,
+    SearchOptions,
+    TargetOptions,
+)
 from privpart.auditing.executors import Executor
 from privpart.data import Dataset, from_torch, load_dataset
 from privpart.device import resolve_device
-from privpart.errors import PrivpartError
+from privpart.errors import PrivpartFileNotFoundError, PrivpartTypeError, PrivpartValueError
 from privpart.partition import Cut, Partition
 from privpart.profiling import ProfileConfig
 from privpart.selection import Constraints
+from privpart.training.checkpoint import META, read_meta
 from privpart.training.target import Target
 
 ModelLike = nn.Module | str | Path
@@ -51,9 +63,10 @@ def as_dataset(data: DataLike, data_dir: Path | None = None) -> Dataset:
         return load_dataset(data, data_dir)
     if isinstance(data, TorchDataset) or hasattr(data, "__getitem__"):
         return from_torch(data, name=type(data).__name__)
-    raise PrivpartError(
+    raise PrivpartTypeError(
         f"cannot use a {type(data).__name__} as a dataset",
         "pass a torch Dataset of (image, label[, attributes]), or a name like fashion-mnist",
+        param="dataset",
     )
 
 
@@ -101,115 +114,111 @@ def cuts(
 
 
 def audit(
-    model: ModelLike = "vgg16",
-    dataset: DataLike = "fashion-mnist",
+    model: ModelLike,
+    dataset: DataLike | None,
     *,
+    out: str | Path | None = None,
     input_shape: Sequence[int] | None = None,
     cuts: str | Sequence[str] = "default",
     attacks: Sequence[str] = DEFAULT_ATTACKS,
-    attack_params: Mapping[str, Mapping[str, Any]] | None = None,
-    attribute: str | None = None,
-    budget_scale: float = 1.0,
-    attack_steps: int | None = None,
-    device: str = "auto",
     seed: int = 0,
-    out: str | Path | None = None,
-    checkpoint: str | Path | None = None,
-    task: str | None = None,
-    train_limit: int | None = None,
-    epochs: int = 1,
-    n_aux: int | None = None,
-    n_victim: int | None = None,
-    weights: str | Path | None = None,
-    train: bool = True,
-    attributes: str | Path | None = None,
-    normalize: str = "auto",
-    allow_weak_target: bool = False,
-    feature_memory_gib: float | None = None,
-    search: str = "monotone",
-    figures: str = "verdict",
-    wide: bool = False,
-    confirm: bool = False,
-    adaptive: bool = True,
-    constraints: Constraints | None = None,
+    device: str = "auto",
+    target: TargetOptions | None = None,
+    attack: AttackOptions | None = None,
+    search: SearchOptions | None = None,
+    limits: Constraints | None = None,
     profile: ProfileConfig | None = None,
-    defence: str | None = None,
-    defence_cut: str | None = None,
-    defence_params: Mapping[str, Any] | None = None,
-    data_dir: str | Path | None = None,
+    defence: DefenceOptions | None = None,
+    execution: ExecutionOptions | None = None,
     executor: Executor | None = None,
     show_progress: bool = False,
     trust_code: bool = False,
 ) -> AuditResult:
     """Attack and profile every cut of `model`, pick the fastest cut no attack breaks.
 
-    `model`: a trained `nn.Module` (audited as it is), a zoo name or `file.py:factory` (trained
-    first, on `dataset`), or a checkpoint folder. `dataset`: a torch `Dataset` of
-    (image, label[, {attribute: value}]) with images in [0, 1], a privpart `Dataset`, or a name.
-    `cuts`: "default" (block boundaries), "all", or cut names. Files are written only with `out`.
-    `search`: "monotone" attacks the deepest cut first, then bisects (a breach implies every
-    shallower cut broken); "exhaustive" attacks every cut. `figures`: "verdict" stops attacking
-    a cut at a clear breach; "all" runs every attack there.
-    `weights`: a torchvision-format weights file for a zoo name or `file.py:factory`, audited as
-    it is with `train=False` (its own classifier and input size), else where training starts.
-    `attributes`: per-image attributes of an image folder (CSV, or CelebA's layout). A target
-    near chance on its test split stops the audit unless `allow_weak_target`.
-    A checkpoint whose architecture is a Python file (`file.py:factory`) is refused unless
-    `trust_code=True`: loading it would import and run that file.
+    `model`: a trained `nn.Module` (audited as it is), a checkpoint folder (audited with its own
+    architecture and data: `dataset` None), or a zoo name / `file.py:factory` (trained first on
+    `dataset`: give `out`, where the checkpoint is written). `dataset`: a torch `Dataset` of
+    (image, label[, {attribute: value}]) with images in [0, 1], a privpart `Dataset`, or a name
+    (`fashion-mnist`, `imagefolder:DIR`). `cuts`: "default" (block boundaries), "all", or cut
+    names. `input_shape` (C, H, W) is for an `nn.Module` (default: the dataset's). Files are
+    written only with `out`.
+
+    The rest is grouped (privpart.auditing.config): `target` how the model and data are made,
+    `attack` budgets and parameters, `search` which cuts are attacked (`monotone`: the deepest
+    first, then bisection, a breach implying every shallower cut broken; `exhaustive`: every
+    cut) and whether a cut's attacks stop at a clear breach (`figures`), `limits` what breaks
+    a cut, `profile` how latency is measured, `defence` a defended model, `execution` how work
+    is laid out and shown. `executor` runs the attack jobs (default: in this process;
+    privpart.auditing.executors has Ray's). A checkpoint whose architecture is a Python file is
+    refused unless `trust_code=True`: loading it would import and run that file.
     """
-    if isinstance(model, Path) or (isinstance(model, str) and Path(model, "meta.json").is_file()):
-        checkpoint, model = Path(model), "vgg16"
-    cut_spec = cuts if isinstance(cuts, str) else ",".join(cuts)
+    target = target or TargetOptions()
+    arch = model if isinstance(model, str) else type(model).__name__
+    if isinstance(model, str | Path) and Path(model, META).is_file():
+        if target.checkpoint is not None:
+            raise PrivpartValueError(
+                f"`model` is the checkpoint {model} and `target` names {target.checkpoint}",
+                "give the checkpoint once, as `model`",
+                param="model",
+            )
+        target = replace(target, checkpoint=str(model))
+        meta = read_meta(Path(model))
+        arch = meta["spec"]["arch"]  # the checkpoint's own architecture and data
+        if dataset is not None and dataset != meta["dataset"]:
+            raise PrivpartValueError(
+                f"the checkpoint {model} is audited on its own data ({meta['dataset']}), "
+                f"not on {dataset if isinstance(dataset, str) else type(dataset).__name__}",
+                "pass `dataset=None` for a checkpoint",
+                param="dataset",
+            )
+        dataset = meta["dataset"]
+    elif isinstance(model, Path):
+        raise PrivpartFileNotFoundError(
+            f"{model} is not a privpart checkpoint (no {META})",
+            "pass a checkpoint folder, an nn.Module, or a model name like vgg16",
+            param="model",
+        )
+    if dataset is None:
+        raise PrivpartValueError(
+            "`dataset` is None, and only a checkpoint brings its own data",
+            "pass a torch Dataset, a privpart Dataset, or a name like fashion-mnist",
+            param="dataset",
+        )
     dev = str(resolve_device(device))
-    sizes = {k: v for k, v in (("n_aux", n_aux), ("n_victim", n_victim)) if v is not None}
-    cfg = AuditConfig(
-        model=model if isinstance(model, str) else type(model).__name__,
-        dataset=dataset if isinstance(dataset, str) else getattr(dataset, "name", "dataset"),
-        data_dir=None if data_dir is None else str(data_dir),
-        checkpoint=None if checkpoint is None else str(checkpoint),
-        cuts=cut_spec,
-        attacks=list(attacks),
-        attack_params={k: dict(v) for k, v in (attack_params or {}).items()},
-        attribute=attribute,
-        budget_scale=budget_scale,
-        attack_steps=attack_steps,
-        train_limit=train_limit,
-        train_epochs=epochs,
-        task=task,
-        **sizes,
-        weights=None if weights is None else str(weights),
-        train=train,
-        attributes=None if attributes is None else str(attributes),
-        normalize=normalize,
-        allow_weak_target=allow_weak_target,
-        feature_memory_gib=feature_memory_gib,
-        search=search,  # type: ignore[arg-type]  # checked by validate, before any work
-        figures=figures,  # type: ignore[arg-type]
-        wide=wide,
-        seed=seed,
-        device=dev,
-        confirm=confirm,
-        adaptive=adaptive,
+    cfg = AuditConfig.of(
+        dict(
+            model=arch,
+            dataset=dataset if isinstance(dataset, str) else getattr(dataset, "name", "dataset"),
+            cuts=cuts if isinstance(cuts, str) else ",".join(cuts),
+            attacks=list(attacks),
+            seed=seed,
+            device=dev,
+        ),
+        target=target,
+        attack=attack,
+        search=search,
+        limits=limits,
         profile=profile or ProfileConfig(untrusted_device=dev),
-        constraints=constraints or Constraints(),
         defence=defence,
-        defence_cut=defence_cut,
-        defence_params=dict(defence_params or {}),
+        execution=execution,
     )
+    validate(cfg, target_given=isinstance(model, nn.Module))
     auditor = Auditor(
         cfg, None if out is None else Path(out), show_progress, executor, trust_code=trust_code
     )
-    target = None
+    built = None
     if isinstance(model, nn.Module):
-        if defence is not None:
-            raise PrivpartError(
+        if cfg.defence is not None:
+            raise PrivpartValueError(
                 "a defence trains a checkpoint: it needs a model given by name or checkpoint",
                 "save the model with privpart.training.save_checkpoint, or audit it undefended",
+                param="defence",
             )
-        target = target_of(model, dataset, input_shape, task=task, seed=seed, n_aux=n_aux,
-                           n_victim=n_victim,
-                           data_dir=None if data_dir is None else Path(data_dir))  # fmt: skip
-    return auditor.run(target)
+        data_dir = None if cfg.data_dir is None else Path(cfg.data_dir)
+        built = target_of(model, dataset, input_shape, task=cfg.task, seed=seed,
+                          n_aux=cfg.n_aux, n_victim=cfg.n_victim, data_dir=data_dir)  # fmt: skip
+    return auditor.run(built)
 
 
 def attack(
@@ -234,7 +243,11 @@ def attack(
         target = model
     else:
         if dataset is None:
-            raise PrivpartError("attack() needs the dataset", "pass dataset=...")
+            raise PrivpartValueError(
+                "attack() needs the data of a model that is not a Target",
+                "pass `dataset`",
+                param="dataset",
+            )
         target = target_of(model, dataset, input_shape, task=task, seed=seed)
     the_cut = target.partition.cut(cut)
     fs = compute_feature_sets(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from privpart.errors import PrivpartError
+from privpart.errors import PrivpartValueError
 
 DEVICE_HELP = "auto (CUDA when present, else CPU), cpu, cuda or cuda:N"
 AUTO = "auto"
@@ -36,23 +36,29 @@ def resolve_device(spec: str | torch.device | None = AUTO) -> torch.device:
     try:
         device = torch.device(text)
     except RuntimeError:
-        raise PrivpartError(f"unknown device {spec!r}", f"use {DEVICE_HELP}") from None
+        raise PrivpartValueError(
+            f"unknown `device` {spec!r}", f"use {DEVICE_HELP}", param="device"
+        ) from None
     if device.type == "cpu":
         return torch.device("cpu")
     if device.type != "cuda":
-        raise PrivpartError(f"device {spec!r} is not supported", f"use {DEVICE_HELP}")
+        raise PrivpartValueError(
+            f"`device` {spec!r} is not supported", f"use {DEVICE_HELP}", param="device"
+        )
     if not torch.cuda.is_available():
-        raise PrivpartError(
-            f"--device {spec} asks for CUDA, but torch sees no CUDA device here "
+        raise PrivpartValueError(
+            f"`device={spec}` asks for CUDA, but torch sees no CUDA device here "
             f"(torch {torch.__version__}, built for CUDA {torch.version.cuda or 'none'})",
-            "run with --device cpu (or auto), or check the driver with nvidia-smi",
+            "run with `device=cpu` (or auto), or check the driver with nvidia-smi",
+            param="device",
         )
     index = 0 if device.index is None else device.index
     count = torch.cuda.device_count()
     if index >= count:
-        raise PrivpartError(
-            f"--device {spec}: this machine has {count} CUDA device(s) (0..{count - 1})",
-            f"use --device cuda:{count - 1} or lower",
+        raise PrivpartValueError(
+            f"`device={spec}`: this machine has {count} CUDA device(s) (0..{count - 1})",
+            f"use `device=cuda:{count - 1}` or lower",
+            param="device",
         )
     return torch.device("cuda", index)
 
@@ -83,24 +89,30 @@ def auto_precision(device: torch.device) -> str:
 def check_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of `precision` on `device` (None: fp32), or a clear error."""
     if precision not in PRECISIONS:
-        raise PrivpartError(
-            f"unknown training precision {precision!r}",
+        raise PrivpartValueError(
+            f"unknown training `precision` {precision!r}",
             f"choose one of {AUTO}, {', '.join(PRECISIONS)}",
+            param="precision",
         )
     dtype = PRECISIONS[precision]
     if device.type == "cpu":
         if dtype is torch.float16:
-            raise PrivpartError(
-                "fp16 mixed precision is a CUDA mode", "on the CPU use --precision bf16 or fp32"
+            raise PrivpartValueError(
+                "fp16 mixed precision is a CUDA mode",
+                "on the CPU use `precision=bf16` or `precision=fp32`",
+                param="precision",
             )
         if dtype is torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-            raise PrivpartError(
+            raise PrivpartValueError(
                 "this CPU has no bf16 support for oneDNN (needs AVX512-BF16/AMX or AVX512)",
-                "train with --precision fp32",
+                "train with `precision=fp32`",
+                param="precision",
             )
     elif dtype is torch.bfloat16 and not torch.cuda.is_bf16_supported():
-        raise PrivpartError(
-            f"{describe(device)} has no bf16 support", "use --precision fp16 or fp32"
+        raise PrivpartValueError(
+            f"{describe(device)} has no bf16 support",
+            "use `precision=fp16` or `precision=fp32`",
+            param="precision",
         )
     return dtype
 

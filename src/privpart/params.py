@@ -13,12 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from privpart.errors import PrivpartError
-
-
-def flag(name: str) -> str:
-    """The command-line spelling of a parameter: `private_attribute` -> `--private-attribute`."""
-    return f"--{name.replace('_', '-')}"
+from privpart.errors import PrivpartTypeError, PrivpartValueError
 
 
 @dataclass(frozen=True)
@@ -35,10 +30,11 @@ class Param:
     maximum: float | None = None  # inclusive
 
     def validate(self, owner: str, name: str, value: Any) -> Any:
-        """`value` converted to `kind`, or a PrivpartError naming `owner`, the flag and the rule."""
+        """`value` converted to `kind`, or an error naming `owner`, the parameter and the rule
+        (a `TypeError` for a wrong type, a `ValueError` for a value out of range)."""
         if value is None and (self.optional or self.default is None):
             return None
-        where = f"{owner}: {name}"
+        where = f"{owner}: `{name}`"
         try:
             ok_type = not isinstance(value, bool) or self.kind is bool
             ok_type = ok_type and (
@@ -50,32 +46,37 @@ class Param:
                 raise TypeError
             value = self.kind(value)
         except (TypeError, ValueError):
-            raise PrivpartError(
+            raise PrivpartTypeError(
                 f"{where} must be a {self.kind.__name__}, got {value!r}",
-                f"give {flag(name)} as a {self.kind.__name__} ({self.help})",
+                f"give `{name}` as a {self.kind.__name__} ({self.help})",
+                param=name,
             ) from None
         if isinstance(value, float) and not math.isfinite(value):
-            raise PrivpartError(
+            raise PrivpartValueError(
                 f"{where} must be finite, got {value}",
-                f"give {flag(name)} a finite number ({self.help})",
+                f"give `{name}` a finite number ({self.help})",
+                param=name,
             )
         if self.minimum is not None and (
             value < self.minimum or (self.exclusive and value == self.minimum)
         ):
             op = ">" if self.exclusive else ">="
-            raise PrivpartError(
+            raise PrivpartValueError(
                 f"{where} must be {op} {self.minimum:g}, got {value}",
-                f"give {flag(name)} {op} {self.minimum:g} ({self.help})",
+                f"give `{name}` {op} {self.minimum:g} ({self.help})",
+                param=name,
             )
         if self.maximum is not None and value > self.maximum:
-            raise PrivpartError(
+            raise PrivpartValueError(
                 f"{where} must be <= {self.maximum:g}, got {value}",
-                f"give {flag(name)} <= {self.maximum:g} ({self.help})",
+                f"give `{name}` <= {self.maximum:g} ({self.help})",
+                param=name,
             )
         if self.choices is not None and value not in self.choices:
-            raise PrivpartError(
+            raise PrivpartValueError(
                 f"{where} must be one of {', '.join(map(str, self.choices))}, got {value!r}",
-                f"give {flag(name)} one of {', '.join(map(str, self.choices))} ({self.help})",
+                f"give `{name}` one of {', '.join(map(str, self.choices))} ({self.help})",
+                param=name,
             )
         return value
 
@@ -84,7 +85,7 @@ def resolve(owner: str, declared: Mapping[str, Param], given: Mapping[str, Any])
     """Every declared parameter's validated value (given, else its default); unknown names fail."""
     unknown = sorted(set(given) - set(declared))
     if unknown:
-        raise PrivpartError(
+        raise PrivpartValueError(
             f"{owner} has no parameter(s) {', '.join(unknown)}",
             f"its parameters: {', '.join(sorted(declared)) or 'none'}",
         )

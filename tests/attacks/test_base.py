@@ -36,7 +36,7 @@ def test_make_attack_gives_new_instances_and_checks_params() -> None:
         make_attack("decoder", l1_weight=3)
     with pytest.raises(PrivpartError, match="must be one of l1, mse"):
         make_attack("decoder", loss="huber")
-    with pytest.raises(PrivpartError, match="lr must be > 0"):
+    with pytest.raises(PrivpartError, match="`lr` must be > 0"):
         make_attack("decoder", lr=0.0)
     with pytest.raises(PrivpartError, match="unknown attack 'nope'") as err:
         make_attack("nope")
@@ -71,7 +71,7 @@ def test_clock_stops_at_steps_and_reports_fraction() -> None:
 
 
 def test_result_roundtrips_through_json_with_its_declarations() -> None:
-    from privpart.attacks.scoring import REID, SSIM
+    from privpart.metrics import REID, SSIM
 
     r = AttackResult(
         "decoder", ThreatModel.BLACK_BOX_QUERY, "block1",

@@ -13,7 +13,7 @@ from privpart.attacks import (
     compute_feature_sets,
     default_attribute,
 )
-from privpart.attacks.attributes import available_attributes
+from privpart.attacks.attribute_choice import available_attributes
 from privpart.data import Attribute, Dataset, make_splits
 from privpart.errors import PrivpartError
 from privpart.partition import Partition

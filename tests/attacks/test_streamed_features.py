@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from privpart.attacks import compute_feature_sets, default_attribute
-from privpart.attacks.attributes import attribute_names, available_attributes
+from privpart.attacks.attribute_choice import attribute_names, available_attributes
 from privpart.data import FolderStore, load_dataset, make_splits
 from privpart.data.synthetic import write_image_folder
 from privpart.partition import Partition

@@ -137,13 +137,13 @@ def test_tabular_ton_iot_audit(ton_csv: Path, tmp_path: Path) -> None:
     assert AuditResult.load(out / "results.json").selected_cut == r.selected_cut
 
 
-# -- a new attack with a new metric, declared here only ------------------------------------
+# -- a new attack with a new kind of output and a new metric, declared here only -----------
 def _darkness(output: AttackOutput, truth) -> torch.Tensor:  # noqa: ANN001
     """Per victim: 1 where the attacker says the input is darker than the aux mean, and is."""
-    assert output.reconstructions is not None
-    guess = output.reconstructions.flatten(1).mean(1) < truth.fs.aux_inputs.mean()
+    guess = output.get("darker")
+    assert guess is not None
     real = truth.victims.flatten(1).mean(1) < truth.fs.aux_inputs.mean()
-    return (guess == real).float()
+    return (guess.bool() == real).float()
 
 
 DARKNESS = Metric(
@@ -151,11 +151,13 @@ DARKNESS = Metric(
                (BaselineSpec("coin", "coin flip"),), summary="says whether the input is dark"),
     _darkness,
     lambda truth: {"coin": 0.5},
+    needs="darker",  # the output kind it reads: Oracle returns it by this name
 )  # fmt: skip
 
 
 class Oracle(Attack):
-    """Reads brightness off the features' mean: a toy whose metric no built-in stage knows."""
+    """Reads brightness off the features' mean: a toy whose output and metric no built-in
+    stage knows."""
 
     name: ClassVar[str] = "oracle"
     threat_model: ClassVar[ThreatModel] = ThreatModel.BLACK_BOX_QUERY
@@ -166,11 +168,11 @@ class Oracle(Attack):
         x = view.aux_inputs.flatten(1).mean(1)
         self.a = float(torch.cov(torch.stack([f, x]))[0, 1] / f.var())
         self.b = float(x.mean() - self.a * f.mean())
+        self.threshold = float(x.mean())
 
     def run(self, view: AttackerView) -> AttackOutput:
         level = self.a * view.intercepted.flatten(1).mean(1) + self.b
-        return AttackOutput(reconstructions=level.view(-1, 1, 1, 1).expand(
-            -1, *view.input_shape).clamp(0, 1))  # fmt: skip
+        return AttackOutput(outputs={"darker": level < self.threshold})
 
 
 @pytest.fixture

@@ -45,6 +45,8 @@ def cfg(ckpt: Path, **kw: object) -> AuditConfig:
         attack_steps=4,
         attribute="brightness",  # idx data's only label is the task: name a private attribute
         profile=FAST_PROFILE,
+        search="exhaustive",  # every attack at every cut, in one batch the executor lays out:
+        figures="all",  # each figure is compared (monotone search would imply some verdicts)
     )
     return AuditConfig(**{**base, **kw})
 

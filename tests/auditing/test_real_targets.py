@@ -34,10 +34,11 @@ def test_pretrained_224px_checkpoint_audits_without_training(faces: Path, tmp_pa
     weights = tmp_path / "efficientnet_b0.pth"  # torchvision's format: 1000 classes
     torch.save(torchvision.models.efficientnet_b0(weights=None).state_dict(), weights)
     r = privpart.audit(
-        "efficientnet_b0", f"imagefolder:{faces}", weights=weights, train=False,
-        attributes=faces / "attributes.csv", allow_weak_target=True, cuts=["features.2"],
-        attacks=["decoder", "attribute"], attack_steps=2, device="cpu", out=tmp_path / "out",
-        profile=FAST_PROFILE,
+        "efficientnet_b0", f"imagefolder:{faces}", cuts=["features.2"],
+        attacks=["decoder", "attribute"], device="cpu", out=tmp_path / "out",
+        target=privpart.TargetOptions(weights=weights, train=False, allow_weak_target=True,
+                                      attributes=faces / "attributes.csv"),
+        attack=privpart.AttackOptions(attack_steps=2), profile=FAST_PROFILE,
     )  # fmt: skip
     spec = r.model["spec"]
     assert (spec["num_classes"], spec["input_size"]) == (1000, [224, 224])

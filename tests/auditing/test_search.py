@@ -197,7 +197,7 @@ def test_the_summary_fits_80_columns_without_cutting_a_cut_name_or_verdict(
     long = "features.denseblock4.denselayer16.conv2"  # a real DenseNet-style cut name
     renamed = {c.name: f"{long}.{c.name}" for c in r.cuts}
     r.cuts = [replace(c, cut=replace(c.cut, name=renamed[c.name])) for c in r.cuts]
-    monkeypatch.setattr(console, "width", 80)
+    monkeypatch.setenv("COLUMNS", "80")  # read per print (setting console.width would outlive us)
     with console.capture() as captured:
         print_summary(r)
     lines = captured.get().splitlines()
@@ -207,3 +207,20 @@ def test_the_summary_fits_80_columns_without_cutting_a_cut_name_or_verdict(
         assert c.verdict.status.value in row
         assert ("(implied)" in row) == c.implied
     assert "impliedbyflatten,whosefeaturesitdetermines" in "".join(captured.get().split())
+
+
+def test_a_bad_search_option_names_its_parameter_and_the_cli_its_flag() -> None:
+    """The search options are part of the audit's declaration: a bad value is a ValueError
+    naming the Python parameter, spelt as `--search` by the command line; a bare string where
+    the group belongs is a TypeError that says which class to pass."""
+    import privpart
+    from privpart.auditing import validate
+    from privpart.cli.flags import spoken
+
+    with pytest.raises(ValueError, match="`search` 'bisect' is not one of") as err:
+        validate(AuditConfig(model="tinycnn", search="bisect"))
+    assert isinstance(err.value, privpart.PrivpartError) and err.value.param == "search"
+    message, hint = spoken(err.value)
+    assert "--search 'bisect'" in message and "--search monotone" in hint
+    with pytest.raises(TypeError, match="SearchOptions"):
+        privpart.audit("tinycnn", "fashion-mnist", search="exhaustive")  # type: ignore[arg-type]

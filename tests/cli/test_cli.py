@@ -55,3 +55,23 @@ def test_user_errors_exit_2_with_advice(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "unknown model 'nosuchnet'" in proc.stderr and "what to do" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_library_error_reads_in_the_command_lines_flags(tmp_path: Path) -> None:
+    """The library says `attack_steps`; the command line says --attack-steps."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "from privpart.cli import main; main()", "audit", "tinycnn",
+         "--attack-steps", "0", "--out", str(tmp_path)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "--attack-steps must be positive" in proc.stderr and "attack_steps" not in proc.stderr
+    assert "--attack-steps 500" in proc.stderr  # `attack_steps=500` in the hint
+
+
+def test_flags_spell_python_parameters() -> None:
+    from privpart.cli.flags import speak
+
+    assert speak("`train=False` needs `weights`", "train") == "--no-train needs `weights`"
+    assert speak("set `n_aux` and `allow_weak_target=True`") == "set --aux and --allow-weak-target"
+    assert speak("`device=cuda:1` or `vgg16`") == "--device cuda:1 or `vgg16`"

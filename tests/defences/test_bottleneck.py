@@ -76,8 +76,8 @@ def test_the_whole_model_trains_with_the_noise_on(
     ("params", "cut", "match"),
     [
         ({"channels": 64}, CUT, "not a reduction"),
-        ({"sigma": 0.0}, CUT, "sigma must be > 0"),
-        ({"target_mse": -1.0}, CUT, "target_mse must be > 0"),
+        ({"sigma": 0.0}, CUT, "`sigma` must be > 0"),
+        ({"target_mse": -1.0}, CUT, "`target_mse` must be > 0"),
         ({}, "flatten", "not a module"),
     ],
 )

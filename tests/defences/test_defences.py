@@ -173,13 +173,13 @@ def test_reaudit_uses_fresh_attackers(tiny_checkpoint: Path, tmp_path: Path, mon
 @pytest.mark.parametrize(
     ("method", "params", "match"),
     [
-        ("adversarial", {"alpha": -1.0}, "alpha must be >= 0"),
-        ("adversarial", {"beta": -0.5}, "beta must be >= 0"),
-        ("noise", {"sigma": 0.0}, "sigma must be > 0"),
-        ("noise", {"sigma": -2.0}, "sigma must be > 0"),
+        ("adversarial", {"alpha": -1.0}, "`alpha` must be >= 0"),
+        ("adversarial", {"beta": -0.5}, "`beta` must be >= 0"),
+        ("noise", {"sigma": 0.0}, "`sigma` must be > 0"),
+        ("noise", {"sigma": -2.0}, "`sigma` must be > 0"),
         ("noise", {"alpha": 1.0}, "has no parameter"),
         ("nopeek", {"alpha": float("nan")}, "must be finite"),
-        ("nopeek", {"epochs": 0}, "epochs must be >= 1"),
+        ("nopeek", {"epochs": 0}, "`epochs` must be >= 1"),
         ("nopeek", {"alpha": "lots"}, "must be a float"),
         ("shredder", {}, "unknown defence 'shredder'"),
     ],

@@ -1,5 +1,5 @@
-"""A small hand-made results.json of schema 1 (before typed results), with grid PNGs: reports
-must keep rendering results written by earlier versions."""
+"""A small hand-made results.json (the current schema), with grid PNGs: what a report renders
+and `AuditResult.load` reads, without running an audit."""
 
 from __future__ import annotations
 
@@ -9,19 +9,11 @@ from pathlib import Path
 import torch
 
 from privpart.attacks.grid import save_image_rows
+from privpart.attacks.result import MetricResult
 from privpart.auditing import AuditConfig
-
-# schema 1's constraints, as privpart 0.1.0 wrote them
-V1_CONSTRAINTS = {
-    "max_ssim": 0.4,
-    "ssim_margin": 0.1,
-    "max_ssim_per_attack": {},
-    "max_mae_ratio": 0.5,
-    "max_attribute_advantage": 0.1,
-    "memory_budget_bytes": 93 * 2**20,
-    "enforce_memory": True,
-    "tie_tolerance": 0.02,
-}
+from privpart.auditing.results import SCHEMA_VERSION
+from privpart.metrics import ACCURACY, FEATURE_MAE, PSNR, SSIM, Estimate, Metric
+from privpart.selection import Constraints, Note, Status, Verdict
 
 CUTS = [
     ("features.4", [64, 16, 16], 0.86, 0.71),
@@ -57,6 +49,15 @@ def latency(name: str, head: float, tail: float, nbytes: int) -> dict:
     }
 
 
+def figure(metric: Metric, value: float, baselines: dict[str, float]) -> dict:
+    """One metric's figure without an interval (a single run over victims)."""
+    return MetricResult(metric.spec, Estimate(value), baselines).to_dict()
+
+
+def verdict(cut: str, status: Status, reason: str) -> dict:
+    return Verdict(cut, status, (Note(reason),)).to_dict()
+
+
 def write_sample(folder: Path, tabular: bool = False) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(0)
@@ -74,13 +75,16 @@ def write_sample(folder: Path, tabular: bool = False) -> Path:
                 "per_feature": None,
             }
             if tabular:
-                res["metrics"] = {"feature_mae": 0.05 + 0.05 * i}
-                res["baselines"] = {"feature_mae": 0.2, "per_feature": {"proto": 0.3, "dur": 0.1}}
+                res["metrics"] = {"feature_mae": figure(FEATURE_MAE, 0.05 + 0.05 * i,
+                                                        {"aux_mean": 0.2})}  # fmt: skip
+                res["config"] = {"baseline_per_feature": {"proto": 0.3, "dur": 0.1}}
                 res["per_feature"] = {"proto": 0.02 + i * 0.05, "dur": 0.08}
                 res["grid"] = None
             else:
-                res["metrics"] = {"ssim": ssim + delta, "psnr": 20 * (ssim + delta)}
-                res["baselines"] = {"ssim": 0.2, "psnr": 11.0}
+                res["metrics"] = {
+                    "ssim": figure(SSIM, ssim + delta, {"aux_mean": 0.2}),
+                    "psnr": figure(PSNR, 20 * (ssim + delta), {"aux_mean": 11.0}),
+                }
                 x = torch.rand(8, 1, 32, 32, generator=g)
                 rel = f"grids/{name}__{attack}.png"
                 save_image_rows(x, (x + 0.2 * i).clamp(0, 1), folder / rel)
@@ -89,15 +93,15 @@ def write_sample(folder: Path, tabular: bool = False) -> Path:
         attacks["attribute"] = {
             "attack": "attribute",
             "cut": name,
-            "threat_model": "attribute",
-            "metrics": {"accuracy": acc},
+            "threat_model": "labelled aux",
+            "metrics": {"accuracy": figure(ACCURACY, acc,
+                                           {"majority": 0.4, "chance": 0.25, "task_floor": 0.45})},
             "config": {"attribute": "group"},
-            "baselines": {"accuracy": 0.4, "chance": 0.25, "task_floor": 0.45},
             "seconds": 1.0,
             "grid": None,
         }
         lat = latency(name, 2.0 * (i + 1) ** 2, 30.0 / (i + 1), nbytes)
-        status = {0: "rejected", 1: "rejected", 2: "selected"}[i]
+        status = {0: Status.REJECTED, 1: Status.REJECTED, 2: Status.SELECTED}[i]
         reason = "the fastest cut that no attack breaks" if i == 2 else "broken: cgan ..."
         cuts.append(
             {
@@ -115,17 +119,18 @@ def write_sample(folder: Path, tabular: bool = False) -> Path:
                 },
                 "attacks": attacks,
                 "latency": lat,
-                "verdict": {"status": status, "reason": reason},
+                "verdict": verdict(name, status, reason),
             }
         )
     cfg = AuditConfig(attacks=["cgan", "decoder", "whitebox", "attribute"]).to_dict()
-    for new in ("attack_params", "device", "confirm"):  # fields schema 1 did not have
-        del cfg[new]
+    verdicts = {c["cut"]["name"]: c["verdict"] for c in cuts}
+    verdicts["whole model trusted"] = verdict("whole model trusted", Status.PASSES,
+                                              "passes, but slower")  # fmt: skip
     results = {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "privpart_version": "0.1.0",
         "created": "2026-11-21T00:00:00+00:00",
-        "config": {**cfg, "constraints": V1_CONSTRAINTS},
+        "config": cfg,
         "environment": {"python": "3.11", "torch": "2.14.1", "cpu_threads": 2, "cuda": None},
         "model": {
             "arch": "vgg16",
@@ -153,17 +158,11 @@ def write_sample(folder: Path, tabular: bool = False) -> Path:
         },
         "selection": {
             "selected": "avgpool",
-            "reasons": {
-                "features.4": "broken: cgan ...",
-                "features.16": "broken: ...",
-                "whole model trusted": "passes, but slower",
-            },
-            "breaches": {},
+            "verdicts": verdicts,
             "summary": "Cut at avgpool: the fastest cut no attack breaks (20.1 ms end to end).",
             "recommendation": "",
-            "constraints": V1_CONSTRAINTS,
+            "constraints": Constraints().to_dict(),
         },
-        "selected_cut": "avgpool",
         "stage_seconds": {"attacks": 60.0, "total": 70.0},
         "defence": None,
     }

@@ -24,12 +24,12 @@ FLAGS = [
 ]
 
 
-def test_a_schema_1_results_json_still_renders(tmp_path: Path) -> None:
+def test_a_results_json_renders(tmp_path: Path) -> None:
     results = write_sample(tmp_path / "audit")
     page = render_report(results)
     html = page.read_text()
     assert "Cut at avgpool" in html
-    assert "broken: cgan ..." in html  # verdict sentences of schema 1 are kept as notes
+    assert "broken: cgan ..." in html  # the verdict's note
     for fig in ("leakage.png", "latency.png", "pareto.png"):
         assert (page.parent / fig).stat().st_size > 5000
         assert f'src="{fig}"' in html
@@ -44,14 +44,14 @@ def test_tabular_report_has_feature_table_not_grids(tmp_path: Path) -> None:
     assert "<td>proto</td>" in html
 
 
-def test_a_schema_1_results_json_loads_as_typed_results(tmp_path: Path) -> None:
+def test_a_results_json_loads_as_typed_results(tmp_path: Path) -> None:
     path = write_sample(tmp_path / "a")
     r = AuditResult.load(path)
     assert r.schema_version == 2 and r.selected_cut == "avgpool"
     assert [c.name for c in r.cuts][0] == "features.4"
     cgan = r.leakage("features.4", "cgan")
     assert cgan.ssim == pytest.approx(0.86) and cgan.metric("ssim").baselines["aux_mean"] == 0.2
-    assert cgan.metric("ssim").estimate.interval is None  # schema 1 had no intervals
+    assert cgan.metric("ssim").estimate.interval is None  # the sample has no intervals
     attr = r.leakage("features.4", "attribute").metric("accuracy")
     assert attr.baselines == {"majority": 0.4, "chance": 0.25, "task_floor": 0.45}
     assert r.verdicts["avgpool"].status is Status.SELECTED

@@ -88,7 +88,7 @@ def test_infer_with_the_head_on_the_device(process_stack, images) -> None:  # no
     result = invoke(
         "infer",
         *map(str, images),
-        "--device",
+        "--on-device",
         "--tail",
         process_stack.tail_url,
         "--checkpoint",
@@ -129,7 +129,7 @@ def test_wrong_cut_or_unpinned_key_fail_with_advice(process_stack, images) -> No
     cases = [
         ([*enclave, "--pin", "ab" * 32, "--cut", "block2"], "not pinned"),
         ([*enclave, "--pin", str(process_stack.pin), "--cut", "block3"], "enclave runs head"),
-        (["--device", "--tail", process_stack.tail_url, "--cut", "block3"], "serves cut block2"),
+        (["--on-device", "--tail", process_stack.tail_url, "--cut", "block3"], "serves cut block2"),
     ]
     for extra, message in cases:
         with warnings.catch_warnings(record=True) as caught:
@@ -164,8 +164,8 @@ def test_a_simulated_enclave_is_refused_with_exit_2_unless_allowed(process_stack
     ("args", "message"),
     [
         (["infer", "x.png"], "choose one mode"),
-        (["infer", "x.png", "--device", "--enclave", "http://x"], "choose one mode"),
-        (["infer", "x.png", "--device"], "--device needs"),
+        (["infer", "x.png", "--on-device", "--enclave", "http://x"], "choose one mode"),
+        (["infer", "x.png", "--on-device"], "--on-device needs"),
         (["infer", "x.png", "--enclave", "http://127.0.0.1:9"], "--enclave needs either"),
         (
             ["infer", "x.png", "--enclave", "http://x", "--measurement", "00", "--allow-simulated"],

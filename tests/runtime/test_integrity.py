@@ -326,7 +326,7 @@ def test_the_worker_rebuilds_the_tail_the_client_splits(
 def test_infer_on_the_device_verifies_every_answer_with_verify_tail_1(
     process_stack: SimpleNamespace, tmp_path: Path
 ) -> None:
-    """`privpart infer --device --verify-tail 1` against a real `privpart serve`: the honest
+    """`privpart infer --on-device --verify-tail 1` against a real `privpart serve`: the honest
     tail passes and every request says it was recomputed."""
     import json
 
@@ -339,7 +339,7 @@ def test_infer_on_the_device_verifies_every_answer_with_verify_tail_1(
     image = tmp_path / "x.png"
     Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(image)
     result = CliRunner().invoke(
-        app, ["infer", str(image), "--device", "--tail", process_stack.tail_url, "--checkpoint",
+        app, ["infer", str(image), "--on-device", "--tail", process_stack.tail_url, "--checkpoint",
               str(process_stack.checkpoint), "--cut", "block2", "--verify-tail", "1",
               "--repeat", "3", "--json"],
     )  # fmt: skip

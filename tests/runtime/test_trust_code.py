@@ -55,7 +55,7 @@ def flag(ckpt: Path) -> Path:
     [
         ["serve", "--cut", "block2"],
         ["enclave", "--cut", "block2", "--tail", "http://127.0.0.1:9"],
-        ["infer", "x.png", "--device", "--tail", "http://127.0.0.1:9", "--cut", "block2"],
+        ["infer", "x.png", "--on-device", "--tail", "http://127.0.0.1:9", "--cut", "block2"],
     ],
 )
 def test_serving_refuses_a_code_checkpoint_without_trust_code(

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 
 from privpart.attacks import AttackResult, MetricResult, ThreatModel
-from privpart.attacks.scoring import ACCURACY, FEATURE_MAE, PSNR, REID, SSIM, metric_specs
+from privpart.metrics import ACCURACY, FEATURE_MAE, PSNR, REID, SSIM
 from privpart.metrics.spec import Cap, Estimate, Interval
 from privpart.selection import (
     WHOLE_TRUSTED,
@@ -34,7 +34,7 @@ def result(attack: str, **figures: float | tuple[float, float, float]) -> Attack
         value, iv = (fig, None) if isinstance(fig, float | int) else (fig[0], Interval(*fig[1:]))
         base = figures.get(f"{name}_base", defaults[name])
         metrics[name] = MetricResult(specs[name].spec, Estimate(float(value), iv, 64), base)
-    tm = ThreatModel.ATTRIBUTE if "accuracy" in figures else ThreatModel.BLACK_BOX_QUERY
+    tm = ThreatModel.LABELLED_AUX if "accuracy" in figures else ThreatModel.BLACK_BOX_QUERY
     return AttackResult(attack, tm, "cut", metrics, {}, 1.0)
 
 
@@ -142,7 +142,7 @@ def test_reidentification_breaks_a_cut_that_ssim_lets_pass() -> None:
     assert "decoder: re-identification 0.93, 95% 0.88-0.97 > 0.20 (chance 0.10)" in (
         sel.reasons["a"]
     )
-    lax = Constraints.from_options(metric_specs(), max_reid=0.95)
+    lax = Constraints.from_options({"reid": 0.95})
     assert lax.limits["reid"] == Cap(0.95) and select_cut(
         [CutEvidence("a", 1, 0, proto)], None, lax
     ).selected == "a"
@@ -164,7 +164,7 @@ def test_an_interval_across_the_limit_is_borderline_either_way() -> None:
 
 def test_selection_roundtrips_through_json() -> None:
     sel = select_cut([ev("a", 5, ssim=0.9), ev("b", 9, mem=200), ev("c", 7)], WHOLE,
-                     Constraints.from_options(metric_specs(), max_ssim=0.5, max_reid=0.3))
+                     Constraints.from_options({"ssim": 0.5, "reid": 0.3}))
     back = Selection.from_dict(json.loads(json.dumps(sel.to_dict())))
     assert back.verdicts == sel.verdicts and back.constraints == sel.constraints
     assert back.reasons == sel.reasons

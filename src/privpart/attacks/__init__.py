@@ -24,21 +24,22 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from privpart.attacks import attribute as _attribute  # noqa: F401  (fill the registry)
+from privpart.attacks import attribute_inference as _attribute_inference  # noqa: F401  (fill the registry)
 from privpart.attacks import cgan as _cgan  # noqa: F401
 from privpart.attacks import decoder as _decoder  # noqa: F401
 from privpart.attacks import denoiser as _denoiser  # noqa: F401
 from privpart.attacks import fora as _fora  # noqa: F401
 from privpart.attacks import prior as _prior  # noqa: F401
 from privpart.attacks import whitebox as _whitebox  # noqa: F401
-from privpart.attacks.attributes import available_attributes, default_attribute
+from privpart.attacks.attribute_choice import available_attributes, default_attribute
 from privpart.attacks.base import Attack, AttackOutput, Budget, Output
 from privpart.attacks.features import FeatureSet, compute_feature_sets
 from privpart.attacks.registry import ATTACKS
 from privpart.attacks.result import AttackResult, MetricResult
-from privpart.attacks.scoring import Metric, metrics_for, score
+from privpart.attacks.scoring import metrics_for, score
 from privpart.attacks.threat import ThreatModel, ThreatModelError
 from privpart.attacks.view import AttackerView
+from privpart.metrics import Metric
 
 DEFAULT_ATTACKS: tuple[str, ...] = ("decoder", "whitebox", "prior", "attribute")
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from torch import Tensor
 
 from privpart.attacks.threat import ThreatModel
-from privpart.errors import PrivpartError
+from privpart.errors import PrivpartError, PrivpartValueError
 from privpart.params import Param, resolve
 
 if TYPE_CHECKING:
@@ -45,10 +45,11 @@ class Budget:
                 continue
             bad = not isinstance(value, int | float) or not math.isfinite(value) or value <= 0
             if bad or (what == "steps" and int(value) != value):
-                raise PrivpartError(
-                    f"attack budget {what}={value!r} is not a positive "
+                raise PrivpartValueError(
+                    f"attack budget `{what}` is {value!r}, not a positive "
                     f"{'integer' if what == 'steps' else 'number'}",
-                    "give --budget SECONDS (e.g. 30) or --steps N (e.g. 500), both > 0",
+                    "give `seconds` (e.g. 30) or `steps` (e.g. 500), both > 0",
+                    param=what,
                 )
         return self
 
@@ -122,18 +123,43 @@ class Output(StrEnum):
 
 @dataclass
 class AttackOutput:
-    """What an attack recovered from the intercepted features; the framework scores it."""
+    """What an attack recovered from the intercepted features; the framework scores it.
 
-    reconstructions: Tensor | None = None  # (k, C, H, W) in [0, 1]: the FIRST k victims
-    predictions: Tensor | None = None  # (n,) attribute class per victim
+    Two output kinds are built in (`reconstructions`, `predictions`); any other goes in
+    `outputs` under the name a metric of the attack `needs` (privpart.metrics.Metric). Each
+    kind answers for the FIRST k victims, k the same for all."""
+
+    reconstructions: Tensor | None = None  # (k, C, H, W) in [0, 1]
+    predictions: Tensor | None = None  # (k,) attribute class per victim
     attribute: str | None = None  # which attribute `predictions` are of
+    outputs: dict[str, Tensor] = field(default_factory=dict)  # other kinds, by name
     info: dict[str, Any] = field(default_factory=dict)  # how it went (JSON-able)
+
+    BUILT_IN: ClassVar[tuple[str, ...]] = ("reconstructions", "predictions")
+
+    def __post_init__(self) -> None:
+        clash = set(self.outputs) & set(self.BUILT_IN)
+        if clash:
+            raise PrivpartValueError(
+                f"AttackOutput.outputs names a built-in kind: {', '.join(sorted(clash))}",
+                "pass reconstructions= or predictions= directly",
+                param="outputs",
+            )
+
+    def get(self, kind: str) -> Tensor | None:
+        """The output of kind `kind` (None where the attack returned none)."""
+        return getattr(self, kind) if kind in self.BUILT_IN else self.outputs.get(kind)
+
+    def kinds(self) -> dict[str, Tensor]:
+        """Every output kind returned, by name."""
+        out = {k: self.get(k) for k in self.BUILT_IN}
+        return {k: v for k, v in {**out, **self.outputs}.items() if v is not None}
 
 
 class Attack(ABC):
     """One leakage attack. Subclasses set `name`, `threat_model`, `output`, `params`, and
     implement `fit` and `run`; the metrics come with the output kind (`scoring.metrics_for`)
-    unless the class declares its own `metrics`.
+    unless the class declares its own `metrics` (privpart.metrics).
 
     Parameters are validated at construction, before any work.
     """
@@ -142,7 +168,7 @@ class Attack(ABC):
     threat_model: ClassVar[ThreatModel]
     output: ClassVar[Output] = Output.RECONSTRUCTION
     params: ClassVar[dict[str, Param]] = {}
-    metrics: ClassVar[tuple | None] = None  # tuple[scoring.Metric, ...]; None: by `output`
+    metrics: ClassVar[tuple | None] = None  # tuple[privpart.metrics.Metric, ...]; None: by `output`
     # defences (by method name) this attack knows how to attack; the audit adds it to the
     # attacks run on a checkpoint defended that way (`adaptive.adaptive_attacks`)
     adaptive_to: ClassVar[tuple[str, ...]] = ()

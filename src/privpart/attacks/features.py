@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, fx, nn
 
-from privpart.attacks.attributes import infer_task, split_attributes
+from privpart.attacks.attribute_choice import infer_task, split_attributes
 from privpart.data import Dataset, DataSplits
 from privpart.data.loading import chunks
 from privpart.device import resolve_device

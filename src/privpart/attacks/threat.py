@@ -8,7 +8,7 @@ auxiliary data from the same distribution, disjoint from the victims. Beyond tha
 | black-box query  | yes                              | no                      |
 | white-box        | yes                              | yes                     |
 | no head access   | no (cannot reach the enclave)    | no                      |
-| attribute        | yes (+ private labels of aux)    | no                      |
+| labelled aux     | yes (+ private labels of aux)    | no                      |
 
 `privpart.attacks.view.AttackerView` hands an attack exactly this, and nothing of the victims
 but their features: asking for more raises `ThreatModelError`.
@@ -26,10 +26,18 @@ class ThreatModelError(PrivpartError):
 
 
 class ThreatModel(StrEnum):
+    """What the attacker is granted (the module docstring's table). What it is *after* (inputs
+    or a private attribute) is the attack's output kind, not its threat model."""
+
     BLACK_BOX_QUERY = "black-box query"
     WHITE_BOX = "white-box"
     NO_HEAD_ACCESS = "no head access"
-    ATTRIBUTE = "attribute"
+    LABELLED_AUX = "labelled aux"  # black-box query, and aux data with private labels
+
+    @classmethod
+    def _missing_(cls, value: object) -> ThreatModel | None:
+        # results.json written before the rename called LABELLED_AUX "attribute"
+        return cls.LABELLED_AUX if value == "attribute" else None
 
     @property
     def may_query(self) -> bool:
@@ -47,6 +55,6 @@ class ThreatModel(StrEnum):
             ThreatModel.WHITE_BOX: "also knows the head's weights",
             ThreatModel.NO_HEAD_ACCESS: "sees features and holds public data; cannot query "
             "the head or read its weights",
-            ThreatModel.ATTRIBUTE: "holds aux data labelled with a private attribute, can "
+            ThreatModel.LABELLED_AUX: "holds aux data labelled with a private attribute, can "
             "query the head",
         }[self]

@@ -7,7 +7,7 @@ stages. If that gives fewer than five, evenly spaced interior cuts fill up to fi
 
 from __future__ import annotations
 
-from privpart.errors import PrivpartError
+from privpart.errors import PrivpartValueError
 from privpart.partition import Cut, Partition
 
 
@@ -40,5 +40,7 @@ def resolve_cuts(part: Partition, spec: str) -> list[Cut]:
         return part.interior_cuts
     names = [n.strip() for n in spec.split(",") if n.strip()]
     if not names:
-        raise PrivpartError("--cuts is empty", "give default, all, or names like features.4")
+        raise PrivpartValueError(
+            "`cuts` is empty", "give default, all, or names like features.4", param="cuts"
+        )
     return sorted((part.cut(n) for n in names), key=lambda c: c.index)

@@ -12,12 +12,9 @@ from pathlib import Path
 
 from privpart import attacks as attack_pkg
 from privpart.attacks import ATTACKS, Output
-from privpart.auditing.config import AuditConfig, Figures
-from privpart.auditing.search import Search
+from privpart.auditing.config import AuditConfig
 from privpart.device import resolve_device
-from privpart.errors import PrivpartError
-from privpart.models import ZOO
-from privpart.models.user import is_user_arch
+from privpart.errors import PrivpartValueError
 from privpart.training import (
     TargetCheck,
     check_target,
@@ -29,68 +26,10 @@ from privpart.training.target import Target
 from privpart.ui import console
 
 # The audit's options behind each split size (errors name them).
-SPLIT_OPTIONS = {"target_train": "--train-limit", "aux": "--aux", "victim": "--victim"}
+SPLIT_OPTIONS = {"target_train": "`train_limit`", "aux": "`n_aux`", "victim": "`n_victim`"}
 
 Say = Callable[[str], None]
 Stage = Callable[[str, float], None]
-
-
-def validate(cfg: AuditConfig, target_given: bool = False) -> None:
-    """Fail before any expensive work, with messages a user can act on."""
-    building = cfg.checkpoint is None and not target_given
-    if building and not (is_user_arch(cfg.model) or cfg.model in ZOO):
-        ZOO.get(cfg.model)  # raises the "unknown model" error listing known ones
-    if not cfg.attacks:
-        raise PrivpartError(
-            "no attacks to run", f"pass --attacks {','.join(attack_pkg.DEFAULT_ATTACKS)}"
-        )
-    for name in cfg.attacks:
-        ATTACKS.get(name)
-    for name, params in cfg.attack_params.items():
-        adaptive = cfg.adaptive and bool(ATTACKS.get(name).adaptive_to)  # may join on a defence
-        if name not in cfg.attacks and not adaptive:
-            raise PrivpartError(
-                f"parameters given for attack {name!r}, which this audit does not run",
-                f"add it to the attacks ({', '.join(cfg.attacks)}) or drop its parameters",
-            )
-        attack_pkg.make_attack(name, **params)  # validates every value before any work
-    if cfg.attack_steps is not None and cfg.attack_steps <= 0:
-        raise PrivpartError(
-            f"--attack-steps must be positive, got {cfg.attack_steps}",
-            "omit it to use time budgets",
-        )
-    if cfg.budget_scale <= 0:
-        raise PrivpartError(
-            f"--budget-scale must be positive, got {cfg.budget_scale}",
-            "use e.g. 0.5 for a quick look or 4 for a stronger audit",
-        )
-    if not cfg.train and not cfg.weights and cfg.checkpoint is None and not target_given:
-        raise PrivpartError(
-            "--no-train needs the model's weights", "give --weights FILE, or --checkpoint DIR"
-        )
-    if cfg.checkpoint and cfg.weights:
-        raise PrivpartError("--weights and --checkpoint both name the model", "give one of them")
-    for what, path in (("weights", cfg.weights), ("attributes", cfg.attributes)):
-        if path is not None and building and not Path(path).is_file():
-            raise PrivpartError(f"{what} file {path} does not exist", f"check --{what}")
-    if cfg.checkpoint and not (Path(cfg.checkpoint) / "meta.json").is_file():
-        raise PrivpartError(
-            f"{cfg.checkpoint} is not a privpart checkpoint",
-            "create one with `privpart train` or omit --checkpoint",
-        )
-    choices: tuple[tuple[str, type[Search] | type[Figures], str], ...] = (
-        (cfg.search, Search, "--search"),
-        (cfg.figures, Figures, "--figures"),
-    )
-    for value, kind, option in choices:
-        if value not in {k.value for k in kind}:
-            names = ", ".join(k.value for k in kind)
-            first = next(iter(kind)).value
-            raise PrivpartError(
-                f"{option} {value!r} is not one of: {names}",
-                f"give {option} {first} (the default) or another of them",
-            )
-    resolve_device(cfg.device)
 
 
 def _attribute_applies(target: Target, params: dict) -> str | None:
@@ -99,9 +38,10 @@ def _attribute_applies(target: Target, params: dict) -> str | None:
     available = attack_pkg.available_attributes(ds)
     wanted = params.get("attribute")
     if wanted is not None and wanted not in available:
-        raise PrivpartError(
+        raise PrivpartValueError(
             f"dataset {ds.name} has no attribute {wanted!r}",
-            f"choose --attribute from: {', '.join(sorted(available))}",
+            f"choose `attribute` from: {', '.join(sorted(available))}",
+            param="attribute",
         )
     chosen = wanted or attack_pkg.default_attribute(ds.name, target.task, available)
     if chosen == target.task:
@@ -159,14 +99,15 @@ class TargetPreparation:
 
     def _need_out(self, what: str) -> Path:
         if self.out is None:
-            raise PrivpartError(
+            raise PrivpartValueError(
                 f"{what} writes a checkpoint, and this audit has no output folder",
-                "pass out=FOLDER (CLI: --out), or give a trained model",
+                "pass `out` (a folder), or give a trained model",
+                param="out",
             )
         return self.out
 
     def defended(self, base: Path) -> Path:
-        """With `--defence`, a defended copy of `base` (trained once, reused on re-runs).
+        """With `defence`, a defended copy of `base` (trained once, reused on re-runs).
 
         The audit then attacks it with fresh attackers trained from scratch against the frozen
         defended head, never the adversary used inside the defence's training loop.
@@ -175,7 +116,9 @@ class TargetPreparation:
 
         cut = self.cfg.defence_cut
         if not cut:
-            raise PrivpartError("--defence needs --defence-cut", "name the cut to defend")
+            raise PrivpartValueError(
+                "`defence` needs `defence_cut`", "name the cut to defend", param="defence_cut"
+            )
         target = self._need_out("a defence") / f"defended-{self.cfg.defence}-{cut}"
         if (target / "meta.json").is_file():
             self._say(f"reusing the defended model trained earlier in {target}")

@@ -19,16 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from privpart.attacks.result import AttackResult, MetricResult
-from privpart.attacks.scoring import metric_specs
-from privpart.attacks.threat import ThreatModel
+from privpart.attacks.result import AttackResult
 from privpart.auditing.config import AuditConfig
 from privpart.certify import FisherBound
 from privpart.errors import PrivpartError
-from privpart.metrics.spec import Direction, Estimate, Margin, MetricSpec, Ratio
 from privpart.partition import Cut
 from privpart.profiling import CutProfile
-from privpart.selection import Constraints, Note, Selection, Status, Verdict
+from privpart.selection import Selection, Verdict
 
 SCHEMA_VERSION = 2
 
@@ -254,14 +251,14 @@ class AuditResult:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> AuditResult:
-        version = int(d.get("schema_version", 1))
-        if version > SCHEMA_VERSION:
+        version = int(d.get("schema_version", 0))
+        if version != SCHEMA_VERSION:
+            newer = version > SCHEMA_VERSION
             raise PrivpartError(
-                f"results schema {version} is newer than this privpart's ({SCHEMA_VERSION})",
-                "upgrade privpart to read it",
+                f"results schema {version} is {'newer' if newer else 'older'} than this "
+                f"privpart's ({SCHEMA_VERSION})",
+                "upgrade privpart to read it" if newer else "re-run the audit to regenerate it",
             )
-        if version == 1:
-            d = _upgrade_v1(d)
         return cls(
             schema_version=SCHEMA_VERSION,
             privpart_version=str(d["privpart_version"]),
@@ -290,87 +287,3 @@ class AuditResult:
                 f"{path} is not a privpart results.json: {type(exc).__name__}: {exc}",
                 "re-run the audit to regenerate it",
             ) from exc
-
-
-# -- schema 1 -> 2 --------------------------------------------------------------------------
-# schema 1 kept baselines flat: its name for each (metric, baseline) pair
-_V1_BASELINES: dict[str, dict[str, str]] = {
-    "ssim": {"aux_mean": "ssim", "task_floor": "task_floor_ssim"},
-    "psnr": {"aux_mean": "psnr", "task_floor": "task_floor_psnr"},
-    "mse": {"aux_mean": "mse", "task_floor": "task_floor_mse"},
-    "accuracy": {"majority": "accuracy", "task_floor": "task_floor", "chance": "chance"},
-    "feature_mae": {"aux_mean": "feature_mae"},
-}
-
-
-def _upgrade_attack_v1(d: Mapping[str, Any]) -> dict[str, Any]:
-    specs = metric_specs()
-    baselines = d.get("baselines", {})
-    metrics = {}
-    for name, value in d.get("metrics", {}).items():
-        spec = specs.get(name) or MetricSpec(name, name, Direction.HIGHER)
-        names = _V1_BASELINES.get(name, {})
-        b = {new: baselines[old] for new, old in names.items() if baselines.get(old) is not None}
-        metrics[name] = MetricResult(spec, Estimate(float(value)), b).to_dict()
-    config = dict(d.get("config", {}))
-    if "baseline_per_feature" not in config and isinstance(baselines.get("per_feature"), dict):
-        config["baseline_per_feature"] = baselines["per_feature"]
-    return {
-        **d,
-        "threat_model": ThreatModel(d.get("threat_model", "black-box query")).value,
-        "metrics": metrics,
-        "config": config,
-    }
-
-
-def _upgrade_constraints_v1(c: Mapping[str, Any]) -> dict[str, Any]:
-    limits: dict[str, Any] = {}
-    if "max_ssim" in c:
-        limits["ssim"] = Margin(float(c.get("ssim_margin", 0.1)), float(c["max_ssim"])).to_dict()
-    if "max_attribute_advantage" in c:
-        limits["accuracy"] = Margin(float(c["max_attribute_advantage"])).to_dict()
-    if "max_mae_ratio" in c:
-        limits["feature_mae"] = Ratio(float(c["max_mae_ratio"])).to_dict()
-    limits["reid"] = None  # schema 1 had no re-identification
-    keep = ("memory_budget_bytes", "enforce_memory", "tie_tolerance")
-    return Constraints.from_dict({"limits": limits, **{k: c[k] for k in keep if k in c}}).to_dict()
-
-
-def _upgrade_v1(d: Mapping[str, Any]) -> dict[str, Any]:
-    d = dict(d)
-    constraints = _upgrade_constraints_v1(d.get("selection", {}).get("constraints", {}))
-    config = dict(d["config"])
-    config["constraints"] = constraints
-    d["config"] = config
-    verdicts = {}
-    cuts = []
-    for c in d["cuts"]:
-        name = c["cut"]["name"]
-        v = c["verdict"]
-        verdict = Verdict(name, Status(v["status"]), (Note(v.get("reason", "")),))
-        verdicts[name] = verdict.to_dict()
-        cuts.append({
-            **c,
-            "attacks": {k: _upgrade_attack_v1(r) for k, r in c["attacks"].items()},
-            "verdict": verdict.to_dict(),
-        })  # fmt: skip
-    sel = d["selection"]
-    for name, reason in sel.get("reasons", {}).items():
-        if name not in verdicts:  # the whole-model-trusted option
-            status = Status.PASSES if reason.startswith(("passes", "tie")) else Status.REJECTED
-            verdicts[name] = Verdict(name, status, (Note(reason),)).to_dict()
-    chosen = sel.get("selected")
-    if chosen is not None and chosen not in verdicts:  # the whole model trusted, selected
-        note = Note("the fastest option that no attack breaks")
-        verdicts[chosen] = Verdict(chosen, Status.SELECTED, (note,)).to_dict()
-    d["cuts"] = cuts
-    d["selection"] = {
-        "selected": sel.get("selected"),
-        "verdicts": verdicts,
-        "summary": sel.get("summary", ""),
-        "recommendation": sel.get("recommendation", ""),
-        "constraints": constraints,
-    }
-    return d
-
-

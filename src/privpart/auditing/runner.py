@@ -22,9 +22,10 @@ from privpart.auditing import search
 from privpart.auditing.config import AuditConfig, Figures
 from privpart.auditing.cutpick import resolve_cuts
 from privpart.auditing.executors import Executor, LocalExecutor
-from privpart.auditing.prepare import TargetPreparation, attack_params, skip_reason, validate
+from privpart.auditing.prepare import TargetPreparation, attack_params, skip_reason
 from privpart.auditing.results import AuditResult, SearchRecord
 from privpart.auditing.schedule import AttackScheduler
+from privpart.auditing.validate import validate
 from privpart.certify import FisherBound, certify
 from privpart.models.wrappers import noise_modules
 from privpart.partition import Cut
@@ -91,7 +92,11 @@ class Auditor:
         """The monotone search where it holds, else every cut; say which and why."""
         white_box = {a for a in run if ATTACKS.get(a).threat_model.may_read_weights}
         mode, note = search.Search(self.cfg.search), ""
-        if mode is search.Search.MONOTONE and not white_box:
+        if not run:
+            mode = search.Search.EXHAUSTIVE
+            note = "no attack applies to this target (each says why): no cut is attacked"
+            self._say(f"[yellow]{note}[/]")
+        elif mode is search.Search.MONOTONE and not white_box:
             mode = search.Search.EXHAUSTIVE
             note = ("no white-box attack is judged, so no cut's verdict implies another's "
                     "(that needs an attacker who holds the layers between cuts): every cut is "

@@ -12,13 +12,13 @@ import importlib
 import sys
 from typing import TYPE_CHECKING
 
-from privpart.runtime.threads import quiet_idle_threads
+from privpart.runtime.openmp_spin import quiet_idle_threads
 
 if TYPE_CHECKING:
     import typer
 
 # The runtime's processes take turns on shared cores: stop idle OpenMP threads from spinning
-# (must happen before torch is imported below; see privpart.runtime.threads).
+# (must happen before torch is imported below; see privpart.runtime.openmp_spin).
 RUNTIME_COMMANDS = {"serve", "enclave", "infer"}
 if RUNTIME_COMMANDS & set(sys.argv[1:2]):
     quiet_idle_threads()
@@ -53,7 +53,10 @@ def load_commands(command: str | None = None) -> typer.Typer:
 
 def main() -> None:
     """Entry point: user-facing errors print what was wrong and what to do, exit code 2."""
+    from rich.markup import escape
+
     from privpart.cli.argv import expand_optional_values
+    from privpart.cli.flags import spoken
     from privpart.errors import PrivpartError
     from privpart.ui import console
 
@@ -62,9 +65,10 @@ def main() -> None:
     try:
         app(argv)
     except PrivpartError as exc:
-        console.print(f"[bold red]error:[/] {exc.message}")
-        if exc.hint:
-            console.print(f"[yellow]what to do:[/] {exc.hint}")
+        message, hint = spoken(exc)  # the library's parameter names as this CLI's flags
+        console.print(f"[bold red]error:[/] {escape(message)}")
+        if hint:
+            console.print(f"[yellow]what to do:[/] {escape(hint)}")
         sys.exit(2)
 
 

@@ -13,8 +13,14 @@ from rich.table import Table
 
 from privpart import api
 from privpart.attacks import ATTACKS, DEFAULT_ATTACKS
-from privpart.attacks.scoring import metric_specs
 from privpart.auditing import AuditResult, resolve_cuts
+from privpart.auditing.config import (
+    AttackOptions,
+    DefenceOptions,
+    ExecutionOptions,
+    SearchOptions,
+    TargetOptions,
+)
 from privpart.auditing.proposal import LADDERS, SearchSettings, propose_defence
 from privpart.auditing.results import CutReport, DefenceProposal
 from privpart.cli.application import app
@@ -29,9 +35,10 @@ from privpart.cli.options import (
     TaskOpt,
     TrustCodeOpt,
 )
-from privpart.cli.params import parse_assignments, with_params
+from privpart.cli.params import parse_assignments, with_limits, with_params
 from privpart.errors import PrivpartError
 from privpart.hardware import SGX1_EPC_MIB
+from privpart.metrics import limit_options
 from privpart.models.normalize import NORMALIZE_HELP
 from privpart.partition import Partition
 from privpart.profiling import ProfileConfig, profile_cuts
@@ -73,6 +80,7 @@ def print_summary(r: AuditResult, wide: bool | None = None) -> None:
         _print_table(r)
     else:
         _print_lines(r)
+        _print_certified(r)
     if r.search is not None:
         s = r.search
         attacked = list(dict.fromkeys(s.probes))
@@ -124,6 +132,23 @@ def _print_lines(r: AuditResult) -> None:
     console.print(table)
 
 
+CERTIFIED_NOTE = (
+    "'certified' is a Fisher-information bound that holds for every unbiased attacker "
+    "(attackers with an image prior may go below it)"
+)
+
+
+def _print_certified(r: AuditResult) -> None:
+    """The certified bounds under the narrow table, labelled apart from the attacks' figures."""
+    bounds = [(c.name, c.certified) for c in r.cuts if c.certified is not None]
+    for name, b in bounds:
+        console.print(f"certified at {escape(name)}: MSE>={b.mse_floor:.3g}, "
+                      f"PSNR<={b.psnr_ceiling_db:.1f} dB")  # fmt: skip
+    if bounds:
+        console.print("the deciding figures are empirical (the best attack tried: a lower "
+                      f"bound on leakage); {CERTIFIED_NOTE}")  # fmt: skip
+
+
 def _print_table(r: AuditResult) -> None:
     """Every attack's headline figure with its interval, per cut."""
     ran = [a for a in dict.fromkeys([*r.config.attacks, *(a for c in r.cuts for a in c.attacks)])
@@ -157,8 +182,7 @@ def _print_table(r: AuditResult) -> None:
     if certified:
         console.print(
             "attack columns are empirical (the best attack tried: a lower bound on leakage); "
-            "'certified' is a Fisher-information bound that holds for every unbiased attacker "
-            "(attackers with an image prior may go below it)"
+            + CERTIFIED_NOTE
         )
 
 
@@ -181,6 +205,7 @@ def print_proposal(p: DefenceProposal) -> None:
 
 @app.command()
 @with_params(DEFENCE_PARAMS, dest="defence_params", prefix="defence", prefixed=TRAINING_KNOBS)
+@with_limits(limit_options(), dest="maxima")
 def audit(
     model: ModelArg = "vgg16",
     dataset: DatasetOpt = "fashion-mnist",
@@ -197,6 +222,10 @@ def audit(
     ] = None,
     attribute: Annotated[str | None, Opt(help="private attribute for the attribute attack")] = None,
     budget_scale: Annotated[float, Opt(help="multiply every attack's default budget")] = 1.0,
+    attack_steps: Annotated[
+        int | None,
+        Opt(help="exactly this many steps for every attack, no clock (reproducible runs)"),
+    ] = None,
     train_limit: Annotated[
         int | None,
         Opt(
@@ -205,6 +234,9 @@ def audit(
             "leaves, at most 12,000)",
         ),
     ] = None,
+    max_train: Annotated[
+        int, Opt(min=1, help="the most training samples the split rule takes")
+    ] = 12000,
     epochs: Annotated[int, Opt(min=1, help="training epochs when no checkpoint is given")] = 1,
     weights: Annotated[
         Path | None,
@@ -213,9 +245,10 @@ def audit(
             "--no-train (own classifier and input size), else where training starts"
         ),
     ] = None,
-    no_train: Annotated[
-        bool, Opt("--no-train", help="audit --weights as they are (privpart import), no training")
-    ] = False,
+    train: Annotated[
+        bool,
+        Opt(help="--no-train: audit --weights as they are (privpart import), no training"),
+    ] = True,
     attributes: AttributesOpt = None,
     normalize: Annotated[str, Opt(help=NORMALIZE_HELP)] = "auto",
     aux: Annotated[
@@ -268,16 +301,6 @@ def audit(
     epc_mib: Annotated[
         float, Opt(help=f"enclave memory budget, MiB (SGX1: {SGX1_EPC_MIB})")
     ] = SGX1_EPC_MIB,
-    max_ssim: Annotated[
-        float | None, Opt(help="SSIM above max(this, baseline + margin) breaks a cut")
-    ] = None,
-    max_attribute_advantage: Annotated[
-        float | None, Opt(help="attribute accuracy above max(majority, task floor) + this breaks")
-    ] = None,
-    max_reid: Annotated[
-        float | None,
-        Opt(help="re-identification above this breaks a cut (default: chance + 0.1)"),
-    ] = None,
     ignore_memory: Annotated[bool, Opt(help="do not reject cuts over the memory budget")] = False,
     defence: Annotated[
         str | None, Opt(help=f"audit a defended model: {', '.join(DEFENCE_PARAMS)}")
@@ -314,6 +337,7 @@ def audit(
     ] = None,
     trust_code: TrustCodeOpt = False,
     defence_params: dict[str, Any] | None = None,
+    maxima: dict[str, float] | None = None,
 ) -> None:
     """The main job: train (or load) the target, attack and profile every cut, pick the cut.
 
@@ -322,7 +346,7 @@ def audit(
     with that defence at --defence-cut, then audited by fresh attackers.
     """
     params = defence_params or {}
-    search = None
+    defending = None  # the defence search after a failed audit (--defend)
     if defend:
         if defence:
             raise PrivpartError(
@@ -337,12 +361,12 @@ def audit(
                 + ", ".join("--" + k.replace("_", "-") for k in strengths),
                 "training knobs (--defence-epochs, --defence-limit, ...) are allowed",
             )
-        search = SearchSettings(
+        defending = SearchSettings(
             methods=tuple(m.strip() for m in defend_methods.split(",") if m.strip()),
             cuts=defend_cuts, minutes=defend_minutes, max_accuracy_drop=max_accuracy_drop,
             training=knobs,
         )  # fmt: skip
-        search.check()  # fail before any training
+        defending.check()  # fail before any training
         params = {}
     check_defence_options(defence, defence_cut, params)  # fail before any training
     names = [a.strip() for a in attacks.split(",") if a.strip()]
@@ -356,63 +380,61 @@ def audit(
 
         executor = EXECUTORS.get("ray")(ray, Resources.parse(ray_resources))
     constraints = Constraints.from_options(
-        metric_specs(),
-        max_ssim=max_ssim,
-        max_attribute_advantage=max_attribute_advantage,
-        max_reid=max_reid,
+        maxima or {},
         memory_budget_bytes=int(epc_mib * 2**20),
         enforce_memory=not ignore_memory,
     )
     result = api.audit(
-        model,
-        dataset,
+        checkpoint if checkpoint is not None else model,
+        None if checkpoint is not None else dataset,  # a checkpoint brings its own data
         out=out,
-        checkpoint=checkpoint,
-        data_dir=data_dir,
         cuts=cuts,
         attacks=names,
-        attack_params=per_attack,
-        attribute=attribute,
-        budget_scale=budget_scale,
-        train_limit=train_limit,
-        epochs=epochs,
-        n_aux=aux,
-        n_victim=victim,
-        weights=weights,
-        train=not no_train,
-        attributes=attributes,
-        normalize=normalize,
-        allow_weak_target=allow_weak_target,
-        feature_memory_gib=feature_memory,
-        search=search,
-        figures=figures,
-        wide=wide,
-        task=task,
         seed=seed,
         device=device,
-        confirm=confirm,
-        adaptive=adaptive,
+        target=TargetOptions(
+            data_dir=data_dir,
+            task=task,
+            train_limit=train_limit,
+            max_train=max_train,
+            train_epochs=epochs,
+            n_aux=aux,
+            n_victim=victim,
+            weights=weights,
+            train=train,
+            attributes=attributes,
+            normalize=normalize,
+            allow_weak_target=allow_weak_target,
+        ),
+        attack=AttackOptions(
+            attack_params=per_attack,
+            attribute=attribute,
+            budget_scale=budget_scale,
+            attack_steps=attack_steps,
+            confirm=confirm,
+            adaptive=adaptive,
+        ),
+        search=SearchOptions(search=search, figures=figures),
+        limits=constraints,
         profile=_profile_cfg(
             trusted_threads, bandwidth, link_ms, enclave_slowdown, epc_mib, device
         ),
-        constraints=constraints,
-        defence=defence,
-        defence_cut=defence_cut,
-        defence_params=params,
+        defence=DefenceOptions(defence=defence, defence_cut=defence_cut, defence_params=params),
+        execution=ExecutionOptions(feature_memory_gib=feature_memory, wide=wide),
         executor=executor,
         show_progress=True,
         trust_code=trust_code,
     )
     print_summary(result)
-    if search is not None and result.selected_cut is None:
+    if defending is not None and result.selected_cut is None:
         console.rule("no cut passes: searching defences (--defend)")
         result.proposal = propose_defence(
-            result, result.config, out, search, say=console.print,
+            result, result.config, out, defending, say=console.print,
             trust_code=trust_code or checkpoint is None,  # as the audit itself loaded it
         )  # fmt: skip
         result.save(out / "results.json")
         print_proposal(result.proposal)
-    elif search is not None:
+    elif defending is not None:
         console.print(f"--defend: not needed, {result.selected_cut} passes undefended")
     page = render_report(out / "results.json")
     console.print(

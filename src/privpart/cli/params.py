@@ -23,6 +23,7 @@ from typing import Annotated, Any
 import typer
 
 from privpart.errors import PrivpartError
+from privpart.metrics.spec import LimitOption
 from privpart.params import Param
 
 SKIP = frozenset({"show_progress"})  # how a run looks, not what it does: not an option
@@ -82,6 +83,38 @@ def with_params(
                 if value is not None:
                     given[name] = value
             return fn(*args, **kwargs, **{dest: given})
+
+        kept = [p for p in sig.parameters.values() if p.name != dest]
+        wrapper.__signature__ = sig.replace(parameters=[*kept, *extra])  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+def with_limits(
+    options: Mapping[str, LimitOption], dest: str
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add `--max-<option>` per metric that declares a `LimitOption`; the command receives
+    `{metric: value}` of the ones given, as `dest` (for `Constraints.from_options`)."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        sig = inspect.signature(fn, eval_str=True)
+        mapping = {f"max_{o.name}": metric for metric, o in options.items()}
+        clash = set(mapping) & set(sig.parameters)
+        if clash:
+            raise TypeError(f"limit options {sorted(clash)} clash with {fn.__name__}'s own")
+        extra = [
+            inspect.Parameter(
+                pname, inspect.Parameter.KEYWORD_ONLY, default=None,
+                annotation=Annotated[float | None, typer.Option(help=options[metric].help)],
+            )
+            for pname, metric in mapping.items()
+        ]  # fmt: skip
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            given = {m: kwargs.pop(p, None) for p, m in mapping.items()}
+            return fn(*args, **kwargs, **{dest: {m: v for m, v in given.items() if v is not None}})
 
         kept = [p for p in sig.parameters.values() if p.name != dest]
         wrapper.__signature__ = sig.replace(parameters=[*kept, *extra])  # type: ignore[attr-defined]

@@ -32,6 +32,7 @@ from privpart.cli.verify import (
     policy_from,
 )
 from privpart.errors import PrivpartError
+from privpart.extras import SERVE, needs
 from privpart.hardware import SGX1_EPC_MIB
 from privpart.ui import console
 
@@ -119,6 +120,7 @@ def _set_threads(threads: int | None) -> None:
 
 
 @app.command()
+@needs(SERVE, "privpart serve")
 def serve(
     checkpoint: CheckpointOpt,
     cut: CutOpt,
@@ -187,7 +189,7 @@ def serve(
             trust_code,
         )
         return
-    from privpart.runtime.compute import serving_threads
+    from privpart.runtime.compute_thread import serving_threads
     from privpart.runtime.head import split_checkpoint
     from privpart.runtime.nopickle import forbid_unpickling
     from privpart.runtime.server import build_tail_app, tail_service
@@ -279,6 +281,7 @@ def _serve_on_ray(
 
 
 @app.command()
+@needs(SERVE, "privpart enclave")
 def enclave(
     checkpoint: CheckpointOpt,
     cut: CutOpt,
@@ -479,14 +482,15 @@ def _attestation_line(att: Attestation) -> str:
 
 
 @app.command()
+@needs(SERVE, "privpart infer")
 def infer(
     images: Annotated[list[Path], typer.Argument(help="image files (PNG, JPEG, ...)")],
     enclave_url: Annotated[
         str | None,
         typer.Option("--enclave", help="enclave host URL (the head in an attested enclave)"),
     ] = None,
-    device: Annotated[
-        bool, typer.Option("--device", help="run the head here, on this device")
+    on_device: Annotated[
+        bool, typer.Option("--on-device", help="run the head here, on this device")
     ] = False,
     tail: Annotated[str | None, typer.Option(help="tail server URL (device mode)")] = None,
     checkpoint: Annotated[
@@ -548,15 +552,15 @@ def infer(
 ) -> None:
     """Classify images through the split: via the attested enclave, or head-on-device."""
     _set_threads(threads)
-    if (enclave_url is None) == (not device):
+    if (enclave_url is None) == (not on_device):
         raise PrivpartError(
-            "choose one mode: --enclave URL or --device",
+            "choose one mode: --enclave URL or --on-device",
             "head in an enclave: --enclave URL with a verification policy; head on this "
-            "device: --device --tail URL",
+            "device: --on-device --tail URL",
         )
-    if device and (tail is None or checkpoint is None or cut is None):
+    if on_device and (tail is None or checkpoint is None or cut is None):
         raise PrivpartError(
-            "--device needs --tail URL, --checkpoint DIR and --cut NAME",
+            "--on-device needs --tail URL, --checkpoint DIR and --cut NAME",
             "the head runs here, so it needs the checkpoint and the cut",
         )
     pol = None

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from privpart.cli.application import app
 from privpart.errors import PrivpartError
+from privpart.extras import SERVE, needs
 from privpart.ui import console
 
 if TYPE_CHECKING:  # the runtime is imported inside the commands
@@ -134,6 +135,7 @@ def attestation_table(att: Attestation, title: str) -> Table:
 
 
 @app.command("verify-quote")
+@needs(SERVE, "privpart verify-quote")
 def verify_quote(
     quote: Annotated[Path, typer.Argument(help="raw DCAP quote file (SGX v3 or TDX v4)")],
     collateral: CollateralOpt = None,

@@ -3,7 +3,7 @@
 from privpart.data import sources as _sources  # noqa: F401  (fills the registry)
 from privpart.data import tabular as _tabular  # noqa: F401
 from privpart.data.adapter import from_torch
-from privpart.data.attributes import read_attribute_table, with_attribute_file
+from privpart.data.attribute_file import read_attribute_table, with_attribute_file
 from privpart.data.dataset import Attribute, Dataset
 from privpart.data.loading import BatchLoader
 from privpart.data.registry import DATASETS, dataset_from_meta, load_dataset

@@ -17,11 +17,11 @@ def load_dataset(
     spec: str, data_dir: Path | None = None, attributes: Path | None = None
 ) -> Dataset:
     """`fashion-mnist`, `idx:DIR`, `imagefolder:DIR[@SIZE]`, `csv:FILE`, `ton-iot:FILE`;
-    `attributes`: a per-image attributes file (`privpart.data.attributes`)."""
+    `attributes`: a per-image attributes file (`privpart.data.attribute_file`)."""
     scheme, _, arg = spec.partition(":")
     ds = DATASETS.get(scheme)(arg, data_dir)
     if attributes is not None:
-        from privpart.data.attributes import with_attribute_file
+        from privpart.data.attribute_file import with_attribute_file
 
         ds = with_attribute_file(ds, Path(attributes))
     return ds

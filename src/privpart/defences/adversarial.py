@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from privpart.attacks import available_attributes
-from privpart.attacks.attribute import attribute_classifier
+from privpart.attacks.attribute_inference import attribute_classifier
 from privpart.attacks.generator import FeatureGenerator
 from privpart.data.loading import chunks
 from privpart.defences.base import Defence, DefenceContext

@@ -1,23 +1,16 @@
 """What an attacker gets for free, without looking at the features: every score is read
-against these. Both are fitted on auxiliary data only and applied to the victims."""
+against these guesses. All are fitted on auxiliary data only and applied to the victims; the
+built-in metrics (`privpart.metrics.builtin`) score them like an attack's output."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from privpart.metrics.image import image_scores
-
 
 def mean_image_guess(aux_inputs: Tensor, victim_inputs: Tensor) -> Tensor:
     """The aux-set mean image, once per victim: the guess that needs no features at all."""
     return aux_inputs.float().mean(0, keepdim=True).expand_as(victim_inputs)
-
-
-def mean_image_baseline(aux_inputs: Tensor, victim_inputs: Tensor) -> dict[str, float]:
-    """SSIM/PSNR/MSE of the aux-set mean image guessed for every victim."""
-    scores, _ = image_scores(mean_image_guess(aux_inputs, victim_inputs), victim_inputs)
-    return scores
 
 
 def label_means(flat: Tensor, labels: Tensor, n: int) -> Tensor:
@@ -43,28 +36,6 @@ def label_mean_guess(
     flat = aux_inputs.float().flatten(1)
     n = int(max(aux_labels.max(), victim_labels.max())) + 1
     return label_means(flat, aux_labels, n)[victim_labels.long()].view_as(victim_inputs)
-
-
-def label_mean_image_baseline(
-    aux_inputs: Tensor, aux_labels: Tensor, victim_inputs: Tensor, victim_labels: Tensor
-) -> dict[str, float]:
-    """SSIM/PSNR/MSE of the aux mean image *of the victim's task label* guessed for each victim.
-
-    The reconstruction twin of `task_floor_baseline`: the untrusted side learns every
-    prediction, so it can always draw the label's prototype. A reconstruction no better than
-    that reveals nothing the output does not. Labels absent from aux get the overall mean.
-    """
-    guess = label_mean_guess(aux_inputs, aux_labels, victim_inputs, victim_labels)
-    scores, _ = image_scores(guess, victim_inputs)
-    return scores
-
-
-def majority_baseline(
-    aux_labels: Tensor, victim_labels: Tensor, n_classes: int
-) -> dict[str, float]:
-    """accuracy: the aux majority class guessed for every victim; chance: 1 / classes."""
-    accuracy = float((victim_labels.long() == majority_class(aux_labels, n_classes)).float().mean())
-    return {"accuracy": accuracy, "chance": 1.0 / max(n_classes, 1)}
 
 
 def majority_class(labels: Tensor, n_classes: int) -> int:

@@ -1,7 +1,7 @@
 """What a leakage figure means, declared once: its direction, its baselines, how a limit is
 derived from them, and the figure with its uncertainty.
 
-Attacks declare `Metric`s (`privpart.attacks.scoring`) whose serialisable part is a
+Attacks declare `Metric`s (`privpart.metrics.metric`) whose serialisable part is a
 `MetricSpec`; every later stage (selection, report, CLI) reads the spec carried by each result,
 never a metric's name. A new attack with a new metric therefore touches its own file only.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -200,6 +200,32 @@ class BaselineSpec:
     judged: bool = True  # enters the limit (False: shown beside the figure only)
 
 
+OVERRIDES: dict[str, Callable[[LimitRule | None, float], LimitRule]] = {
+    # the declared rule with its floor moved (a Cap where the rule has no floor)
+    "floor": lambda rule, v: replace(rule, floor=v) if isinstance(rule, Margin) else Cap(v),
+    "margin": lambda rule, v: Margin(v),  # the baselines plus this margin
+    "cap": lambda rule, v: Cap(v),  # this value, whatever the baselines
+}
+
+
+@dataclass(frozen=True)
+class LimitOption:
+    """How one number from the user moves a metric's limit: `--max-<name>` on the command
+    line, `Constraints.from_options({metric: value})` in Python. `means` picks the override
+    (`OVERRIDES`: floor, margin or cap)."""
+
+    name: str
+    means: str
+    help: str
+
+    def __post_init__(self) -> None:
+        if self.means not in OVERRIDES:
+            raise ValueError(f"LimitOption.means must be one of {', '.join(OVERRIDES)}")
+
+    def rule(self, spec: MetricSpec, value: float) -> LimitRule:
+        return OVERRIDES[self.means](spec.limit, float(value))
+
+
 @dataclass(frozen=True)
 class MetricSpec:
     """The serialisable declaration of a leakage metric; results carry it to every reader."""
@@ -212,6 +238,8 @@ class MetricSpec:
     fmt: str = ".2f"
     summary: str = ""
     chance: str | None = None  # name of the baseline that is pure chance, if any
+    # how the user may move the limit (None: only through Constraints.limits); not stored
+    option: LimitOption | None = field(default=None, compare=False, repr=False)
 
     @property
     def judged(self) -> bool:

@@ -36,15 +36,5 @@ def per_feature_mae(
     return float(err.mean()), {name: float(e) for name, e in zip(feature_names, err, strict=True)}
 
 
-def mean_row_baseline(
-    aux: Tensor, victims: Tensor, native_size: tuple[int, int], feature_names: list[str]
-) -> tuple[float, dict[str, float]]:
-    """Per-feature error of guessing every victim row as the aux mean row."""
-    n = len(feature_names)
-    guess = to_native_cells(aux, native_size, n).mean(0, keepdim=True)
-    err = (guess - to_native_cells(victims, native_size, n)).abs().mean(0)
-    return float(err.mean()), {name: float(e) for name, e in zip(feature_names, err, strict=True)}
-
-
 def default_feature_names(n: int) -> list[str]:
     return [f"cell{i}" for i in range(n)]

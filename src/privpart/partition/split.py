@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import fx, nn
+from torch import fx
 
 from privpart.partition.cuts import Cut
 
@@ -58,6 +58,3 @@ def split_graph(gm: fx.GraphModule, cut: Cut) -> Split:
     tail.train(gm.training)
     return Split(head=head, tail=tail, cut=cut)
 
-
-def count_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-import torch
 import torchvision
 from torch import fx, nn
 from torchvision.models.feature_extraction import NodePathTracer
@@ -83,6 +82,3 @@ def trace(model: nn.Module, leaf_modules: Iterable[str] = ()) -> fx.GraphModule:
     placeholders[0].meta["privpart_qualname"] = "input"
     return fx.GraphModule(tracer.root, graph, type(model).__name__)
 
-
-def example_input(input_shape: tuple[int, ...], batch: int = 1) -> torch.Tensor:
-    return torch.rand(batch, *input_shape, generator=torch.Generator().manual_seed(0))

@@ -1,6 +1,6 @@
 """What makes a cut unacceptable: each metric's limit rule, the memory budget, tie tolerance.
 
-The limits themselves are declared with each metric (`privpart.attacks.scoring`), so adding an
+The limits themselves are declared with each metric (`privpart.metrics`), so adding an
 attack with a new metric needs nothing here. Defaults, printed in every report:
 
 - SSIM (images): breaks a cut above max(0.4, max(aux-mean image, task-label floor) + 0.1). The
@@ -16,17 +16,20 @@ attack with a new metric needs nothing here. Defaults, printed in every report:
   93 MiB) unless `enforce_memory` is off.
 
 `Constraints.limits` overrides a metric's rule by metric name (None: report it, never judge);
-`from_options` maps the CLI's `--max-ssim`, `--max-attribute-advantage`, `--max-reid`.
+`from_options` moves a limit by one number as the metric's `LimitOption` declares (the CLI's
+`--max-<option>` flags are generated from those declarations).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
+from privpart.errors import PrivpartValueError
 from privpart.hardware import SGX1_EPC_BYTES
-from privpart.metrics.spec import Cap, LimitRule, Margin, MetricSpec
+from privpart.metrics import metric_specs
+from privpart.metrics.spec import LimitRule, MetricSpec
 
 
 @dataclass(frozen=True)
@@ -42,24 +45,26 @@ class Constraints:
 
     @classmethod
     def from_options(
-        cls,
-        specs: Mapping[str, MetricSpec],
-        max_ssim: float | None = None,
-        max_attribute_advantage: float | None = None,
-        max_reid: float | None = None,
+        cls, maxima: Mapping[str, float | None], specs: Mapping[str, MetricSpec] | None = None,
         **rest: Any,
     ) -> Constraints:
-        """The CLI's limit options as overrides of the declared rules (None: keep the rule)."""
+        """Limits moved by one number per metric (`{"ssim": 0.5}`), each as the metric's
+        declared `LimitOption` says (floor, margin or cap); None keeps the declared rule.
+        `specs` defaults to the built-in metrics'."""
+        specs = metric_specs() if specs is None else specs
         limits: dict[str, LimitRule | None] = {}
-        if max_ssim is not None:
-            ssim = specs["ssim"].limit
-            limits["ssim"] = (
-                replace(ssim, floor=max_ssim) if isinstance(ssim, Margin) else Cap(max_ssim)
-            )
-        if max_attribute_advantage is not None:
-            limits["accuracy"] = Margin(max_attribute_advantage)
-        if max_reid is not None:
-            limits["reid"] = Cap(max_reid)
+        for name, value in maxima.items():
+            if value is None:
+                continue
+            spec = specs.get(name)
+            if spec is None or spec.option is None:
+                movable = sorted(n for n, s in specs.items() if s.option is not None)
+                raise PrivpartValueError(
+                    f"metric {name!r} has no limit a single number moves",
+                    f"give one of {', '.join(movable)}, or set Constraints(limits={{...}})",
+                    param="maxima",
+                )
+            limits[name] = spec.option.rule(spec, value)
         return cls(limits=limits, **rest)
 
     def to_dict(self) -> dict[str, Any]:

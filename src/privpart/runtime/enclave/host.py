@@ -45,7 +45,7 @@ from privpart.runtime.server.http import (
     to_response,
 )
 from privpart.runtime.server.limits import ServerLimits
-from privpart.runtime.server.metrics import LATENCY_BUCKETS, Registry
+from privpart.runtime.server.metrics import LATENCY_BUCKETS, ServerMetrics
 from privpart.runtime.version import RUNTIME_VERSION
 
 SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -73,7 +73,7 @@ class EnclaveHost:
             ).max_bytes
             + 64
         )
-        m = self.metrics = Registry()
+        m = self.metrics = ServerMetrics()
         self.requests = m.counter(
             "privpart_enclave_requests_total",
             "requests by endpoint and HTTP status",

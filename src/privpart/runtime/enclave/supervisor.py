@@ -24,7 +24,7 @@ from privpart.runtime.enclave import ipc
 from privpart.runtime.enclave.base import TEEBackend
 from privpart.runtime.enclave.sealed import read_header
 from privpart.runtime.errors import EnclaveError, RuntimeFailure
-from privpart.runtime.threads import idle_spin_env
+from privpart.runtime.openmp_spin import idle_spin_env
 
 # a large stream limit: feature-sized messages are read without pausing the pipe every 128 KiB
 PIPE_BUFFER = 16 << 20

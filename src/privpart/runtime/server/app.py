@@ -13,7 +13,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from privpart.runtime import protocol
-from privpart.runtime.compute import ComputeThread
+from privpart.runtime.compute_thread import ComputeThread
 from privpart.runtime.head import SplitHead
 from privpart.runtime.server.handlers import Handler, TailHandlers
 from privpart.runtime.server.http import (

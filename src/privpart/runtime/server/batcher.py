@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from privpart.runtime.compute import ComputeThread
+from privpart.runtime.compute_thread import ComputeThread
 from privpart.runtime.errors import RuntimeFailure
 
 

@@ -86,8 +86,8 @@ class Histogram(_Metric):
         return rows
 
 
-class Registry:
-    """The metrics one server exposes at /metrics."""
+class ServerMetrics:
+    """The metrics one server exposes at /metrics (Prometheus text format)."""
 
     def __init__(self) -> None:
         self.metrics: list[_Metric] = []

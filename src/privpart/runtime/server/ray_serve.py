@@ -41,7 +41,7 @@ from privpart.cluster import (
 )
 from privpart.errors import PrivpartError
 from privpart.runtime import protocol
-from privpart.runtime.compute import serving_threads
+from privpart.runtime.compute_thread import serving_threads
 from privpart.runtime.errors import RuntimeFailure
 from privpart.runtime.head import SplitHead, split_checkpoint
 from privpart.runtime.server.handlers import TailHandlers

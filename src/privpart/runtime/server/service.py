@@ -12,11 +12,11 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from privpart.runtime import frames
-from privpart.runtime.compute import ComputeThread
+from privpart.runtime.compute_thread import ComputeThread
 from privpart.runtime.head import SplitHead
 from privpart.runtime.server.batcher import BatchConfig, Batcher
 from privpart.runtime.server.limits import ServerLimits
-from privpart.runtime.server.metrics import BATCH_BUCKETS, LATENCY_BUCKETS, Registry
+from privpart.runtime.server.metrics import BATCH_BUCKETS, LATENCY_BUCKETS, ServerMetrics
 from privpart.runtime.version import RUNTIME_VERSION
 
 
@@ -49,7 +49,7 @@ class TailService:
         self.device = pick_device(config.device)
         self.tail = split.tail.to(self.device).eval()
         self.spec = frames.FrameSpec.for_samples(split.info.cut.shape, config.batch.max_batch)
-        m = self.metrics = Registry()
+        m = self.metrics = ServerMetrics()
         self.requests = m.counter(
             "privpart_tail_requests_total", "requests by HTTP status", ("code",)
         )

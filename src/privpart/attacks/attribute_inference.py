@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from privpart.attacks.attributes import default_attribute
+from privpart.attacks.attribute_choice import default_attribute
 from privpart.attacks.base import Attack, AttackOutput, Output, cosine_lr
 from privpart.attacks.generator import Standardize
 from privpart.attacks.reconstruction import SHOW_PROGRESS
@@ -47,7 +47,7 @@ def attribute_classifier(feature_shape: tuple[int, ...], n_classes: int, hidden:
 @ATTACKS.register("attribute")
 class AttributeAttack(Attack):
     name: ClassVar[str] = "attribute"
-    threat_model: ClassVar[ThreatModel] = ThreatModel.ATTRIBUTE
+    threat_model: ClassVar[ThreatModel] = ThreatModel.LABELLED_AUX
     output: ClassVar[Output] = Output.ATTRIBUTE
     default_seconds: ClassVar[float] = 10.0
     default_steps: ClassVar[int] = 1500

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from privpart.runtime.threads import (
+from privpart.runtime.openmp_spin import (
     IDLE_SPINS,
     idle_spin_env,
     quiet_idle_threads,

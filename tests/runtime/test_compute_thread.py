@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from privpart.runtime.compute import ComputeThread
+from privpart.runtime.compute_thread import ComputeThread
 
 # A fresh process: torch work on the main thread and on a compute thread, then the number of
 # OS threads. Each OpenMP team of 3 adds 2 worker threads to the process.
 PROBE = """
 import json, os, sys, torch
-from privpart.runtime.compute import ComputeThread, serving_threads
+from privpart.runtime.compute_thread import ComputeThread, serving_threads
 
 def work():
     a = torch.rand(512, 512)
