@@ -197,7 +197,10 @@ def test_the_summary_fits_80_columns_without_cutting_a_cut_name_or_verdict(
     long = "features.denseblock4.denselayer16.conv2"  # a real DenseNet-style cut name
     renamed = {c.name: f"{long}.{c.name}" for c in r.cuts}
     r.cuts = [replace(c, cut=replace(c.cut, name=renamed[c.name])) for c in r.cuts]
-    monkeypatch.setattr(console, "width", 80)
+    # the environment, not `console.width`: monkeypatch would restore that property by setting
+    # it, pinning the shared console's width for every later test
+    monkeypatch.setenv("COLUMNS", "80")
+    assert console.width == 80
     with console.capture() as captured:
         print_summary(r)
     lines = captured.get().splitlines()
