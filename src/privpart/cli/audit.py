@@ -93,6 +93,11 @@ def print_summary(r: AuditResult, wide: bool | None = None) -> None:
 
 
 COLOURS = {Status.SELECTED: "green", Status.PASSES: "blue", Status.REJECTED: "red"}
+CERTIFIED_NOTE = (
+    "attack figures are empirical (the best attack tried: a lower bound on leakage); "
+    "'certified' is a Fisher-information bound that holds for every unbiased attacker "
+    "(attackers with an image prior may go below it)"
+)
 
 
 def deciding(c: CutReport) -> str:
@@ -118,10 +123,13 @@ def _print_lines(r: AuditResult) -> None:
     for c in r.cuts:
         v = c.verdict
         tag = " (implied)" if c.implied else " (borderline)" if v.borderline else ""
+        bound = "" if c.certified is None else f"; certified MSE>={c.certified.mse_floor:.3g}"
         table.add_row(c.name, f"{c.latency.total_ms:.2f}",
                       f"[{COLOURS[v.status]}]{v.status.value}[/]{tag}",
-                      escape(deciding(c)))  # fmt: skip
+                      escape(deciding(c) + bound))  # fmt: skip
     console.print(table)
+    if any(c.certified for c in r.cuts):
+        console.print(CERTIFIED_NOTE)
 
 
 def _print_table(r: AuditResult) -> None:
@@ -155,11 +163,7 @@ def _print_table(r: AuditResult) -> None:
         )
     console.print(table)
     if certified:
-        console.print(
-            "attack columns are empirical (the best attack tried: a lower bound on leakage); "
-            "'certified' is a Fisher-information bound that holds for every unbiased attacker "
-            "(attackers with an image prior may go below it)"
-        )
+        console.print(CERTIFIED_NOTE)
 
 
 def print_proposal(p: DefenceProposal) -> None:
@@ -322,7 +326,7 @@ def audit(
     with that defence at --defence-cut, then audited by fresh attackers.
     """
     params = defence_params or {}
-    search = None
+    defend_search = None  # --defend's settings; `search` is the cut search
     if defend:
         if defence:
             raise PrivpartError(
@@ -337,12 +341,12 @@ def audit(
                 + ", ".join("--" + k.replace("_", "-") for k in strengths),
                 "training knobs (--defence-epochs, --defence-limit, ...) are allowed",
             )
-        search = SearchSettings(
+        defend_search = SearchSettings(
             methods=tuple(m.strip() for m in defend_methods.split(",") if m.strip()),
             cuts=defend_cuts, minutes=defend_minutes, max_accuracy_drop=max_accuracy_drop,
             training=knobs,
         )  # fmt: skip
-        search.check()  # fail before any training
+        defend_search.check()  # fail before any training
         params = {}
     check_defence_options(defence, defence_cut, params)  # fail before any training
     names = [a.strip() for a in attacks.split(",") if a.strip()]
@@ -404,15 +408,15 @@ def audit(
         trust_code=trust_code,
     )
     print_summary(result)
-    if search is not None and result.selected_cut is None:
+    if defend_search is not None and result.selected_cut is None:
         console.rule("no cut passes: searching defences (--defend)")
         result.proposal = propose_defence(
-            result, result.config, out, search, say=console.print,
+            result, result.config, out, defend_search, say=console.print,
             trust_code=trust_code or checkpoint is None,  # as the audit itself loaded it
         )  # fmt: skip
         result.save(out / "results.json")
         print_proposal(result.proposal)
-    elif search is not None:
+    elif defend_search is not None:
         console.print(f"--defend: not needed, {result.selected_cut} passes undefended")
     page = render_report(out / "results.json")
     console.print(
