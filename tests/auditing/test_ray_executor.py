@@ -18,7 +18,9 @@ from privpart import attacks as attack_pkg
 from privpart.attacks import Budget
 from privpart.attacks import prior as prior_mod
 from privpart.auditing import AuditConfig, Auditor
+from privpart.auditing.config import Figures
 from privpart.auditing.executors import EXECUTORS, AttackJob, LocalExecutor, RayExecutor
+from privpart.auditing.search import Search
 from privpart.cluster import Resources, check_address, ray_session
 from privpart.data import load_dataset, splits_from_meta
 from privpart.errors import PrivpartError
@@ -90,9 +92,11 @@ def test_ray_audit_matches_the_local_run_then_resumes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     prior_mod._VAES.clear()  # a VAE another test left in this process would be reused here only
-    local = Auditor(cfg(tiny_checkpoint), tmp_path / "local", False).run()
+    # every attack at every cut, in one batch: the path where Ray runs jobs side by side
+    every = {"search": Search.EXHAUSTIVE, "figures": Figures.ALL}
+    local = Auditor(cfg(tiny_checkpoint, **every), tmp_path / "local", False).run()
     ray_exec = RayExecutor(resources=Resources(cpus=1))
-    distributed = Auditor(cfg(tiny_checkpoint), tmp_path / "ray", False, ray_exec).run()
+    distributed = Auditor(cfg(tiny_checkpoint, **every), tmp_path / "ray", False, ray_exec).run()
 
     assert local.environment["executor"]["name"] == "local"
     assert distributed.environment["executor"] == {
@@ -121,7 +125,7 @@ def test_ray_audit_matches_the_local_run_then_resumes(
     monkeypatch.setattr(attack_pkg, "run_attack", refuse)
     monkeypatch.setattr(attack_pkg, "compute_feature_sets", refuse)
     monkeypatch.setattr(RayExecutor, "run", lambda self, jobs, *a: refuse() if jobs else None)
-    again = Auditor(cfg(tiny_checkpoint), tmp_path / "ray", False, ray_exec).run()
+    again = Auditor(cfg(tiny_checkpoint, **every), tmp_path / "ray", False, ray_exec).run()
     assert all(r.cached for c in again.cuts for r in c.attacks.values())
 
 
