@@ -63,6 +63,10 @@ def run(name: str, out: Path, model: str, *extra: str) -> dict:
     }
 
 
+def runs(n: int) -> str:
+    return f"{n} attack run{'' if n == 1 else 's'}"
+
+
 def section(s: dict) -> list[str]:
     stages = ", ".join(f"{k} {v:.2f}" for k, v in s["stage_minutes"].items() if k != "total")
     se = s["search"]
@@ -74,7 +78,7 @@ def section(s: dict) -> list[str]:
         f"- stages (min): {stages}",
         f"- search: {se['mode']}, figures {se['figures']}; attacked "
         f"{len(dict.fromkeys(se['probes']))} of {s['cuts']} cuts ({', '.join(se['probes'])}) "
-        f"in {se['attack_runs']} attack runs; {len(s['implied'])} verdicts implied",
+        f"in {runs(se['attack_runs'])}; {len(s['implied'])} verdicts implied",
         f"- selected: {s['selected'] or 'none'}; verdicts: "
         + ", ".join(f"{k} {v}" for k, v in s["verdicts"].items()),
     ]
@@ -84,8 +88,8 @@ def section(s: dict) -> list[str]:
 
 def agreement(mono: dict, ex: dict) -> str:
     same = mono["selected"] == ex["selected"] and mono["verdicts"] == ex["verdicts"]
-    runs = f"{mono['search']['attack_runs']} attack runs against {ex['search']['attack_runs']}"
-    return f"{'same' if same else 'DIFFERENT'} selected cut and verdicts ({runs})"
+    count = f"{runs(mono['search']['attack_runs'])} against {ex['search']['attack_runs']}"
+    return f"{'same' if same else 'DIFFERENT'} selected cut and verdicts ({count})"
 
 
 def quickstart(out: Path) -> dict:
