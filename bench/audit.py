@@ -164,28 +164,14 @@ TITLES = {
 }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", type=Path, default=Path("runs/bench-audit"))
-    ap.add_argument(
-        "--checkpoint",
-        type=Path,
-        help="instead of the quick start: monotone vs exhaustive on this checkpoint",
-    )
-    ap.add_argument("--cuts", default="default", help="with --checkpoint: the cuts, a,b,c")
-    args = ap.parse_args()
-    start, t = cpu_ticks(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    if args.checkpoint is None:
-        key, part = "quickstart", quickstart(args.out)
-    else:
-        key, part = "checkpoint", checkpoint(args.out, args.checkpoint, args.cuts)
-    steal = steal_since(start)
-    part |= {"machine": machine(), "date": t, "cpu_steal_percent": steal}
-    try:
-        parts = json.loads((RESULTS / "audit.json").read_text()).get("parts", {})
-    except (OSError, ValueError):
-        parts = {}
-    parts[key] = part
+def commit() -> str | None:
+    """The privpart commit that ran (a part's figures belong to that code)."""
+    r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                       cwd=Path(__file__).parent)  # fmt: skip
+    return r.stdout.strip() or None
+
+
+def render(parts: dict) -> str:
     lines = ["# privpart audit: monotone cut search, timed through the CLI (CPU)", ""]
     for k in TITLES:
         if k not in parts:
@@ -195,15 +181,47 @@ def main() -> None:
         lines += [
             f"## {TITLES[k]}",
             "",
-            f"{p['date']}; machine: {p['machine']}; CPU steal "
-            f"(hypervisor, /proc/stat) during this part: {st}",
+            f"{p['date']}; commit {p.get('commit') or 'unknown'}; machine: {p['machine']}; "
+            f"CPU steal (hypervisor, /proc/stat) during this part: {st}",
             "",
             *p["summary"],
             "",
+            *([p["note"], ""] if p.get("note") else []),
         ]
         for s in p["runs"]:
             lines += section(s)
-    write("audit", {"parts": parts}, "\n".join(lines))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, default=Path("runs/bench-audit"))
+    ap.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="instead of the quick start: monotone vs exhaustive on this checkpoint",
+    )
+    ap.add_argument("--cuts", default="default", help="with --checkpoint: the cuts, a,b,c")
+    ap.add_argument("--note", default="", help="a remark printed under this part's summary")
+    ap.add_argument("--render-only", action="store_true", help="re-write audit.md from audit.json")
+    args = ap.parse_args()
+    try:
+        parts = json.loads((RESULTS / "audit.json").read_text()).get("parts", {})
+    except (OSError, ValueError):
+        parts = {}
+    if args.render_only:
+        (RESULTS / "audit.md").write_text(render(parts))
+        return
+    start, t = cpu_ticks(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    if args.checkpoint is None:
+        key, part = "quickstart", quickstart(args.out)
+    else:
+        key, part = "checkpoint", checkpoint(args.out, args.checkpoint, args.cuts)
+    steal = steal_since(start)
+    part |= {"machine": machine(), "date": t, "cpu_steal_percent": steal, "commit": commit()}
+    part |= {"note": args.note} if args.note else {}
+    parts[key] = part
+    write("audit", {"parts": parts}, render(parts))
 
 
 if __name__ == "__main__":
