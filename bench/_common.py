@@ -14,23 +14,29 @@ import torch
 RESULTS = Path(__file__).parent / "results"
 
 
-def _cpu_ticks() -> list[int] | None:
+def cpu_ticks() -> list[int] | None:
+    """The aggregate CPU tick counters of /proc/stat (None where there is none)."""
     try:
         return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     except (OSError, ValueError):
         return None
 
 
-_START_TICKS = _cpu_ticks()
+_START_TICKS = cpu_ticks()
 
 
 def cpu_steal_percent() -> float | None:
     """Share of CPU time the hypervisor took from this VM since the bench started (/proc/stat
     `steal`): a noisy neighbour slows every timing here, so results say how much there was."""
-    now = _cpu_ticks()
-    if not now or not _START_TICKS or len(now) < 8:
+    return steal_since(_START_TICKS)
+
+
+def steal_since(start: list[int] | None) -> float | None:
+    """Steal share since `start` (from `cpu_ticks`): for a bench that times parts separately."""
+    now = cpu_ticks()
+    if not now or not start or len(now) < 8:
         return None
-    delta = [b - a for a, b in zip(_START_TICKS, now, strict=False)]
+    delta = [b - a for a, b in zip(start, now, strict=False)]
     total = sum(delta[:8])
     return 100.0 * delta[7] / total if total else None
 

@@ -108,6 +108,17 @@ def test_a_deep_black_box_breach_moves_the_boundary() -> None:
     assert out.ran[5] >= WB  # white-box attacks ran past the new boundary
 
 
+def test_with_no_attack_to_run_exhaustive_search_visits_no_cut() -> None:
+    """Every attack skipped as not applying (e.g. only the attribute attack, on data whose one
+    label is the task): nothing to attack, so no cut is visited rather than an error."""
+
+    def audit_cut(i: int, attacks: list[str]) -> CutAudit:
+        raise AssertionError(f"cut {i} visited with {attacks}")
+
+    out = exhaustive(3, [], audit_cut)
+    assert out.order == [] and out.ran == {0: set(), 1: set(), 2: set()}
+
+
 def test_monotone_search_needs_a_white_box_attack() -> None:
     with pytest.raises(ValueError, match="white-box"):
         monotone(["a", "b"], ["bb"], WB, truth_runner({}, []))
@@ -197,7 +208,10 @@ def test_the_summary_fits_80_columns_without_cutting_a_cut_name_or_verdict(
     long = "features.denseblock4.denselayer16.conv2"  # a real DenseNet-style cut name
     renamed = {c.name: f"{long}.{c.name}" for c in r.cuts}
     r.cuts = [replace(c, cut=replace(c.cut, name=renamed[c.name])) for c in r.cuts]
-    monkeypatch.setenv("COLUMNS", "80")  # read per print (setting console.width would outlive us)
+    # the environment, not `console.width`: monkeypatch would restore that property by setting
+    # it, pinning the shared console's width for every later test
+    monkeypatch.setenv("COLUMNS", "80")
+    assert console.width == 80
     with console.capture() as captured:
         print_summary(r)
     lines = captured.get().splitlines()

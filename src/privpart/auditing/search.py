@@ -62,7 +62,8 @@ class SearchOutcome:
 
 
 def exhaustive(n: int, attacks: Sequence[str], audit_cut: AuditCut) -> SearchOutcome:
-    """Every cut, shallow to deep, with every attack (the caller may still stop a cut early)."""
+    """Every cut, shallow to deep, with every attack (the caller may still stop a cut early).
+    With no attack left to run (every one was skipped as not applying), no cut is visited."""
     out = SearchOutcome({i: set() for i in range(n)}, {i: set() for i in range(n)})
     if not attacks:  # none applies to the target (each says why): no cut is attacked
         return out

@@ -80,7 +80,6 @@ def print_summary(r: AuditResult, wide: bool | None = None) -> None:
         _print_table(r)
     else:
         _print_lines(r)
-        _print_certified(r)
     if r.search is not None:
         s = r.search
         attacked = list(dict.fromkeys(s.probes))
@@ -101,6 +100,11 @@ def print_summary(r: AuditResult, wide: bool | None = None) -> None:
 
 
 COLOURS = {Status.SELECTED: "green", Status.PASSES: "blue", Status.REJECTED: "red"}
+CERTIFIED_NOTE = (
+    "attack figures are empirical (the best attack tried: a lower bound on leakage); "
+    "'certified' is a Fisher-information bound that holds for every unbiased attacker "
+    "(attackers with an image prior may go below it)"
+)
 
 
 def deciding(c: CutReport) -> str:
@@ -126,27 +130,13 @@ def _print_lines(r: AuditResult) -> None:
     for c in r.cuts:
         v = c.verdict
         tag = " (implied)" if c.implied else " (borderline)" if v.borderline else ""
+        bound = "" if c.certified is None else f"; certified MSE>={c.certified.mse_floor:.3g}"
         table.add_row(c.name, f"{c.latency.total_ms:.2f}",
                       f"[{COLOURS[v.status]}]{v.status.value}[/]{tag}",
-                      escape(deciding(c)))  # fmt: skip
+                      escape(deciding(c) + bound))  # fmt: skip
     console.print(table)
-
-
-CERTIFIED_NOTE = (
-    "'certified' is a Fisher-information bound that holds for every unbiased attacker "
-    "(attackers with an image prior may go below it)"
-)
-
-
-def _print_certified(r: AuditResult) -> None:
-    """The certified bounds under the narrow table, labelled apart from the attacks' figures."""
-    bounds = [(c.name, c.certified) for c in r.cuts if c.certified is not None]
-    for name, b in bounds:
-        console.print(f"certified at {escape(name)}: MSE>={b.mse_floor:.3g}, "
-                      f"PSNR<={b.psnr_ceiling_db:.1f} dB")  # fmt: skip
-    if bounds:
-        console.print("the deciding figures are empirical (the best attack tried: a lower "
-                      f"bound on leakage); {CERTIFIED_NOTE}")  # fmt: skip
+    if any(c.certified for c in r.cuts):
+        console.print(CERTIFIED_NOTE)
 
 
 def _print_table(r: AuditResult) -> None:
@@ -180,10 +170,7 @@ def _print_table(r: AuditResult) -> None:
         )
     console.print(table)
     if certified:
-        console.print(
-            "attack columns are empirical (the best attack tried: a lower bound on leakage); "
-            + CERTIFIED_NOTE
-        )
+        console.print(CERTIFIED_NOTE)
 
 
 def print_proposal(p: DefenceProposal) -> None:
