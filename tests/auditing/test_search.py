@@ -238,3 +238,63 @@ def test_a_bad_search_option_names_its_parameter_and_the_cli_its_flag() -> None:
     assert "--search 'bisect'" in message and "--search monotone" in hint
     with pytest.raises(TypeError, match="SearchOptions"):
         privpart.audit("tinycnn", "fashion-mnist", search="exhaustive")  # type: ignore[arg-type]
+
+
+def graded_runner(truth: dict[tuple[int, str], str], calls: list[tuple[int, str]]):
+    """Like `truth_runner`, with breaches graded "clear" or "border" (95 % interval reaching
+    the limit): a cut stops at its first clear breach, as the verdict-first scheduler does."""
+
+    def audit_cut(i: int, attacks: list[str]) -> CutAudit:
+        ran, broke, border = [], [], []
+        for a in attacks:
+            calls.append((i, a))
+            ran.append(a)
+            if truth[(i, a)]:
+                broke.append(a)
+                if truth[(i, a)] == "border":
+                    border.append(a)
+                else:
+                    break
+        return CutAudit(tuple(ran), tuple(broke), tuple(border))
+
+    return audit_cut
+
+
+@pytest.mark.parametrize("n", [1, 4, 5])
+def test_a_borderline_breach_decides_only_its_own_cut(n: int) -> None:
+    """White-box breaches a prefix whose deepest may be borderline; the black-box attack's any
+    mix of none / borderline / clear. Monotone search finds every cut exhaustive search finds
+    broken, implies only from clear breaches, and never runs more attacks."""
+    names = [f"c{i}" for i in range(n)]
+    for wb_end, last, bb in itertools.product(
+        range(n + 1), ["clear", "border"], itertools.product(["", "border", "clear"], repeat=n)
+    ):
+        truth = {}
+        for i in range(n):
+            wb = "" if i >= wb_end else (last if i == wb_end - 1 else "clear")
+            truth[(i, "wb1")] = wb if i % 2 == 0 else ""
+            truth[(i, "wb2")] = wb if i % 2 == 1 else ""
+            truth[(i, "bb")] = bb[i]
+        ex_calls: list = []
+        ex = exhaustive(n, ATTACKS_RUN, graded_runner(truth, ex_calls))
+        deepest_clear = max((i for i in range(n) if ex.clear_by[i]), default=-1)
+        expected = [bool(ex.broken_by[i]) or i < deepest_clear for i in range(n)]
+        mono_calls: list = []
+        mono = monotone(names, ATTACKS_RUN, WB, graded_runner(truth, mono_calls))
+        assert verdicts(mono, n) == expected, truth
+        assert len(mono_calls) <= len(ex_calls), truth
+        for reasons in mono.implied.values():
+            for r in reasons:
+                if r.broken:  # implied only by a cut with a clear breach
+                    assert mono.clear_by[names.index(r.by)], truth
+
+
+def test_a_borderline_deepest_cut_does_not_condemn_the_cuts_before_it() -> None:
+    """The case that made monotone and exhaustive disagree on a defended VGG-16: the deepest
+    cut is broken borderline, the shallower ones are safe; they are attacked, not implied."""
+    n = 4
+    truth = {(i, a): "border" if (i, a) == (n - 1, "bb") else "" for i in range(n)
+             for a in ATTACKS_RUN}  # fmt: skip
+    out = monotone([f"c{i}" for i in range(n)], ATTACKS_RUN, WB, graded_runner(truth, []))
+    assert verdicts(out, n) == [False] * (n - 1) + [True]
+    assert not any(r.broken for rs in out.implied.values() for r in rs)

@@ -132,6 +132,7 @@ class AttackScheduler:
         features: dict[str, FeatureSet] = {}
         ran: list[str] = []
         broken_by: list[str] = []
+        borderline_by: list[str] = []  # breakers whose every breach here is borderline
         try:
             batches = [ordered] if every else [[a] for a in ordered]
             for i, batch in enumerate(batches):
@@ -144,6 +145,8 @@ class AttackScheduler:
                     if any(not b.passed for b in found):
                         broken_by.append(a)
                         self.breaks[a] += 1
+                        if clear_breach(found) is None:
+                            borderline_by.append(a)
                 clear = clear_breach(judge_cut(
                     CutEvidence(cut.name, 0.0, 0, rec.results), self.cfg.constraints))  # fmt: skip
                 if clear is not None and not every:
@@ -157,7 +160,7 @@ class AttackScheduler:
             features.clear()
         for a in ran:
             rec.not_run.pop(a, None)
-        return CutAudit(tuple(ran), tuple(broken_by))
+        return CutAudit(tuple(ran), tuple(broken_by), tuple(borderline_by))
 
     # -- a batch of jobs (exhaustive figures, --confirm) ------------------------------------
     def run_jobs(
