@@ -141,8 +141,8 @@ def test_a_pooled_code_sends_channels_numbers_and_splits_exactly(
     """pool=1: the untrusted side receives `channels` numbers per input; the checkpoint
     rebuilds the pooling from meta.json, the split stays exact for one RNG state, and the
     certified floor covers the pooled head."""
-    out = defend(tiny_checkpoint, "bottleneck", CUT, tmp_path / "pool",
-                 {**QUICK, "channels": 3, "pool": 1, "sigma": 0.5}, show_progress=False)  # fmt: skip
+    params = {**QUICK, "channels": 3, "pool": 1, "sigma": 0.5}
+    out = defend(tiny_checkpoint, "bottleneck", CUT, tmp_path / "pool", params, show_progress=False)
     model, meta = load_checkpoint(out)
     assert read_meta(out)["defence"]["pool"] == 1
     part = Partition(model, tuple(meta["input_shape"]))
