@@ -35,10 +35,15 @@ def undefended(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) 
     return Auditor(cfg, out, show_progress=False).run()
 
 
-def fake_trials(outcomes: dict[tuple[str, float], str], calls: list):  # noqa: ANN201
+def rung(params: dict) -> tuple[int, int, float]:
+    """A bottleneck rung as (channels, pool, sigma)."""
+    return params["channels"], params.get("pool", 0), params["sigma"]
+
+
+def fake_trials(outcomes: dict[tuple[str, tuple], str], calls: list):  # noqa: ANN201
     def trial(cfg, base, out, method, cut, params, *rest) -> DefenceTrial:  # noqa: ANN001, ANN002
-        calls.append((cut, params["sigma"]))
-        outcome = outcomes.get((cut, params["sigma"]), "rejected")
+        calls.append((cut, rung(params)))
+        outcome = outcomes.get((cut, rung(params)), "rejected")
         return DefenceTrial(
             cut=cut,
             served_cut=f"{cut}.noise",
@@ -62,9 +67,11 @@ def test_fastest_cut_first_weakest_rung_first_and_first_pass_wins(
     assert [ms[c] for c in cuts] == sorted(ms[c] for c in cuts)
     calls: list = []
     first = cuts[0]
-    monkeypatch.setattr(prop, "_trial", fake_trials({(first, 2.0): "passes"}, calls))
+    monkeypatch.setattr(prop, "_trial", fake_trials({(first, (4, 0, 2.0)): "passes"}, calls))
     p = prop.propose_defence(undefended, undefended.config, tmp_path, say=lambda _: None)
-    assert calls == [(first, 1.0), (first, 2.0)], "weakest first, stop at the first pass"
+    assert calls == [(first, (4, 0, 1.0)), (first, (16, 1, 1.0)), (first, (4, 0, 2.0))], (
+        "weakest first, stop at the first pass"
+    )
     assert p.chosen is not None and p.chosen.params["sigma"] == 2.0
     assert "Defend the split" in p.summary and f"{first}.noise" in p.summary
 
@@ -74,10 +81,10 @@ def test_too_costly_ends_the_ladder_and_the_budget_is_kept(
 ) -> None:
     cuts = prop.promising_cuts(undefended, 2)
     calls: list = []
-    monkeypatch.setattr(prop, "_trial", fake_trials({(cuts[0], 1.0): "too costly"}, calls))
+    monkeypatch.setattr(prop, "_trial", fake_trials({(cuts[0], (4, 0, 1.0)): "too costly"}, calls))
     settings = prop.SearchSettings(cuts=2)
     p = prop.propose_defence(undefended, undefended.config, tmp_path, settings, say=lambda _: None)
-    assert calls[0] == (cuts[0], 1.0) and all(c != cuts[0] for c, _ in calls[1:])
+    assert calls[0] == (cuts[0], (4, 0, 1.0)) and all(c != cuts[0] for c, _ in calls[1:])
     assert p.chosen is None and "No defended cut passed" in p.summary
     calls.clear()
     monkeypatch.setattr(prop, "_trial", fake_trials({}, calls))  # every rung rejected

@@ -76,6 +76,7 @@ def test_the_whole_model_trains_with_the_noise_on(
     ("params", "cut", "match"),
     [
         ({"channels": 64}, CUT, "not a reduction"),
+        ({"pool": 99}, CUT, "`pool` 99 does not shrink"),
         ({"sigma": 0.0}, CUT, "`sigma` must be > 0"),
         ({"target_mse": -1.0}, CUT, "`target_mse` must be > 0"),
         ({}, "flatten", "not a module"),
@@ -132,3 +133,26 @@ def test_a_floor_below_target_after_training_raises_sigma_and_tunes_the_tail_onl
     assert len(noise_modules(model)) == 1 and isinstance(model.get_submodule(CUT), Bottleneck)
     head = Partition(model, tuple(meta["input_shape"])).split(f"{CUT}.noise").head
     assert certify(head, torch.rand(2, *meta["input_shape"])) is not None
+
+
+def test_a_pooled_code_sends_channels_numbers_and_splits_exactly(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """pool=1: the untrusted side receives `channels` numbers per input; the checkpoint
+    rebuilds the pooling from meta.json, the split stays exact for one RNG state, and the
+    certified floor covers the pooled head."""
+    params = {**QUICK, "channels": 3, "pool": 1, "sigma": 0.5}
+    out = defend(tiny_checkpoint, "bottleneck", CUT, tmp_path / "pool", params, show_progress=False)
+    model, meta = load_checkpoint(out)
+    assert read_meta(out)["defence"]["pool"] == 1
+    part = Partition(model, tuple(meta["input_shape"]))
+    code = part.cut(f"{CUT}.noise")
+    assert tuple(code.shape) == (3, 1, 1)
+    split = part.split(code.name)
+    x = torch.rand(4, *meta["input_shape"])
+    torch.manual_seed(2)
+    whole = model(x)
+    torch.manual_seed(2)
+    assert torch.equal(split.tail(split.head(x)), whole)
+    bound = certify(split.head, x[:2])
+    assert bound is not None and bound.mse_floor > 0

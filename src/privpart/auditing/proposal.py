@@ -27,14 +27,21 @@ from privpart.training import read_meta
 
 # Per defence: its strengths, weakest first, and the cut that crosses for a defended `cut`.
 LADDERS: dict[str, tuple[dict[str, Any], ...]] = {
-    "bottleneck": (
+    "bottleneck": (  # ordered by what bench/results/defence.md measured on VGG-16
         {"channels": 4, "sigma": 1.0},
+        {"channels": 16, "pool": 1, "sigma": 1.0},
         {"channels": 4, "sigma": 2.0},
         {"channels": 2, "sigma": 3.0},
     ),
     "noise": ({"sigma": 1.0}, {"sigma": 3.0}),
 }
 SERVED_CUT: dict[str, Callable[[str], str]] = {"bottleneck": lambda cut: f"{cut}.noise"}
+
+
+def applies(params: dict[str, Any], shape: tuple[int, ...]) -> bool:
+    """Whether a rung fits a cut's features: a pooled code needs a map wider than the pool."""
+    pool = int(params.get("pool", 0))
+    return not pool or (len(shape) == 3 and pool < min(shape[1:]))
 
 
 @dataclass(frozen=True)
@@ -133,7 +140,9 @@ def propose_defence(
             "disk", "audit with an output folder (CLI: --out; library: out=FOLDER)",
         )  # fmt: skip
     cuts = promising_cuts(result, settings.cuts)
-    rungs = [(c, m, p) for c in cuts for m in settings.methods for p in LADDERS[m]]
+    shapes = {c: tuple(result.cut(c).cut.shape) for c in cuts}
+    rungs = [(c, m, p) for c in cuts for m in settings.methods for p in LADDERS[m]
+             if applies(p, shapes[c])]  # fmt: skip
     say(f"defence search: {', '.join(settings.methods)} at {', '.join(cuts) or 'no cut'} "
         f"({len(rungs)} strengths at most), budget {settings.minutes:g} min, accuracy cost "
         f"<= {settings.max_accuracy_drop:g} points")  # fmt: skip

@@ -4,12 +4,15 @@ head, trained end to end (head and tail) with the noise on.
     code = RmsNorm(encode(f)),   sent = code + sigma * e,   e ~ N(0, I),   tail: decode(sent) ...
 
 f is the cut's feature map (C channels); `encode` / `decode` are 1x1 convolutions to and from
-`channels` channels (linear maps for vector features). `RmsNorm` scales every sample's code to
-unit root-mean-square, so the head cannot outgrow the noise by scaling its output (the reason
-the plain `noise` defence must freeze its head): `sigma` is the noise-to-signal ratio of every
-sample, and the head may learn freely *what* to put in the few noisy channels. Training with the
-noise on teaches it to keep what the task needs in directions the noise does not drown, and
-nothing else (ResSFL / DeepObfuscator put a bottleneck at the cut for the same reason).
+`channels` channels (linear maps for vector features). With `pool` > 0 the code is also average-
+pooled to pool x pool positions (and the decoded map upsampled back), so the untrusted side
+receives no spatial layout finer than that: `pool=1` sends `channels` numbers per input.
+`RmsNorm` scales every sample's code to unit root-mean-square, so the head cannot outgrow the
+noise by scaling its output (the reason the plain `noise` defence must freeze its head): `sigma`
+is the noise-to-signal ratio of every sample, and the head may learn freely *what* to put in the
+few noisy channels. Training with the noise on teaches it to keep what the task needs in
+directions the noise does not drown, and nothing else (ResSFL / DeepObfuscator put a bottleneck
+at the cut for the same reason).
 
 The noise scale is either given (`sigma`) or chosen to meet a target leakage (`target_mse`): the
 Fisher-information floor on an unbiased reconstruction's per-pixel MSE (`privpart.certify`),
@@ -19,13 +22,12 @@ sensitivity below the target, sigma is raised to meet it and the tail alone is f
 new noise (`recalibrate_steps`).
 
 Encode and decode start from the principal components of the clean features (decode(encode(f))
-is then f's best rank-`channels` approximation), so fine-tuning starts near the undefended
-model instead of from a random code.
+is then f's best rank-`channels` approximation), so fine-tuning starts near the undefended model
+instead of from a random code.
 
-What crosses to the untrusted side is the cut `<cut>.noise` (channels x H x W, noisy);
-`<cut>` itself is the decoded value, a deterministic function of it. The noise is drawn inside
-the trusted head: from torch's RNG in training and audits, from the OS CSPRNG in the runtime.
-"""
+What crosses to the untrusted side is the cut `<cut>.noise` (channels x H x W, noisy); `<cut>`
+itself is the decoded value, a deterministic function of it. The noise is drawn inside the
+trusted head: from torch's RNG in training and audits, from the OS CSPRNG in the runtime."""
 
 from __future__ import annotations
 
@@ -42,15 +44,9 @@ from privpart.certify import certify
 from privpart.defences.adversarial import feature_normaliser, streamed_conditional_l1
 from privpart.defences.base import Defence, DefenceContext
 from privpart.defences.registry import DEFENCES
-from privpart.errors import PrivpartError
+from privpart.errors import PrivpartError, PrivpartValueError
 from privpart.models import build_model
-from privpart.models.wrappers import (
-    Bottleneck,
-    CutNoise,
-    bottleneck_layers,
-    replace_at,
-    scale_shape,
-)
+from privpart.models.wrappers import code_shape, make_bottleneck, replace_at
 from privpart.params import Param
 from privpart.partition import Partition
 
@@ -59,9 +55,12 @@ CERTIFY_SAMPLES = 32  # defender samples the Fisher floor is measured on
 DISTILL_T = 2.0  # temperature of the undefended model's outputs the defended one learns from
 
 
-def principal_init(encode: nn.Module, decode: nn.Module, features: Tensor, channels: int) -> None:
+def principal_init(
+    encode: nn.Module, decode: nn.Module, features: Tensor, channels: int, pool: int = 0
+) -> None:
     """encode = top principal directions of the features' channel vectors (centred), decode =
-    their transpose scaled back by the codes' typical RMS, so decode(RmsNorm(encode(f))) ~ f."""
+    their transpose scaled back by the codes' typical RMS (after the code's pooling, if any),
+    so decode(RmsNorm(encode(f))) ~ f."""
     c = features.shape[1]
     rows = features.transpose(0, 1).reshape(c, -1).T.double() if features.dim() == 4 else (
         features.double()
@@ -73,6 +72,9 @@ def principal_init(encode: nn.Module, decode: nn.Module, features: Tensor, chann
     per_sample = proj.reshape(features.shape[0], -1, channels) if features.dim() == 4 else (
         proj.reshape(features.shape[0], 1, channels)
     )  # fmt: skip
+    if pool and features.dim() == 4:
+        maps = per_sample.transpose(1, 2).reshape(features.shape[0], channels, *features.shape[2:])
+        per_sample = F.adaptive_avg_pool2d(maps, pool).flatten(2).transpose(1, 2)
     rms = float(per_sample.pow(2).mean((1, 2)).sqrt().mean().clamp_min(1e-6))
     with torch.no_grad():
         enc_w, dec_w = u.T.float(), (u * rms).float()
@@ -91,6 +93,10 @@ class BottleneckDefence(Defence):
     wrapper: ClassVar[str | None] = "cut-bottleneck"
     params: ClassVar[dict[str, Param]] = {
         "channels": Param(4, "channels of the code sent to the untrusted side", int, 1),
+        "pool": Param(
+            0, "average-pool the code to pool x pool positions (0: keep the cut's H x W; "
+            "1: send `channels` numbers per input)", int, 0,
+        ),
         "sigma": Param(
             1.0, "noise std relative to the code's RMS (ignored when a target MSE is given)",
             float, 0.0, exclusive=True,
@@ -141,6 +147,15 @@ class BottleneckDefence(Defence):
                 f"channels={k} is not a reduction of cut {name!r}'s {shape[0]} channels",
                 f"give channels < {shape[0]} (e.g. {max(1, shape[0] // 64)})",
             )
+        pool = int(self.values["pool"])
+        if pool and (len(shape) != 3 or pool >= min(shape[1:])):
+            raise PrivpartValueError(
+                f"`pool` {pool} does not shrink cut {name!r}'s {'x'.join(map(str, shape))} "
+                "features spatially",
+                f"give pool < {min(shape[1:])} for this cut" if len(shape) == 3
+                else "give pool=0 for a vector cut",
+                param="pool",
+            )
         probe = self._wrapped(build_model(ctx.spec), ctx, torch.ones(1))
         cuts = {c.name for c in Partition(probe, ctx.partition.input_shape).cuts}
         if f"{name}.noise" not in cuts:
@@ -150,13 +165,14 @@ class BottleneckDefence(Defence):
             )
 
     def _wrapped(self, model: nn.Module, ctx: DefenceContext, sigma: Tensor) -> nn.Module:
-        k, shape = int(self.values["channels"]), ctx.feature_shape
-        encode, decode = bottleneck_layers(shape, k)
-        self.encode, self.decode = encode, decode
-        self.noise = CutNoise(torch.ones(scale_shape((k, *shape[1:]))), float(sigma))
-        return replace_at(
-            model, ctx.cut.name, lambda inner: Bottleneck(inner, encode, self.noise, decode)
-        )
+        k, pool = int(self.values["channels"]), int(self.values["pool"])
+
+        def wrap(inner: nn.Module) -> nn.Module:
+            b = make_bottleneck(inner, ctx.feature_shape, k, pool, float(sigma))
+            self.encode, self.decode, self.noise = b.encode, b.decode, b.noise
+            return b
+
+        return replace_at(model, ctx.cut.name, wrap)
 
     def _floor(self, ctx: DefenceContext) -> float:
         """Mean Fisher floor on the MSE of unbiased reconstructions, on defender samples."""
@@ -178,7 +194,9 @@ class BottleneckDefence(Defence):
         with torch.no_grad():
             feats = ctx.split.head(ctx.inputs(ctx.train_index[:CALIBRATION_SAMPLES])).cpu()
         self._wrapped(ctx.model, ctx, torch.tensor(float(self.values["sigma"])))
-        principal_init(self.encode, self.decode, feats, int(self.values["channels"]))
+        principal_init(
+            self.encode, self.decode, feats, int(self.values["channels"]), int(self.values["pool"])
+        )
         ctx.model.to(ctx.device)
         target = self.values["target_mse"]
         if target is not None:
@@ -197,8 +215,7 @@ class BottleneckDefence(Defence):
         """A denoising decoder on the noisy code (the attacks' generator behind a non-affine
         normaliser), trained alongside; the model is penalised for what it recovers, capped at
         the task-label level b_rec (the adversarial defence's rule: nothing beyond the label)."""
-        k, shape = int(self.values["channels"]), ctx.feature_shape
-        code = (k, *shape[1:])
+        code = code_shape(ctx.feature_shape, int(self.values["channels"]), int(self.values["pool"]))
         width = int(self.values["adv_width"])
         gen = FeatureGenerator(code, (ctx.ds.channels, *ctx.input_size), width, 4 * width)
         self.adversary = nn.Sequential(feature_normaliser(code), gen).to(ctx.device)
@@ -291,6 +308,7 @@ class BottleneckDefence(Defence):
         ctx.state.update(
             sigma=float(self.noise.sigma),
             channels=int(self.values["channels"]),
+            pool=int(self.values["pool"]),
             serve_cut=f"{ctx.cut.name}.noise",
             certified_on_defender_samples={"mse_floor": self._floor(ctx),
                                            "samples": CERTIFY_SAMPLES},

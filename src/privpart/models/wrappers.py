@@ -1,23 +1,22 @@
 """Inference-time modules a defended checkpoint carries, rebuilt when it loads.
 
-A defence that changes inference (the `noise` defence adds calibrated Gaussian noise at the
-cut) records its wrapper's name and settings in meta.json; loading a checkpoint rebuilds the
-wrapper from that record (`restore_inference`) before the weights are loaded, without importing
-the defences package or unpickling anything.
+A defence that changes inference (the `noise` defence adds calibrated Gaussian noise at the cut)
+records its wrapper's name and settings in meta.json; loading a checkpoint rebuilds the wrapper
+from that record (`restore_inference`) before the weights are loaded, without importing the
+defences package or unpickling anything.
 
 The noise belongs to the head: the deployed model wraps the module at the cut in
 `NoisyOutput(inner, CutNoise)`, so `Partition(model, shape).cut(<cut>)` still exists and its
 head ends with the noise (the pre-noise value becomes the cut `<cut>.inner`). The `bottleneck`
-defence wraps it in `Bottleneck(inner, encode, norm, noise, decode)`: the cut that crosses to
-the untrusted side is then `<cut>.noise` (a few noisy channels), and `<cut>` itself is the
-decoded value, a deterministic function of that noisy code.
+defence wraps it in `Bottleneck(inner, encode, [pool,] norm, noise, decode)`: the cut that
+crosses to the untrusted side is then `<cut>.noise` (a few noisy channels), and `<cut>` itself
+is the decoded value, a deterministic function of that noisy code.
 
 `CutNoise` is a leaf of the traced graph (`privpart_leaf`), so its forward runs as written at
 every call: in audits and training it draws from torch's RNG (seeded, reproducible figures);
 `secure_noise(module)` switches it to the operating system's CSPRNG, as the runtime does for
 every head it serves, so no one who knows a seed can predict or subtract the noise.
-`CutNoise.sigma` is a buffer, so noise can be switched off after tracing.
-"""
+`CutNoise.sigma` is a buffer, so noise can be switched off after tracing."""
 
 from __future__ import annotations
 
@@ -86,23 +85,37 @@ class RmsNorm(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """inner -> encode (a few channels) -> RmsNorm -> noise -> decode (back to inner's width).
+    """inner -> encode (a few channels) [-> average-pool to pool x pool] -> RmsNorm -> noise
+    -> decode (back to inner's width) [-> nearest-upsample back to inner's H x W].
 
     The head ends at `noise` (cut `<name>.noise`): what crosses is the noisy low-dimensional
-    code; `decode` is the tail's first layer."""
+    code; `decode` is the tail's first layer. Pooling (`size` = inner's H x W, given when
+    `pool` > 0) shrinks the code spatially as well: a 1 x 1 code keeps no layout of the input
+    at all, only what the task needs from its pooled content."""
 
     def __init__(
-        self, inner: nn.Module, encode: nn.Module, noise: CutNoise, decode: nn.Module
+        self,
+        inner: nn.Module,
+        encode: nn.Module,
+        noise: CutNoise,
+        decode: nn.Module,
+        pool: int = 0,
+        size: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         self.inner = inner
         self.encode = encode
+        self.pool = nn.AdaptiveAvgPool2d(pool) if pool else nn.Identity()
         self.norm = RmsNorm()
         self.noise = noise
         self.decode = decode
+        self.unpool = nn.Upsample(size=tuple(size), mode="nearest") if pool and size else (
+            nn.Identity()
+        )  # fmt: skip
 
     def forward(self, *args: Tensor) -> Tensor:
-        return self.decode(self.noise(self.norm(self.encode(self.inner(*args)))))
+        code = self.noise(self.norm(self.pool(self.encode(self.inner(*args)))))
+        return self.unpool(self.decode(code))
 
 
 def bottleneck_layers(
@@ -113,6 +126,28 @@ def bottleneck_layers(
     if len(feature_shape) == 3:
         return nn.Conv2d(width, channels, 1), nn.Conv2d(channels, width, 1)
     return nn.Linear(width, channels), nn.Linear(channels, width)
+
+
+def code_shape(feature_shape: tuple[int, ...], channels: int, pool: int) -> tuple[int, ...]:
+    """Shape of the bottleneck's code: `channels` maps at the cut's H x W, or pool x pool."""
+    if pool and len(feature_shape) == 3:
+        return (channels, pool, pool)
+    return (channels, *feature_shape[1:])
+
+
+def make_bottleneck(
+    inner: nn.Module,
+    feature_shape: tuple[int, ...],
+    channels: int,
+    pool: int,
+    sigma: float,
+) -> Bottleneck:
+    """A bottleneck for a cut of `feature_shape`: fresh encode/decode and noise at `sigma`."""
+    encode, decode = bottleneck_layers(feature_shape, channels)
+    noise = CutNoise(torch.ones(scale_shape(code_shape(feature_shape, channels, pool))), sigma)
+    spatial = len(feature_shape) == 3 and pool > 0
+    size = tuple(feature_shape[1:]) if spatial else None
+    return Bottleneck(inner, encode, noise, decode, pool if spatial else 0, size)
 
 
 class NoisyOutput(nn.Module):
@@ -174,10 +209,10 @@ def restore_cut_noise(model: nn.Module, record: dict[str, Any]) -> nn.Module:
 def restore_bottleneck(model: nn.Module, record: dict[str, Any]) -> nn.Module:
     """The recorded bottleneck at `record["cut"]` (its weights come with the checkpoint)."""
     shape = tuple(record["feature_shape"])
-    k = int(record["params"]["channels"])
-    encode, decode = bottleneck_layers(shape, k)
-    noise = CutNoise(torch.ones(scale_shape((k, *shape[1:]))), record["sigma"])
-    return replace_at(model, record["cut"], lambda inner: Bottleneck(inner, encode, noise, decode))
+    k, pool = int(record["params"]["channels"]), int(record["params"].get("pool", 0))
+    return replace_at(
+        model, record["cut"], lambda inner: make_bottleneck(inner, shape, k, pool, record["sigma"])
+    )
 
 
 def restore_inference(model: nn.Module, record: dict[str, Any] | None) -> nn.Module:
