@@ -459,6 +459,9 @@ can see: HTTP framing on both ends, loopback copies, process and thread wake-ups
 |---|---:|---:|
 {hop_rows}
 
+Where the remaining milliseconds go, process by process (py-spy profile, per-hop timings) and
+why they stay: `runtime_profile.md`.
+
 Compute per part, median ms (and / the same part in this process: head {here["head"]:.1f},
 tail {here["tail"]:.1f}): how much the other processes slow the forward passes themselves.
 
