@@ -67,8 +67,22 @@ from runtime_stack import (
 )
 
 CRYPTO = ("client_encrypt", "client_decrypt", "enclave_decrypt", "enclave_encrypt")
-SERIAL = ("client_encode", "client_decode", "enclave_decode", "enclave_encode")
+SERIAL = (
+    "client_encode",
+    "client_decode",
+    "enclave_decode",
+    "enclave_encode",
+    "tail_decode",
+    "tail_encode",
+)
 COMPUTE = ("enclave_head", "head", "tail_compute")
+# the parts of transport that a hop reports itself (the rest: HTTP, sockets, wake-ups)
+HOPS = {
+    "tail_read": "tail server receives the features body",
+    "tail_queue": "tail batcher queue",
+    "tail_dispatch": "tail event loop -> compute thread -> loop",
+    "enclave_ipc": "enclave host <-> worker pipe",
+}
 
 
 def breakdown(timing: dict[str, float]) -> dict[str, float]:
@@ -78,6 +92,9 @@ def breakdown(timing: dict[str, float]) -> dict[str, float]:
         "compute": sum(timing.get(k, 0.0) for k in COMPUTE),
     }
     parts["transport"] = timing["total"] - sum(parts.values())
+    for hop in HOPS:
+        parts[hop] = timing.get(hop, 0.0)
+    parts["other_transport"] = parts["transport"] - sum(parts[h] for h in HOPS)
     return parts
 
 
@@ -265,6 +282,15 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
                 m: paired_ratio_ci(v, samples["plain"]) for m, v in samples.items()
             },
             "samples_ms": {m: [round(t, 3) for t in v] for m, v in samples.items()},  # by round
+            "ratio_to_floor": {
+                m: round(med(v) / med(samples["floor"]), 4) for m, v in samples.items()
+            },
+            "paired_ratio_to_floor": {
+                m: paired_ratio(v, samples["floor"]) for m, v in samples.items()
+            },
+            "paired_ratio_to_floor_ci95": {
+                m: paired_ratio_ci(v, samples["floor"]) for m, v in samples.items()
+            },
             "breakdown_ms": {},
             "parts_ms": {},
         }
@@ -303,6 +329,7 @@ def ci(r: dict, mode: str) -> str:
 
 
 COMPARED = ("split", "floor", "device", "enclave")
+FLOOR_TARGETS = {"device": 1.01, "enclave": 1.02}
 
 
 def comparison(r: dict, base: dict) -> dict:
@@ -372,6 +399,18 @@ def markdown(r: dict) -> str:
         f"{p['tail']:.1f} ({p['tail'] / here['tail']:.3f}) |"
         for mode, p in there.items()
     )
+    floor_rows = "\n".join(
+        f"| {m} | {r['ratio_to_floor'][m]:.3f} | {r['paired_ratio_to_floor'][m]:.3f} | "
+        f"{r['paired_ratio_to_floor_ci95'][m][0]:.3f}-{r['paired_ratio_to_floor_ci95'][m][1]:.3f}"
+        f" | {target} | {'meets' if r['paired_ratio_to_floor'][m] <= target else '**misses**'} |"
+        for m, target in FLOOR_TARGETS.items()
+    )
+    hop_rows = "\n".join(
+        f"| {what} | "
+        + " | ".join(f"{r['breakdown_ms'][mode][hop]:.2f}" for mode in ("device", "enclave"))
+        + " |"
+        for hop, what in {**HOPS, "other_transport": "the rest: HTTP, sockets, wake-ups"}.items()
+    )
     cores = r["cpus"]["host"]
     ok = {m: r["ratio"][m] <= 1.05 for m in ("enclave", "device")}
     verdict = ", ".join(f"{m} {'meets' if v else 'MISSES'} <= 1.05" for m, v in ok.items())
@@ -400,12 +439,28 @@ Target: median end-to-end / median plain <= 1.05 -> {verdict}. Load average (1/5
 before and after: {r["load_average_before_after"]} on a {cores}-CPU machine shared with other jobs;
 p10 (10th percentile) is the least contended view of the same rounds.
 
+Against the floor (what two processes cost at least), the targets of issue 26:
+
+| mode | median / floor | paired ratio to floor | 95% interval | target | |
+|---|---:|---:|---:|---:|---|
+{floor_rows}
+
 Median breakdown (ms; transport = total - the other parts: HTTP on loopback, the host <-> worker
 pipes, the tail's frame validation and queueing, process wake-ups):
 
 | mode | compute | crypto | serialisation | transport |
 |---|---:|---:|---:|---:|
 {parts}
+
+Transport, by hop (median ms; each hop times itself, Server-Timing; `other` is what no hop
+can see: HTTP framing on both ends, loopback copies, process and thread wake-ups):
+
+| part | device | enclave |
+|---|---:|---:|
+{hop_rows}
+
+Where the remaining milliseconds go, process by process (py-spy profile, per-hop timings) and
+why they stay: `runtime_profile.md`.
 
 Compute per part, median ms (and / the same part in this process: head {here["head"]:.1f},
 tail {here["tail"]:.1f}): how much the other processes slow the forward passes themselves.

@@ -43,11 +43,37 @@ class ComputeThread:
         return self._pool.submit(fn, *args).result()
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
-        """Run `fn(*args)` on the compute thread without blocking the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        """Run `fn(*args)` on the compute thread without blocking the event loop.
+
+        The compute thread hands the result straight to the loop (one `call_soon_threadsafe`)
+        instead of going through `run_in_executor`'s chain of a concurrent future, its done
+        callback and a wrapping asyncio future: one wake-up of the loop either way, fewer
+        Python calls on the serial path of every request."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[T] = loop.create_future()
+
+        def job() -> None:
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the awaiting task
+                loop.call_soon_threadsafe(_settle, done, None, exc)
+                return
+            loop.call_soon_threadsafe(_settle, done, result, None)
+
+        self._pool.submit(job)
+        return await done
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+def _settle(done: asyncio.Future, result: object, exc: BaseException | None) -> None:
+    if done.cancelled():  # the awaiting request went away while the thread computed
+        return
+    if exc is not None:
+        done.set_exception(exc)
+    else:
+        done.set_result(result)
 
 
 def serving_threads(threads: int | None = None) -> ComputeThread:

@@ -41,7 +41,10 @@ def _adapt(handlers: TailHandlers, endpoint: protocol.Endpoint, handler: Handler
                 if endpoint.body is not None
                 else bytearray()
             )
-            reply = await handler(body)
+            if endpoint is protocol.INFER:
+                reply = await handler(body, (time.perf_counter() - start) * 1e3)
+            else:
+                reply = await handler(body)
             status = reply.status
             return to_response(reply)
         except Exception as exc:

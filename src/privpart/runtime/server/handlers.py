@@ -8,6 +8,7 @@ own response objects.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,7 +16,7 @@ from privpart.runtime import frames, protocol
 from privpart.runtime.protocol import Reply
 from privpart.runtime.server.service import TailService
 
-Handler = Callable[[bytearray], Awaitable[Reply]]
+Handler = Callable[..., Awaitable[Reply]]  # (body[, read_ms]) -> Reply
 
 
 class TailHandlers:
@@ -38,14 +39,25 @@ class TailHandlers:
     def body_limit(self) -> int:
         return self.service.spec.max_bytes
 
-    async def infer(self, body: bytearray) -> Reply:
+    async def infer(self, body: bytearray, read_ms: float | None = None) -> Reply:
+        """`read_ms`: how long the transport took to receive the body, reported with the rest
+        (Server-Timing), so a client can tell receiving, validating, queueing, computing and
+        encoding apart."""
+        t0 = time.perf_counter()
         x = frames.decode(body, self.service.spec)
+        t1 = time.perf_counter()
         y, timing = await self.service.batcher.submit(x)
+        t2 = time.perf_counter()
+        answer = frames.encode(y)
+        parts = {} if read_ms is None else {"read": read_ms}
+        parts.update(timing)
+        parts["decode"] = (t1 - t0) * 1e3
+        parts["encode"] = (time.perf_counter() - t2) * 1e3
         return Reply(
             200,
-            frames.encode(y),
+            answer,
             protocol.FRAME_TYPE,
-            {protocol.TIMING_HEADER: protocol.server_timing(timing)},
+            {protocol.TIMING_HEADER: protocol.server_timing(parts)},
         )
 
     async def info(self, _: bytearray) -> Reply:

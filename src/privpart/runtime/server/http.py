@@ -128,9 +128,18 @@ async def _chunks(request: web.Request) -> AsyncIterator[bytes]:
 
 
 async def read_body(request: web.Request, limit: int, limits: ServerLimits) -> bytearray:
-    return await read_limited(
-        _chunks(request), request.content_length, limit, limits.body_timeout_s
-    )
+    declared = request.content_length
+    content = request.content
+    if declared is not None and declared <= limit and content.is_eof():
+        # the whole body came with the headers (every small frame does): take it as it is,
+        # without a timer and a chunk loop that would never wait
+        body = bytearray(content.read_nowait())
+        if len(body) == declared:
+            return body
+        raise RuntimeFailure(
+            "truncated", f"body ended after {len(body)} of {declared} bytes", "send the whole frame"
+        )
+    return await read_limited(_chunks(request), declared, limit, limits.body_timeout_s)
 
 
 def route(app: web.Application, endpoint: protocol.Endpoint, handler: Handler) -> None:
