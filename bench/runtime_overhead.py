@@ -5,9 +5,10 @@ runs them: `privpart serve` (tail), `privpart enclave` (host + worker process, h
 script as the client. Each round times, in rotating order:
 
 - plain:   `model(x)` in this process (the baseline);
-- enclave: seed A end to end: encrypt -> host -> worker (decrypt, head) -> tail server ->
-           worker (encrypt) -> client (decrypt);
-- device:  seed B end to end: head here -> tail server -> logits;
+- enclave: TEE + GPU partitioning, end to end: encrypt -> host -> worker (decrypt, head) ->
+           tail server -> worker (encrypt) -> client (decrypt);
+- device:  privacy partitioning on the user's device, end to end: head here -> tail server ->
+           logits;
 - split:   head then tail in this process (what splitting costs before any transport);
 - floor:   head here, raw features over a bare TCP socket to a tail process with no HTTP,
            validation, batching or crypto (`_floor_tail.py`): what two processes cost at least.

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from privpart.runtime import frames, protocol
-from privpart.runtime.compute import ComputeThread
+from privpart.runtime.compute_thread import ComputeThread
 from privpart.runtime.head import SplitHead
 from privpart.runtime.server import BatchConfig, TailConfig, build_tail_app
 from privpart.runtime.server.runner import start_site
