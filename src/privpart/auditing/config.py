@@ -6,7 +6,8 @@ time:
 
 - `TargetOptions` (target): how the model and its data are made: trained, imported, loaded;
 - `AttackOptions` (attack): the attacks' parameters, budgets and confirmation runs;
-- `Constraints` (limits, `privpart.selection`): what breaks a cut;
+- `Constraints` (limits, `privpart.selection`): what breaks a cut, the head's memory budget
+  (`memory_budget_bytes`, the enclave's EPC) included;
 - `ProfileConfig` (profile, `privpart.profiling`): how latency is measured;
 - `DefenceOptions` (defence): a defended model to audit instead;
 - `ExecutionOptions` (execution): how the work is laid out on this machine.
@@ -156,7 +157,11 @@ class AuditConfig(ExecutionOptions, DefenceOptions, AttackOptions, TargetOptions
     @classmethod
     def from_dict(cls, d: dict) -> AuditConfig:
         d = dict(d)
-        d["profile"] = ProfileConfig(**d.get("profile", {}))
+        profile = dict(d.get("profile", {}))
+        # results written before the memory budget had one home also kept it in the profile
+        # (`epc_bytes`); Constraints.memory_budget_bytes, saved beside it, is the one read
+        profile.pop("epc_bytes", None)
+        d["profile"] = ProfileConfig(**profile)
         d["constraints"] = Constraints.from_dict(d.get("constraints", {}))
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})

@@ -55,7 +55,6 @@ def _profile_cfg(
     bandwidth: float,
     link_ms: float,
     slowdown: float,
-    epc_mib: float,
     device: str,
 ) -> ProfileConfig:
     return ProfileConfig(
@@ -63,7 +62,6 @@ def _profile_cfg(
         bandwidth_mbit_s=bandwidth,
         link_latency_ms=link_ms,
         enclave_slowdown=slowdown,
-        epc_bytes=int(epc_mib * 2**20),
         untrusted_device=device,
     )
 
@@ -330,7 +328,7 @@ def audit(
         ),
         limits=constraints,
         profile=_profile_cfg(
-            trusted_threads, bandwidth, link_ms, enclave_slowdown, epc_mib, device
+            trusted_threads, bandwidth, link_ms, enclave_slowdown, device
         ),
         defence=DefenceOptions(defence=defence, defence_cut=defence_cut, defence_params=params),
         execution=ExecutionOptions(feature_memory_gib=feature_memory),
@@ -372,11 +370,12 @@ def profile(
     """Latency (head / transfer / tail) and head memory of each cut, without attacking."""
     net, meta = load_checkpoint(checkpoint, trust_code=trust_code)
     part = Partition(net, tuple(meta["input_shape"]))
-    base = _profile_cfg(trusted_threads, bandwidth, link_ms, enclave_slowdown, epc_mib, device)
+    base = _profile_cfg(trusted_threads, bandwidth, link_ms, enclave_slowdown, device)
+    budget = int(epc_mib * 2**20)  # what Constraints.memory_budget_bytes would be
     cfg = ProfileConfig(**{**base.to_dict(), "repeats": repeats})
     prof = profile_cuts(part, resolve_cuts(part, cuts), cfg, show_progress=not as_json)
     if as_json:
-        print(json.dumps(prof.to_dict(), indent=2))
+        print(json.dumps({**prof.to_dict(), "memory_budget_bytes": budget}, indent=2))
         return
     table = Table(title=f"{meta['spec']['arch']} latency per cut (ms, median)")
     for col in ("cut", "head", "transfer", "tail", "total", "head memory", "fits EPC"):
@@ -391,7 +390,7 @@ def profile(
             f"{p.tail.median_ms:.2f}",
             f"{p.total_ms:.2f}",
             f"{p.head_memory['total'] / 2**20:.1f} MiB",
-            "yes" if p.fits_epc else "[red]no[/]",
+            "yes" if p.fits(budget) else "[red]no[/]",
         )
     console.print(table)
     if enclave_slowdown == 1.0:

@@ -21,7 +21,6 @@ FLAGS: dict[str, str] = {
     "feature_memory_gib": "--feature-memory",
     "bandwidth_mbit_s": "--bandwidth",
     "link_latency_ms": "--link-ms",
-    "epc_bytes": "--epc-mib",
     "memory_budget_bytes": "--epc-mib",
     "enforce_memory": "--ignore-memory",
     "limits": "--max-METRIC",
