@@ -57,9 +57,6 @@ from privpart.version import __version__
 
 CERTIFY_VICTIMS = 32  # victims the certified bound of a noisy head is computed on
 
-# The audit's options behind each split size (errors name them).
-SPLIT_OPTIONS = {"target_train": "`train_limit`", "aux": "`n_aux`", "victim": "`n_victim`"}
-
 
 def feature_budget(gib: float | None) -> int:
     """Bytes of features one pass may keep: `gib` if given, else half the memory this machine
@@ -200,7 +197,7 @@ class Auditor:
                 cfg.model, Path(cfg.weights), cfg.dataset, target, data_dir=data_dir,
                 seed=cfg.seed, task=cfg.task, n_aux=cfg.n_aux, n_victim=cfg.n_victim,
                 max_train=cfg.max_train, normalize=cfg.normalize, device=cfg.device,
-                attributes=attributes, show_progress=self.show, options=SPLIT_OPTIONS,
+                attributes=attributes, show_progress=self.show,
             )  # fmt: skip
             self._stage("import", t)
             return path
@@ -211,11 +208,11 @@ class Auditor:
             f"{cfg.train_epochs} epoch(s); raise --train-limit / --epochs for accuracy"
         )
         path = train_to_checkpoint(
-            cfg.model, cfg.dataset, target, data_dir=data_dir, limit=cfg.train_limit,
+            cfg.model, cfg.dataset, target, data_dir=data_dir, train_limit=cfg.train_limit,
             max_train=cfg.max_train, epochs=cfg.train_epochs, seed=cfg.seed, task=cfg.task,
             n_aux=cfg.n_aux, n_victim=cfg.n_victim, show_progress=self.show,
             weights=Path(cfg.weights) if cfg.weights else None, device=cfg.device,
-            attributes=attributes, normalize=cfg.normalize, options=SPLIT_OPTIONS,
+            attributes=attributes, normalize=cfg.normalize,
         )  # fmt: skip
         self._stage("train", t)
         return path
@@ -243,8 +240,8 @@ class Auditor:
             target.dataset.labels[target.splits.target_test],
         )
         self._say(f"target: {check.describe()}; splits {target.splits.describe()}")
-        more = "--epochs, --train-limit" if target.meta.get("trained", True) else (
-            "fine-tune it: --weights FILE without --no-train"
+        more = "`train_epochs`, `train_limit`" if target.meta.get("trained", True) else (
+            "fine-tune from its weights: `train=True`"
         )  # fmt: skip
         require_useful(check, self.cfg.allow_weak_target, more=more)
         if check.weak:

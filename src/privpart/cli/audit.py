@@ -25,6 +25,7 @@ from privpart.auditing.results import DefenceProposal
 from privpart.cli.application import app
 from privpart.cli.defend import DEFENCE_PARAMS, TRAINING_KNOBS, check_defence_options
 from privpart.cli.options import (
+    NORMALIZE_HELP,
     AttributesOpt,
     DataDirOpt,
     DatasetOpt,
@@ -38,7 +39,6 @@ from privpart.cli.params import parse_assignments, with_limits, with_params
 from privpart.errors import PrivpartError
 from privpart.hardware import SGX1_EPC_MIB
 from privpart.metrics import limit_options
-from privpart.models.normalize import NORMALIZE_HELP
 from privpart.partition import Partition
 from privpart.profiling import ProfileConfig, profile_cuts
 from privpart.report import render_report
