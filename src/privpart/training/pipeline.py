@@ -1,5 +1,5 @@
 """Dataset + spec -> checkpoint: trained here (`privpart train`, the audit) or imported as it is
-from a weights file (`privpart import`, `audit --no-train`)."""
+from a weights file (`privpart import`, an audit with `train=False`)."""
 
 from __future__ import annotations
 
