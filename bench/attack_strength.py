@@ -4,7 +4,7 @@ models (Fashion-MNIST), at 0.5x, 1x and 3x its default budget: SSIM / PSNR / re-
 strongest attack per cut, and its budget curve.
 
 Targets: the audit's own recipe, 12,000 training samples x 1 epoch, seed 0, 2,000 aux / 256
-victims (`privpart train MODEL --dataset fashion-mnist --limit 12000`); checkpoints are taken
+victims (`privpart train MODEL --dataset fashion-mnist --train-limit 12000`); checkpoints are taken
 from --checkpoint MODEL=DIR, else trained into WORK/targets/MODEL.
 
 Resumable: every (model, cut, attack, budget) result is cached as WORK/results/MODEL/CUT/
@@ -52,7 +52,7 @@ def target_for(model: str, args: argparse.Namespace) -> Path:
         return given
     ckpt = args.work / "targets" / model
     if not (ckpt / "meta.json").is_file():
-        train_to_checkpoint(model, "fashion-mnist", ckpt, limit=12000, epochs=1, seed=0,
+        train_to_checkpoint(model, "fashion-mnist", ckpt, train_limit=12000, epochs=1, seed=0,
                             n_aux=2000, n_victim=256)  # fmt: skip
     return ckpt
 

@@ -187,7 +187,7 @@ def main() -> None:
     if ckpt is None:
         ckpt = args.train_out
         if not (ckpt / "meta.json").is_file():
-            train_to_checkpoint("vgg16", "fashion-mnist", ckpt, limit=12000, epochs=1)
+            train_to_checkpoint("vgg16", "fashion-mnist", ckpt, train_limit=12000, epochs=1)
     model, meta = load_checkpoint(ckpt, expect_arch="vgg16")
     ds = load_dataset(meta["dataset_spec"])
     splits = splits_from_meta(ds, meta)

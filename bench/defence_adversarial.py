@@ -148,8 +148,8 @@ def summarise(r: AuditResult) -> dict:
 def step_base(args: argparse.Namespace) -> Path:
     base = args.work / "base"
     if not (base / "meta.json").is_file():
-        train_to_checkpoint("vgg16", "fashion-mnist", base, limit=12000, epochs=1, task="group",
-                            n_aux=2000, n_victim=256)  # fmt: skip
+        train_to_checkpoint("vgg16", "fashion-mnist", base, train_limit=12000, epochs=1,
+                            task="group", n_aux=2000, n_victim=256)  # fmt: skip
     return base
 
 

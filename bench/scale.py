@@ -60,7 +60,7 @@ def audit_bench(out: Path, steps: int, train_limit: int) -> dict:
             "tinycnn",
             "fashion-mnist",
             target,
-            limit=train_limit,
+            train_limit=train_limit,
             epochs=1,
             n_aux=500,
             n_victim=64,

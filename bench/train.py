@@ -64,8 +64,9 @@ def main() -> None:
             label = f"{arch} ({size}, batch {batch}{lr})"
         t = time.perf_counter()
         ckpt = train_to_checkpoint(
-            arch, "fashion-mnist", args.out / label.replace(" ", "_"), limit=limit, epochs=epochs,
-            batch_size=batch, lr=args.lr, precision=args.precision or "auto", minutes=minutes,
+            arch, "fashion-mnist", args.out / label.replace(" ", "_"), train_limit=limit,
+            epochs=epochs, batch_size=batch, lr=args.lr, precision=args.precision or "auto",
+            minutes=minutes,
         )  # fmt: skip
         meta = read_meta(ckpt)
         rows[label] = {

@@ -38,7 +38,8 @@ def test_train_writes_checkpoint(idx_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "ck"
     result = runner.invoke(
         app,
-        ["train", "tinycnn", "--dataset", f"idx:{idx_dir}", "--limit", "100", "--out", str(out)],
+        ["train", "tinycnn", "--dataset", f"idx:{idx_dir}", "--train-limit", "100",
+         "--out", str(out)],  # fmt: skip
     )
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "meta.json").read_text())

@@ -54,10 +54,27 @@ def test_import_cli_and_clear_errors(folder: Path, tmp_path: Path) -> None:
     assert "warning" in result.output and "--allow-weak-target" in result.output  # untrained
     # (main() turns these into exit code 2 with the hint: tests/cli/test_cli.py)
     too_many = runner.invoke(
-        app, ["train", "tinycnn", "--dataset", f"imagefolder:{folder}@16", "--limit", "5000"]
+        app, ["train", "tinycnn", "--dataset", f"imagefolder:{folder}@16", "--train-limit", "5000"]
     )
-    err = too_many.exception
-    assert isinstance(err, PrivpartError) and "need 5000" in err.message and "--limit" in err.hint
+    err = too_many.exception  # the library's words: the parameter of train_to_checkpoint
+    assert isinstance(err, PrivpartError) and "need 5000" in err.message
+    assert "`train_limit`" in err.hint and err.param == "train_limit"
     if not torch.cuda.is_available():
         no_gpu = runner.invoke(app, ["train", "tinycnn", "--device", "cuda"]).exception
         assert isinstance(no_gpu, PrivpartError) and "no CUDA device" in no_gpu.message
+
+
+@pytest.mark.parametrize("spelling", ["--train-limit", "--limit"])
+def test_train_limit_error_reads_as_the_flag(
+    folder: Path, spelling: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """`train --train-limit` (as in `audit`); the old `--limit` still works, with a warning."""
+    from privpart.cli import main
+
+    monkeypatch.setattr("sys.argv", ["privpart", "train", "tinycnn", "--dataset",
+                                     f"imagefolder:{folder}@16", spelling, "5000"])  # fmt: skip
+    with pytest.raises(SystemExit) as stop:
+        main()
+    said = " ".join("".join(capsys.readouterr()).split())
+    assert stop.value.code == 2 and "need 5000" in said and "lower --train-limit," in said
+    assert ("--limit is now --train-limit" in said) == (spelling == "--limit")

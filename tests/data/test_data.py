@@ -151,11 +151,24 @@ def _table(folder: Path, n: int) -> Path:
     return f
 
 
-def test_split_errors_name_the_options_given(idx_dir: Path) -> None:
+def test_split_errors_name_the_callers_parameter(idx_dir: Path) -> None:
+    """make_splits names its own parameter, or the one a caller says sets the size; the
+    command line shows the flag (privpart.cli.flags)."""
+    from privpart.cli.flags import spoken
+    from privpart.errors import PrivpartValueError
+
     ds = load_dataset(f"idx:{idx_dir}")
-    with pytest.raises(PrivpartError) as err:
-        make_splits(ds, n_train=5000, options={"target_train": "--train-limit"})
-    assert "need 5000, 200 left" in err.value.message and "--train-limit" in err.value.hint
+    with pytest.raises(ValueError) as err:
+        make_splits(ds, n_aux=5000)
+    assert isinstance(err.value, PrivpartValueError) and err.value.param == "n_aux"
+    assert "`n_aux`" in err.value.hint and "--" not in str(err.value)
+    assert "lower --aux," in spoken(err.value)[1]
+    with pytest.raises(PrivpartValueError) as err:
+        make_splits(ds, n_train=5000, params={"target_train": "train_limit"})
+    assert "need 5000, 200 left" in err.value.message and "`train_limit`" in err.value.hint
+    assert err.value.param == "train_limit" and "--train-limit" in spoken(err.value)[1]
     tiny = load_dataset("csv:" + str(_table(Path(idx_dir).parent, 12)))
-    with pytest.raises(PrivpartError, match="too few"):
-        make_splits(tiny, options={"aux": "--aux", "victim": "--victim"})
+    with pytest.raises(PrivpartValueError, match="too few") as err:
+        make_splits(tiny)
+    assert "set `n_aux` and `n_victim`" in err.value.hint
+    assert "set --aux and --victim" in spoken(err.value)[1]

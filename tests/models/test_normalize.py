@@ -58,6 +58,26 @@ def test_parse_normalization() -> None:
         parse_normalization("zscore", 3, pretrained=False)
 
 
+def test_a_bad_normalisation_names_the_parameter_and_the_command_line_its_flag(
+    idx_dir, monkeypatch, capsys  # noqa: ANN001
+) -> None:
+    from privpart.cli import main
+    from privpart.errors import PrivpartValueError
+
+    with pytest.raises(ValueError) as err:
+        parse_normalization("zscore", 3, pretrained=False)
+    assert isinstance(err.value, PrivpartValueError) and err.value.param == "normalize"
+    assert '`normalize="0.5,0.5,0.5/0.25,0.25,0.25"`' in err.value.hint
+    assert "--" not in str(err.value)
+    monkeypatch.setattr("sys.argv", ["privpart", "train", "tinycnn", "--dataset",
+                                     f"idx:{idx_dir}", "--normalize", "zscore", "--out",
+                                     str(idx_dir.parent / "never")])  # fmt: skip
+    with pytest.raises(SystemExit) as stop:
+        main()
+    said = "".join("".join(capsys.readouterr()).split())
+    assert stop.value.code == 2 and "--normalize0.5,0.5,0.5/0.25,0.25,0.25" in said
+
+
 def test_weights_shape_reads_a_torchvision_file(tmp_path) -> None:  # noqa: ANN001
     from safetensors.torch import save_file
 

@@ -63,3 +63,22 @@ def test_peak_memory_counts_weights_and_live_activations() -> None:
     # at least input + one 64x8x8 activation alive at once
     assert mem["activations"] >= (3 + 64) * 8 * 8 * 4
     assert mem["total"] == mem["weights"] + mem["activations"]
+
+
+def test_memory_budget_has_one_home_and_old_profiles_still_load() -> None:
+    """The head's memory budget is a limit (Constraints.memory_budget_bytes), not a profiling
+    setting; a profile saved when it was both (`fits_epc` per cut) still loads."""
+    from dataclasses import fields
+
+    from privpart.profiling import CutProfile
+    from privpart.selection import Constraints
+
+    assert not [f.name for f in fields(ProfileConfig) if "epc" in f.name or "memory" in f.name]
+    part = Partition(SlowHeadFastTail().eval(), (3, 8, 8))
+    cfg = ProfileConfig(repeats=3, warmup=1, untrusted_threads=1)
+    p = profile_cuts(part, [part.cut("head")], cfg, False).cuts["head"]
+    total = p.head_memory["total"]
+    assert p.fits(Constraints().memory_budget_bytes)
+    assert p.fits(total) and not p.fits(total - 1)
+    old = CutProfile.from_dict({**p.to_dict(), "fits_epc": True})
+    assert old.head_memory == p.head_memory and "fits_epc" not in old.to_dict()

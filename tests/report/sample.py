@@ -45,7 +45,6 @@ def latency(name: str, head: float, tail: float, nbytes: int) -> dict:
         "feature_bytes": nbytes,
         "head_memory": {"weights": 1000, "activations": 2000, "total": 3000},
         "enclave_slowdown": 1.0,
-        "fits_epc": True,
     }
 
 

@@ -62,6 +62,24 @@ def test_a_results_json_loads_as_typed_results(tmp_path: Path) -> None:
     assert again.to_dict() == r.to_dict()
 
 
+def test_results_that_kept_the_memory_budget_twice_still_load(tmp_path: Path) -> None:
+    """Results written when the EPC budget was also a profiling setting (`profile.epc_bytes`,
+    `fits_epc` per cut) load; the budget read is Constraints.memory_budget_bytes."""
+    path = write_sample(tmp_path / "old")
+    d = json.loads(path.read_text())
+    d["config"]["profile"]["epc_bytes"] = 1 << 20
+    d["config"]["constraints"]["memory_budget_bytes"] = 64 << 20
+    for c in d["cuts"]:
+        c["latency"]["fits_epc"] = True
+    for p in d["extremes"].values():
+        p["fits_epc"] = False
+    path.write_text(json.dumps(d))
+    r = AuditResult.load(path)
+    assert r.config.constraints.memory_budget_bytes == 64 << 20
+    assert "epc_bytes" not in r.to_dict()["config"]["profile"]
+    assert r.extremes["whole_trusted"].fits(r.config.constraints.memory_budget_bytes)
+
+
 @pytest.mark.skipif(
     CHROMIUM is None, reason="Debian chromium not installed (scripts/test.sh installs it)"
 )

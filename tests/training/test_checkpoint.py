@@ -72,7 +72,8 @@ def test_a_checkpoint_naming_a_python_file_loads_only_with_trust_code(code_ckpt:
         with pytest.raises(PrivpartError) as err:
             load(code_ckpt)
         assert f"import and run {net} and call its build()" in err.value.message
-        assert "--trust-code" in err.value.hint and "trust_code=True" in err.value.hint
+        assert "`trust_code=True`" in err.value.hint and "--" not in err.value.hint
+        assert isinstance(err.value, ValueError) and err.value.param == "trust_code"
         assert not marker.exists()
     model, meta = load_checkpoint(code_ckpt, trust_code=True)
     assert marker.exists() and meta["spec"]["arch"] == f"{net}:build"

@@ -68,7 +68,7 @@ def test_minutes_budget_trains_against_the_clock(idx_dir: Path, tmp_path: Path) 
     budget_s = 2.4
     # two steps per epoch: even a busy 2-core host does more than one epoch in 2.4 s
     ckpt = train_to_checkpoint(
-        "tinycnn", f"idx:{idx_dir}", tmp_path / "clock", limit=32, epochs=1, batch_size=16,
+        "tinycnn", f"idx:{idx_dir}", tmp_path / "clock", train_limit=32, epochs=1, batch_size=16,
         show_progress=False, n_aux=100, n_victim=32, precision="fp32", minutes=budget_s / 60,
     )  # fmt: skip
     meta = read_meta(ckpt)
@@ -98,7 +98,7 @@ def test_same_seed_same_weights_on_the_same_device(
             "tinycnn",
             f"idx:{idx_dir}",
             tmp_path / f"{device}{i}",
-            limit=64,
+            train_limit=64,
             epochs=2,
             batch_size=16,
             show_progress=False,

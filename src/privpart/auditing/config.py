@@ -7,7 +7,8 @@ time:
 - `TargetOptions` (target): how the model and its data are made: trained, imported, loaded;
 - `AttackOptions` (attack): the attacks' parameters, budgets and confirmation runs;
 - `SearchOptions` (search): which cuts are attacked (monotone or exhaustive) and how many figures;
-- `Constraints` (limits, `privpart.selection`): what breaks a cut;
+- `Constraints` (limits, `privpart.selection`): what breaks a cut, the head's memory budget
+  (`memory_budget_bytes`, the enclave's EPC) included;
 - `ProfileConfig` (profile, `privpart.profiling`): how latency is measured;
 - `DefenceOptions` (defence): a defended model to audit instead;
 - `ExecutionOptions` (execution): how the work is laid out and shown on this machine.
@@ -179,7 +180,11 @@ class AuditConfig(
     @classmethod
     def from_dict(cls, d: dict) -> AuditConfig:
         d = dict(d)
-        d["profile"] = ProfileConfig(**d.get("profile", {}))
+        profile = dict(d.get("profile", {}))
+        # results written before the memory budget had one home also kept it in the profile
+        # (`epc_bytes`); Constraints.memory_budget_bytes, saved beside it, is the one read
+        profile.pop("epc_bytes", None)
+        d["profile"] = ProfileConfig(**profile)
         d["constraints"] = Constraints.from_dict(d.get("constraints", {}))
         d["search"] = Search(d.get("search", Search.EXHAUSTIVE))  # older files attacked every cut
         d["figures"] = Figures(d.get("figures", Figures.ALL))

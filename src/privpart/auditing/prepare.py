@@ -25,9 +25,6 @@ from privpart.training import (
 from privpart.training.target import Target
 from privpart.ui import console
 
-# The audit's options behind each split size (errors name them).
-SPLIT_OPTIONS = {"target_train": "`train_limit`", "aux": "`n_aux`", "victim": "`n_victim`"}
-
 Say = Callable[[str], None]
 Stage = Callable[[str, float], None]
 
@@ -160,7 +157,7 @@ class TargetPreparation:
                 cfg.model, Path(cfg.weights), cfg.dataset, target, data_dir=data_dir,
                 seed=cfg.seed, task=cfg.task, n_aux=cfg.n_aux, n_victim=cfg.n_victim,
                 max_train=cfg.max_train, normalize=cfg.normalize, device=cfg.device,
-                attributes=attributes, show_progress=self.show, options=SPLIT_OPTIONS,
+                attributes=attributes, show_progress=self.show,
             )  # fmt: skip
             self._stage("import", t)
             return path
@@ -171,11 +168,11 @@ class TargetPreparation:
             f"{cfg.train_epochs} epoch(s); raise --train-limit / --epochs for accuracy"
         )
         path = train_to_checkpoint(
-            cfg.model, cfg.dataset, target, data_dir=data_dir, limit=cfg.train_limit,
+            cfg.model, cfg.dataset, target, data_dir=data_dir, train_limit=cfg.train_limit,
             max_train=cfg.max_train, epochs=cfg.train_epochs, seed=cfg.seed, task=cfg.task,
             n_aux=cfg.n_aux, n_victim=cfg.n_victim, show_progress=self.show,
             weights=Path(cfg.weights) if cfg.weights else None, device=cfg.device,
-            attributes=attributes, normalize=cfg.normalize, options=SPLIT_OPTIONS,
+            attributes=attributes, normalize=cfg.normalize,
         )  # fmt: skip
         self._stage("train", t)
         return path
@@ -203,8 +200,8 @@ class TargetPreparation:
             target.dataset.labels[target.splits.target_test],
         )
         self._say(f"target: {check.describe()}; splits {target.splits.describe()}")
-        more = "--epochs, --train-limit" if target.meta.get("trained", True) else (
-            "fine-tune it: --weights FILE without --no-train"
+        more = "`train_epochs`, `train_limit`" if target.meta.get("trained", True) else (
+            "fine-tune from its weights: `train=True`"
         )  # fmt: skip
         require_useful(check, self.cfg.allow_weak_target, more=more)
         if check.weak:

@@ -26,6 +26,7 @@ from privpart.auditing.results import CutReport, DefenceProposal
 from privpart.cli.application import app
 from privpart.cli.defend import DEFENCE_PARAMS, TRAINING_KNOBS, check_defence_options
 from privpart.cli.options import (
+    NORMALIZE_HELP,
     AttributesOpt,
     DataDirOpt,
     DatasetOpt,
@@ -39,7 +40,6 @@ from privpart.cli.params import parse_assignments, with_limits, with_params
 from privpart.errors import PrivpartError
 from privpart.hardware import SGX1_EPC_MIB
 from privpart.metrics import limit_options
-from privpart.models.normalize import NORMALIZE_HELP
 from privpart.partition import Partition
 from privpart.profiling import ProfileConfig, profile_cuts
 from privpart.report import render_report
@@ -56,7 +56,6 @@ def _profile_cfg(
     bandwidth: float,
     link_ms: float,
     slowdown: float,
-    epc_mib: float,
     device: str,
 ) -> ProfileConfig:
     return ProfileConfig(
@@ -64,7 +63,6 @@ def _profile_cfg(
         bandwidth_mbit_s=bandwidth,
         link_latency_ms=link_ms,
         enclave_slowdown=slowdown,
-        epc_bytes=int(epc_mib * 2**20),
         untrusted_device=device,
     )
 
@@ -404,7 +402,7 @@ def audit(
         search=SearchOptions(search=search, figures=figures),
         limits=constraints,
         profile=_profile_cfg(
-            trusted_threads, bandwidth, link_ms, enclave_slowdown, epc_mib, device
+            trusted_threads, bandwidth, link_ms, enclave_slowdown, device
         ),
         defence=DefenceOptions(defence=defence, defence_cut=defence_cut, defence_params=params),
         execution=ExecutionOptions(feature_memory_gib=feature_memory, wide=wide),
@@ -446,11 +444,12 @@ def profile(
     """Latency (head / transfer / tail) and head memory of each cut, without attacking."""
     net, meta = load_checkpoint(checkpoint, trust_code=trust_code)
     part = Partition(net, tuple(meta["input_shape"]))
-    base = _profile_cfg(trusted_threads, bandwidth, link_ms, enclave_slowdown, epc_mib, device)
+    base = _profile_cfg(trusted_threads, bandwidth, link_ms, enclave_slowdown, device)
+    budget = int(epc_mib * 2**20)  # what Constraints.memory_budget_bytes would be
     cfg = ProfileConfig(**{**base.to_dict(), "repeats": repeats})
     prof = profile_cuts(part, resolve_cuts(part, cuts), cfg, show_progress=not as_json)
     if as_json:
-        print(json.dumps(prof.to_dict(), indent=2))
+        print(json.dumps({**prof.to_dict(), "memory_budget_bytes": budget}, indent=2))
         return
     table = Table(title=f"{meta['spec']['arch']} latency per cut (ms, median)")
     for col in ("cut", "head", "transfer", "tail", "total", "head memory", "fits EPC"):
@@ -465,7 +464,7 @@ def profile(
             f"{p.tail.median_ms:.2f}",
             f"{p.total_ms:.2f}",
             f"{p.head_memory['total'] / 2**20:.1f} MiB",
-            "yes" if p.fits_epc else "[red]no[/]",
+            "yes" if p.fits(budget) else "[red]no[/]",
         )
     console.print(table)
     if enclave_slowdown == 1.0:

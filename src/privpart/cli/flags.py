@@ -2,8 +2,11 @@
 
 The library names parameters in backticks (`` `attack_steps` ``, `` `train=False` ``;
 `privpart.errors`); `speak` rewrites them into flags (`--attack-steps`, `--no-train`) so a
-command's errors read in the command's words. A parameter not listed here is spelled the usual
-way, `--` + its name with dashes; only the ones the command line renames are listed.
+command's errors read in the command's words. A backticked word is rewritten when it is the
+error's own `param`, is written `name=value`, or is listed here; any other stays as it is (a
+metric or architecture name in backticks is no flag). A parameter not listed is spelled the
+usual way, `--` + its name with dashes. Listed: the parameters the command line renames, and
+those a library message names besides its failing parameter.
 """
 
 from __future__ import annotations
@@ -17,11 +20,11 @@ FLAGS: dict[str, str] = {
     "n_aux": "--aux",
     "n_victim": "--victim",
     "train_epochs": "--epochs",
+    "train_limit": "--train-limit",  # named in hints of other errors (a near-chance target)
     "attack_params": "--attack-param",
     "feature_memory_gib": "--feature-memory",
     "bandwidth_mbit_s": "--bandwidth",
     "link_latency_ms": "--link-ms",
-    "epc_bytes": "--epc-mib",
     "memory_budget_bytes": "--epc-mib",
     "enforce_memory": "--ignore-memory",
     "limits": "--max-METRIC",

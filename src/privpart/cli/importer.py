@@ -10,6 +10,7 @@ import typer
 
 from privpart.cli.application import app
 from privpart.cli.options import (
+    NORMALIZE_HELP,
     AttributesOpt,
     DataDirOpt,
     DatasetOpt,
@@ -19,11 +20,8 @@ from privpart.cli.options import (
     TaskOpt,
 )
 from privpart.cli.train import warn_if_weak
-from privpart.models.normalize import NORMALIZE_HELP
 from privpart.training import import_to_checkpoint, read_meta
 from privpart.ui import console
-
-SPLIT_OPTIONS = {"aux": "--aux", "victim": "--victim"}
 
 
 @app.command("import")
@@ -72,7 +70,6 @@ def import_model(
         normalize=normalize,
         device=device,
         attributes=attributes,
-        options=SPLIT_OPTIONS,
     )
     meta = read_meta(path)
     console.print(f"[green]saved[/] {path}; audit it with privpart audit --checkpoint {path}")

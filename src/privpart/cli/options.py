@@ -35,6 +35,10 @@ AttributesOpt = Annotated[
         "per attribute, or CelebA's list_attr_celeba.txt; usable as --task or --attribute"
     ),
 ]
+NORMALIZE_HELP = (
+    "input normalisation inside the model: auto (imagenet when --weights are given to a "
+    "3-channel model, else none), none, imagenet, or MEAN,MEAN,MEAN/STD,STD,STD"
+)
 TrustCodeOpt = Annotated[
     bool,
     typer.Option(

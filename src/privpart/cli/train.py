@@ -9,6 +9,7 @@ import typer
 
 from privpart.cli.application import app
 from privpart.cli.options import (
+    NORMALIZE_HELP,
     AttributesOpt,
     DataDirOpt,
     DatasetOpt,
@@ -17,11 +18,9 @@ from privpart.cli.options import (
     SeedOpt,
     TaskOpt,
 )
-from privpart.models.normalize import NORMALIZE_HELP
+from privpart.errors import PrivpartValueError
 from privpart.training import read_meta, train_to_checkpoint
 from privpart.ui import console
-
-SPLIT_OPTIONS = {"target_train": "--limit", "aux": "--aux", "victim": "--victim"}
 
 
 @app.command()
@@ -30,7 +29,7 @@ def train(
     dataset: DatasetOpt = "fashion-mnist",
     out: Annotated[Path, typer.Option(help="checkpoint folder to write")] = Path("runs/target"),
     data_dir: DataDirOpt = None,
-    limit: Annotated[
+    train_limit: Annotated[
         int | None,
         typer.Option(help="train on exactly this many samples (default: all the splits leave)"),
     ] = None,
@@ -77,14 +76,18 @@ def train(
             "side))"
         ),
     ] = None,
+    limit: Annotated[
+        int | None, typer.Option(hidden=True, help="deprecated spelling of --train-limit")
+    ] = None,
 ) -> None:
     """Train a target model; writes OUT/model.safetensors and OUT/meta.json."""
+    train_limit = _train_limit(train_limit, limit)
     path = train_to_checkpoint(
         model,
         dataset,
         out,
         data_dir=data_dir,
-        limit=limit,
+        train_limit=train_limit,
         epochs=epochs,
         seed=seed,
         task=task,
@@ -98,14 +101,27 @@ def train(
         device=device,
         attributes=attributes,
         normalize=normalize,
-        options=SPLIT_OPTIONS,
     )
     meta = read_meta(path)
     console.print(
         f"[green]saved[/] {path} — test accuracy {meta['test_accuracy']:.2%}, "
         f"{meta['train_seconds'] / 60:.1f} min on {meta['device']}"
     )
-    warn_if_weak(meta, "--epochs, --minutes or --limit")
+    warn_if_weak(meta, "--epochs, --minutes or --train-limit")
+
+
+def _train_limit(train_limit: int | None, limit: int | None) -> int | None:
+    """--train-limit, as `privpart audit` spells it; the old `--limit` still works, with a
+    warning, so scripts written for earlier versions keep running."""
+    if limit is None:
+        return train_limit
+    if train_limit is not None and train_limit != limit:
+        raise PrivpartValueError(
+            f"--limit {limit} and --train-limit {train_limit} disagree",
+            "give only --train-limit (--limit is its old spelling)",
+        )
+    console.print("[yellow]warning:[/] --limit is now --train-limit (as in privpart audit)")
+    return limit
 
 
 def warn_if_weak(meta: dict, more: str) -> None:

@@ -1,4 +1,5 @@
-"""Per-image attributes from a file: `--attributes FILE`, usable as `--task` or `--attribute`.
+"""Per-image attributes from a file (`attributes=FILE`), usable as the `task` or the attacked
+`attribute`.
 
 Two layouts, told apart by the first line:
 - CSV with a header: one column naming the image (`file`, `filename`, `image`, `image_id`,
@@ -6,7 +7,7 @@ Two layouts, told apart by the first line:
   (any text; integers sort numerically).
 - CelebA's `list_attr_celeba.txt`, as distributed: a line with the image count, a line of
   attribute names, then `000001.jpg  -1  1 ...` rows (whitespace-separated). -1/1 become
-  `no`/`yes`, so `--task Male` has the classes [no, yes].
+  `no`/`yes`, so the task `Male` has the classes [no, yes].
 
 Rows are matched to images by the file's path under the dataset root (`class_a/img1.png`),
 else by its bare file name when that is unique (CelebA's flat names). Every image needs a row;
@@ -23,7 +24,7 @@ from pathlib import Path
 import torch
 
 from privpart.data.dataset import Attribute, Dataset
-from privpart.errors import PrivpartError
+from privpart.errors import PrivpartError, PrivpartFileNotFoundError, PrivpartValueError
 
 FILE_COLUMNS = ("file", "filename", "image", "image_id", "path", "name")
 CELEBA_VALUES = {"-1": "no", "1": "yes"}
@@ -89,10 +90,11 @@ def _csv(path: Path, text: str) -> AttributeTable:
 def read_attribute_table(path: Path) -> AttributeTable:
     """Parse an attributes file in either layout (see the module docstring)."""
     if not path.is_file():
-        raise PrivpartError(
+        raise PrivpartFileNotFoundError(
             f"attributes file {path} does not exist",
-            "give --attributes a CSV (file column + one column per attribute) or CelebA's "
+            "give `attributes` a CSV (file column + one column per attribute) or CelebA's "
             "list_attr_celeba.txt",
+            param="attributes",
         )
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -160,9 +162,10 @@ def with_attribute_file(ds: Dataset, path: Path) -> Dataset:
     """`ds` with the per-image attributes in `path` (see the module docstring)."""
     keys = ds.store.keys()
     if keys is None:
-        raise PrivpartError(
+        raise PrivpartValueError(
             f"dataset {ds.name} has no image files to match an attributes file against",
-            "--attributes applies to imagefolder:DIR datasets",
+            "`attributes` applies to imagefolder:DIR datasets",
+            param="attributes",
         )
     table = read_attribute_table(path)
     clash = sorted(set(table.columns) & set(ds.attributes))

@@ -11,7 +11,7 @@ from privpart.data.dataset import Attribute, Dataset
 from privpart.data.idx import find_idx_set, load_idx_set
 from privpart.data.registry import DATASETS
 from privpart.data.store import FolderStore
-from privpart.errors import PrivpartError
+from privpart.errors import PrivpartError, PrivpartFileNotFoundError
 
 FASHION_CLASSES = [
     "T-shirt/top",
@@ -32,7 +32,7 @@ FASHION_GROUP_OF = [0, 1, 0, 0, 0, 2, 0, 2, 3, 2]
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 INSTALL_HINT = (
     "install it with `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or put the "
-    "four IDX files (train-images-idx3-ubyte.gz, ...) in a folder and pass --data-dir FOLDER"
+    "four IDX files (train-images-idx3-ubyte.gz, ...) in a folder and pass it as `data_dir`"
 )
 
 
@@ -74,7 +74,9 @@ def fashion_mnist(arg: str, data_dir: Path | None) -> Dataset:
                 },
             )
     places = "\n    ".join(str(p) for p in looked)
-    raise PrivpartError(f"Fashion-MNIST not found; looked in:\n    {places}", INSTALL_HINT)
+    raise PrivpartFileNotFoundError(
+        f"Fashion-MNIST not found; looked in:\n    {places}", INSTALL_HINT, param="data_dir"
+    )
 
 
 @DATASETS.register("idx")

@@ -13,7 +13,7 @@ Default sizes (any size left as None), so they fit small datasets and stay bound
     target-train  what aux leaves of the training side, capped at `max_train` if given
 
 A size given explicitly is taken exactly (target-test: at most what is left), or the split fails
-with an error naming the option that sets it.
+with a `PrivpartValueError` naming the parameter that sets it (`params`: the caller's own).
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ from dataclasses import dataclass
 import torch
 
 from privpart.data.dataset import Dataset
-from privpart.errors import PrivpartError
+from privpart.errors import PrivpartValueError
 
 AUX_CAP, VICTIM_CAP, TEST_CAP = 2000, 256, 2000
 SIDE_FRACTION = 3  # aux and victims take at most a third of their side
 MIN_AUX, MIN_VICTIM = 4, 1
 SPLIT_NAMES = ("target_train", "target_test", "aux", "victim")
-# How library callers set each size; commands pass their own option names.
+# The parameter of make_splits behind each size; callers that take a size under another name
+# pass their own (`params=`), so an error names what the caller can change.
 PARAMETERS = {"target_train": "n_train", "target_test": "n_test", "aux": "n_aux",
               "victim": "n_victim"}  # fmt: skip
 
@@ -52,14 +53,15 @@ class DataSplits:
 
 
 def _take(
-    pool: torch.Tensor, start: int, n: int, what: str, options: Mapping[str, str], n_all: int
+    pool: torch.Tensor, start: int, n: int, what: str, params: Mapping[str, str], n_all: int
 ) -> torch.Tensor:
     left = pool.numel() - start
     if n > left:
-        raise PrivpartError(
+        raise PrivpartValueError(
             f"not enough samples for the {what.replace('_', '-')} split: need {n}, {left} left "
             f"(the dataset has {n_all})",
-            f"lower {options[what]}, leave it unset to size it from the data, or use more data",
+            f"lower `{params[what]}`, leave it unset to size it from the data, or use more data",
+            param=params[what],
         )
     return pool[start : start + n]
 
@@ -72,11 +74,11 @@ def make_splits(
     n_aux: int | None = None,
     n_victim: int | None = None,
     max_train: int | None = None,
-    options: Mapping[str, str] | None = None,
+    params: Mapping[str, str] | None = None,
 ) -> DataSplits:
-    """Split `ds` by the module docstring's rule; `options` names the setting behind each size
-    (`{"aux": "--aux", ...}`) for error messages."""
-    names = {**PARAMETERS, **(options or {})}
+    """Split `ds` by the module docstring's rule; `params` names the caller's parameter behind
+    each size where it is not make_splits' own (`{"target_train": "train_limit"}`), for errors."""
+    names = {**PARAMETERS, **(params or {})}
     g = torch.Generator().manual_seed(seed)
     n = len(ds)
     if ds.test_start is not None:
@@ -91,10 +93,11 @@ def make_splits(
     if n_victim is None:
         n_victim = min(VICTIM_CAP, test_pool.numel() // SIDE_FRACTION)
     if n_aux < MIN_AUX or n_victim < MIN_VICTIM:
-        raise PrivpartError(
+        raise PrivpartValueError(
             f"{n} samples are too few: the rule leaves {n_aux} aux and {n_victim} victim "
             f"samples (at least {MIN_AUX} and {MIN_VICTIM} needed)",
-            f"use more data, or set {names['aux']} and {names['victim']} explicitly",
+            f"use more data, or set `{names['aux']}` and `{names['victim']}` explicitly",
+            param=names["aux"] if n_aux < MIN_AUX else names["victim"],
         )
     aux = _take(train_pool, 0, n_aux, "aux", names, n)
     left_train = train_pool.numel() - n_aux
@@ -106,7 +109,7 @@ def make_splits(
     n_test = min(TEST_CAP if n_test is None else n_test, left_test)
     test = _take(test_pool, n_victim, n_test, "target_test", names, n)
     if train.numel() < 1 or test.numel() < 1:
-        raise PrivpartError(
+        raise PrivpartValueError(
             f"{n} samples are too few: target-train {train.numel()}, target-test {test.numel()}",
             "use more data",
         )

@@ -217,7 +217,7 @@ class TorchStore(ImageStore):
                     f"sample {i} has float values outside [0, 1] ([{lo:.2f}, {hi:.2f}]): the "
                     "dataset seems to normalise its images",
                     "return images in [0, 1]: privpart attacks and scores in image space; put the "
-                    "normalisation inside the model (ModelSpec.normalization, --normalize)",
+                    "normalisation inside the model (ModelSpec.normalization, `normalize`)",
                 )
         if size is not None and tuple(image.shape[1:]) != tuple(size):
             image = _resize_unit(to_unit(image)[None], size, nearest=False)[0]

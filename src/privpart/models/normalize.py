@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from privpart.errors import PrivpartError
+from privpart.errors import PrivpartError, PrivpartValueError
 
 MODULE_NAME = "input_normalization"
 
@@ -57,10 +57,6 @@ class Normalization:
 
 # torchvision's ImageNet weights expect inputs normalised with these (torchvision.transforms docs).
 IMAGENET = Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "imagenet")
-NORMALIZE_HELP = (
-    "input normalisation inside the model: auto (imagenet when --weights are given to a "
-    "3-channel model, else none), none, imagenet, or MEAN,MEAN,MEAN/STD,STD,STD"
-)
 
 
 def parse_normalization(text: str, channels: int, pretrained: bool) -> Normalization | None:
@@ -82,9 +78,10 @@ def parse_normalization(text: str, channels: int, pretrained: bool) -> Normaliza
                 tuple(float(v) for v in std_text.split(",")),
             )
         except ValueError:
-            raise PrivpartError(
+            raise PrivpartValueError(
                 f"normalisation {text!r} is not auto, none, imagenet or MEANS/STDS",
-                "write e.g. --normalize 0.5,0.5,0.5/0.25,0.25,0.25",
+                'write e.g. `normalize="0.5,0.5,0.5/0.25,0.25,0.25"`',
+                param="normalize",
             ) from None
     norm.fits(channels)
     return norm

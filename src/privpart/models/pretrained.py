@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from privpart.errors import PrivpartError
+from privpart.errors import PrivpartError, PrivpartValueError
 from privpart.models.build import build_model
 from privpart.models.normalize import MODULE_NAME
 from privpart.models.spec import ModelSpec
@@ -24,9 +24,11 @@ def _probe_keys(arch: str) -> tuple[str, str]:
     convs = [k for k, v in state.items() if v.dim() == 4]
     linears = [k for k, v in state.items() if v.dim() == 2]
     if not convs or not linears:
-        raise PrivpartError(
-            f"{arch} has no convolution or no linear classifier to read shapes from",
-            "give --in-channels/--classes through privpart train instead",
+        raise PrivpartValueError(
+            f"{arch} has no convolution or no linear classifier to read shapes from, so its "
+            "weights cannot be imported as they are",
+            "train it instead (privpart.training.train_to_checkpoint sizes the model from the "
+            "dataset)",
         )
     return convs[0], linears[-1]
 
@@ -54,9 +56,10 @@ def check_complete(model: nn.Module, notes: list[str], path: Path) -> None:
     skipped = [n for n in notes if "skipped" in n and "not in model" not in n]
     if missing or skipped:
         shown = ", ".join((missing + skipped)[:4])
-        raise PrivpartError(
+        raise PrivpartValueError(
             f"{path} does not hold the whole model: {len(missing)} tensors missing, "
             f"{len(skipped)} of another shape ({shown})",
-            "import the weights the model was trained with, or fine-tune from them with "
-            "`privpart train MODEL --weights FILE`",
+            "import the weights the model was trained with, or train from these `weights` "
+            "(training fits the classifier to the dataset)",
+            param="weights",
         )

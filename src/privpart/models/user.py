@@ -9,7 +9,7 @@ from pathlib import Path
 
 from torch import nn
 
-from privpart.errors import PrivpartError
+from privpart.errors import PrivpartError, PrivpartValueError
 from privpart.models.spec import ModelSpec
 
 
@@ -28,11 +28,12 @@ def refuse_user_code(spec: ModelSpec, trust_code: bool, where: str = "the checkp
         return
     path_text, _, factory = spec.arch.rpartition(":")
     path = Path(path_text).expanduser().absolute()
-    raise PrivpartError(
+    raise PrivpartValueError(
         f"{where} names its architecture as Python code ({spec.arch}): loading it would import "
         f"and run {path} and call its {factory}(), so it is refused",
-        f"read {path}; if you trust it, pass --trust-code (API: trust_code=True); a checkpoint "
-        "of a zoo model (vgg16, resnet50, ...) needs neither",
+        f"read {path}; if you trust it, pass `trust_code=True`; a checkpoint of a zoo model "
+        "(vgg16, resnet50, ...) needs no trust",
+        param="trust_code",
     )
 
 

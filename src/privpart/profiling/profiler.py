@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from privpart.hardware import SGX1_EPC_BYTES
 from privpart.partition import Cut, Partition
 from privpart.profiling.memory import peak_memory_bytes
 from privpart.profiling.timing import Timing, time_module
@@ -21,6 +20,9 @@ class ProfileConfig:
     `enclave_slowdown` multiplies measured head latency for users profiling outside a real
     enclave (SGX costs range from ~1.1x when the head fits in EPC to several x when it pages);
     1.0 means not applied, and results say so.
+
+    The head's memory budget is not here: it decides which cuts are acceptable, so it lives
+    with the other limits, `Constraints.memory_budget_bytes` (`CutProfile.fits` compares).
     """
 
     trusted_threads: int = 1
@@ -33,7 +35,6 @@ class ProfileConfig:
     repeats: int = 15
     max_seconds_per_part: float = 10.0
     enclave_slowdown: float = 1.0
-    epc_bytes: int = SGX1_EPC_BYTES
 
     def resolved_device(self) -> str:
         if self.untrusted_device == "auto":
@@ -58,7 +59,6 @@ class CutProfile:
     feature_bytes: int
     head_memory: dict[str, int]
     enclave_slowdown: float
-    fits_epc: bool
 
     @property
     def head_ms(self) -> float:
@@ -67,6 +67,11 @@ class CutProfile:
     @property
     def total_ms(self) -> float:
         return self.head_ms + self.transfer_ms + self.tail.median_ms
+
+    def fits(self, budget_bytes: int) -> bool:
+        """Whether the head (weights + peak activations) fits `budget_bytes`, the audit's
+        `Constraints.memory_budget_bytes`."""
+        return self.head_memory["total"] <= budget_bytes
 
     def to_dict(self) -> dict:
         return {
@@ -80,7 +85,6 @@ class CutProfile:
             "feature_bytes": self.feature_bytes,
             "head_memory": self.head_memory,
             "enclave_slowdown": self.enclave_slowdown,
-            "fits_epc": self.fits_epc,
         }
 
     @classmethod
@@ -93,7 +97,6 @@ class CutProfile:
             feature_bytes=d["feature_bytes"],
             head_memory=d["head_memory"],
             enclave_slowdown=d["enclave_slowdown"],
-            fits_epc=d["fits_epc"],
         )
 
 
@@ -159,7 +162,6 @@ def profile_cut(part: Partition, cut: Cut, cfg: ProfileConfig) -> CutProfile:
         feature_bytes=n_bytes,
         head_memory=mem,
         enclave_slowdown=cfg.enclave_slowdown,
-        fits_epc=mem["total"] <= cfg.epc_bytes,
     )
 
 

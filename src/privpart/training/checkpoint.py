@@ -12,7 +12,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from privpart.errors import PrivpartError
+from privpart.errors import PrivpartError, PrivpartFileNotFoundError
 from privpart.models import ModelSpec, build_model
 from privpart.models.user import refuse_user_code
 from privpart.models.wrappers import restore_inference
@@ -41,9 +41,10 @@ def file_sha256(path: Path) -> str:
 def read_meta(ckpt: Path) -> dict[str, Any]:
     meta_path = ckpt / META
     if not meta_path.is_file():
-        raise PrivpartError(
+        raise PrivpartFileNotFoundError(
             f"{ckpt} is not a privpart checkpoint (no {META})",
-            "create one with `privpart train MODEL --dataset NAME --out DIR`",
+            "give the folder a checkpoint was saved to, or create one with "
+            "privpart.training.train_to_checkpoint (the `privpart train` command)",
         )
     try:
         meta = json.loads(meta_path.read_text())

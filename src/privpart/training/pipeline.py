@@ -1,5 +1,5 @@
 """Dataset + spec -> checkpoint: trained here (`privpart train`, the audit) or imported as it is
-from a weights file (`privpart import`, `audit --no-train`)."""
+from a weights file (`privpart import`, an audit with `train=False`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 
 from privpart.data import Dataset, DataSplits, load_dataset, make_splits
 from privpart.device import describe, resolve_device
-from privpart.errors import PrivpartError
+from privpart.errors import PrivpartError, PrivpartValueError
 from privpart.models import ModelSpec, build_model, parse_normalization
 from privpart.models.pretrained import check_complete, weights_shape
 from privpart.models.user import is_user_arch
@@ -77,7 +77,7 @@ def train_to_checkpoint(
     dataset: str,
     out: Path,
     data_dir: Path | None = None,
-    limit: int | None = None,
+    train_limit: int | None = None,
     epochs: int = 1,
     seed: int = 0,
     task: str | None = None,
@@ -93,17 +93,15 @@ def train_to_checkpoint(
     attributes: Path | None = None,
     normalize: str = "auto",
     max_train: int | None = None,
-    options: Mapping[str, str] | None = None,
     bn_batches: int | None = None,
 ) -> Path:
-    """Train `arch` on `dataset` (the target-train split: `limit` samples exactly, else what the
-    split rule leaves, at most `max_train`) and save it to `out`. `options` names the settings
-    behind each split size in errors (`{"target_train": "--limit", ...}`)."""
+    """Train `arch` on `dataset` (the target-train split: `train_limit` samples exactly, else
+    what the split rule leaves, at most `max_train`) and save it to `out`."""
     dev = resolve_device(device)
     ds = _dataset(dataset, data_dir, attributes, task)
     splits = make_splits(
-        ds, seed=seed, n_train=limit, n_aux=n_aux, n_victim=n_victim, max_train=max_train,
-        options=options,
+        ds, seed=seed, n_train=train_limit, n_aux=n_aux, n_victim=n_victim, max_train=max_train,
+        params={"target_train": "train_limit"},
     )  # fmt: skip
     _print_splits(splits, show_progress)
     size = ds.default_input_size(4 if arch == "tinycnn" else 32)
@@ -169,7 +167,6 @@ def import_to_checkpoint(
     device: str = "auto",
     attributes: Path | None = None,
     show_progress: bool = True,
-    options: Mapping[str, str] | None = None,
 ) -> Path:
     """A checkpoint of the model in `weights` as it is: its own classifier (and so its own
     number of outputs), its input size (`input_size`, else the dataset's `@SIZE`, else 224 for
@@ -188,13 +185,13 @@ def import_to_checkpoint(
             "every image is grey)",
         )
     if len(ds.classes) > num_classes:
-        raise PrivpartError(
+        raise PrivpartValueError(
             f"the model has {num_classes} outputs, the dataset {len(ds.classes)} classes",
-            "fine-tune it to this dataset's classes: privpart train MODEL --weights FILE",
+            "train from these `weights` instead (training fits the classifier to the dataset's "
+            "classes)",
+            param="weights",
         )
-    splits = make_splits(
-        ds, seed=seed, n_aux=n_aux, n_victim=n_victim, max_train=max_train, options=options
-    )
+    splits = make_splits(ds, seed=seed, n_aux=n_aux, n_victim=n_victim, max_train=max_train)
     _print_splits(splits, show_progress)
     if input_size is None:
         size_given = "@" in dataset.partition(":")[2]

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from privpart.errors import PrivpartError
+from privpart.errors import PrivpartValueError
 
 MARGIN = 0.05
 STANDARD_ERRORS = 3.0
@@ -69,13 +69,13 @@ WEAK_HINT = (
 def require_useful(
     check: TargetCheck,
     allow_weak: bool,
-    more: str = "--epochs, --minutes, --train-limit",
-    allow: str = "--allow-weak-target",
+    more: str = "`train_epochs`, `train_limit`",
+    allow: str = "`allow_weak_target=True`",
 ) -> None:
     """Stop on a near-chance target unless the caller allows it (`more`/`allow` name the
-    options of the command at hand)."""
+    caller's parameters, in backticks so the command line shows its flags)."""
     if check.weak and not allow_weak:
-        raise PrivpartError(
+        raise PrivpartValueError(
             f"the target model is near chance: {check.describe()}; its cuts would be judged on "
             "a model that learned nothing",
             WEAK_HINT.format(more=more, allow=allow),

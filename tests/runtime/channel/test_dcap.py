@@ -228,6 +228,22 @@ def test_policies_refuse_what_cannot_be_meant(tmp_path: Path) -> None:
         CollateralFile(bad).load()
 
 
+def test_a_policy_error_names_the_parameter_and_the_command_line_its_flag() -> None:
+    from privpart.cli.flags import spoken
+    from privpart.runtime.channel.policy import parse_time
+
+    with pytest.raises(ValueError) as err:
+        VerificationPolicy(mrsigner=MRSIGNER)
+    assert isinstance(err.value, PrivpartError) and err.value.param == "isv_prod_id"
+    assert "`isv_prod_id=N`" in err.value.hint and "--" not in err.value.hint
+    assert spoken(err.value)[1].startswith("add --isv-prod-id N (and --min-isv-svn N")
+    with pytest.raises(ValueError) as err:
+        parse_time("yesterday")
+    assert isinstance(err.value, PrivpartError) and err.value.message.startswith("`at` ")
+    assert spoken(err.value) == ("--at 'yesterday' is not an ISO-8601 time",
+                                 "e.g. --at 2025-06-20T12:00:00Z")  # fmt: skip
+
+
 def test_a_policy_file_states_the_same_policy(tmp_path: Path) -> None:
     (tmp_path / "sgx_collateral.json").write_text((DATA / "sgx_quote_collateral.json").read_text())
     path = tmp_path / "policy.json"

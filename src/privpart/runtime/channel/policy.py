@@ -31,7 +31,7 @@ from typing import Any
 
 import dcap_qvl
 
-from privpart.errors import PrivpartError
+from privpart.errors import PrivpartError, PrivpartValueError
 from privpart.runtime.errors import AttestationError
 
 
@@ -123,8 +123,9 @@ def parse_time(value: str | None) -> datetime | None:
     try:
         at = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise PrivpartError(
-            f"--at {value!r} is not an ISO-8601 time", "e.g. --at 2025-06-20T12:00:00Z"
+        raise PrivpartValueError(
+            f"`at` {value!r} is not an ISO-8601 time", "e.g. `at=2025-06-20T12:00:00Z`",
+            param="at",
         ) from None
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
@@ -189,10 +190,11 @@ class VerificationPolicy:
         set_(self, "accept_statuses", statuses)
         set_(self, "accept_advisories", frozenset(a.strip() for a in self.accept_advisories))
         if self.mrsigner is not None and self.isv_prod_id is None:
-            raise PrivpartError(
+            raise PrivpartValueError(
                 "an MRSIGNER pin needs the ISV product id too: MRSIGNER alone accepts every "
                 "enclave its key ever signed",
-                "add --isv-prod-id N (and --min-isv-svn N to refuse older versions)",
+                "add `isv_prod_id=N` (and `min_isv_svn=N` to refuse older versions)",
+                param="isv_prod_id",
             )
         for key in self.platform_pins:
             if len(key) != 32:
