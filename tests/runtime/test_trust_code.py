@@ -11,6 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from privpart.cli import app
+from privpart.cli.flags import spoken
 from privpart.errors import PrivpartError
 from privpart.models import ModelSpec
 from privpart.runtime.enclave import EnclaveConfig, PlatformKeys
@@ -67,7 +68,8 @@ def test_serving_refuses_a_code_checkpoint_without_trust_code(
     result = CliRunner().invoke(app, args)
     assert isinstance(result.exception, PrivpartError), result.output
     assert "names its architecture as Python code" in result.exception.message
-    assert "--trust-code" in result.exception.hint
+    assert "`trust_code=True`" in result.exception.hint  # the library's words ...
+    assert "--trust-code" in spoken(result.exception)[1]  # ... as the command line says them
     assert not flag(code_checkpoint).exists()  # the file was never imported
 
 
