@@ -141,9 +141,11 @@ def wboracle() -> object:
 
 def _audit(ckpt: Path, out: Path, search: str, limit: float | None) -> AuditResult:
     limits = {} if limit is None else {"darkness": Margin(limit)}
+    # no latency ties: a tie goes to the lower leakage figure, which cuts decided by
+    # implication do not have, so monotone and exhaustive may break a tie differently
     cfg = AuditConfig(model="tinycnn", checkpoint=str(ckpt), cuts="all", attacks=["wboracle"],
                       attack_steps=4, profile=FAST_PROFILE, search=search,
-                      constraints=Constraints(limits=limits))  # fmt: skip
+                      constraints=Constraints(limits=limits, tie_tolerance=0.0))  # fmt: skip
     return Auditor(cfg, out, show_progress=False).run()
 
 
