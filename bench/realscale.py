@@ -209,9 +209,10 @@ def attack_rate(name: str, fs, dev: torch.device) -> float:  # noqa: ANN001 (Fea
 
 
 # -- one full default audit ------------------------------------------------------------------
-def audit_phase(root: Path, n: int, device: str, out: Path) -> dict:
+def audit_phase(root: Path, n: int, device: str, out: Path, cuts: str = "default") -> dict:
     """`privpart audit resnet50 --weights FILE --no-train ...` at 224 px with the defaults (cuts,
-    all four attacks, attack budgets, split sizes), timed end to end as a user runs it. The
+    all four attacks, attack budgets, split sizes, search), timed end to end as a user runs it;
+    `cuts="all"` audits every legal cut instead of the block boundaries. The
     weights are a 1000-class torchvision-format state dict (random: nothing can be downloaded
     here; speed does not depend on the values), so the target is near chance and the audit runs
     with --allow-weak-target."""
@@ -230,23 +231,36 @@ def audit_phase(root: Path, n: int, device: str, out: Path) -> dict:
            "--weights", str(weights), "--no-train", "--dataset", f"imagefolder:{folder}@{SIZE}",
            "--attributes", str(folder / "attributes.csv"), "--allow-weak-target",
            "--device", device, "--out", str(out)]  # fmt: skip
+    if cuts != "default":
+        cmd += ["--cuts", cuts]
     t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    log = out.parent / f"{out.name}.log"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as sink:
+        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT)
+        # this audit's own peak (its process tree), not the largest of earlier children
+        _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t
-    if proc.returncode != 0:
-        raise RuntimeError(f"audit failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise RuntimeError(f"audit failed ({code}):\n{log.read_text()[-4000:]}")
     result = json.loads((out / "results.json").read_text())
-    cuts = [c["cut"]["name"] for c in result["cuts"]]
+    names = [c["cut"]["name"] for c in result["cuts"]]
+    search = result.get("search", {})
     return {
         "command": " ".join(["privpart", *cmd[3:]]),
+        "cut_set": cuts,
+        "search": search.get("mode"),
+        "attack_runs": search.get("attack_runs"),
+        "attacked_cuts": sum(1 for c in result["cuts"] if c["attacks"]),
         "n": n,
         "wall_minutes": wall / 60,
         "stage_minutes": {k: v / 60 for k, v in result["stage_seconds"].items()},
-        "cuts": cuts,
+        "cuts": names,
         "attacks": result["config"]["attacks"],
         "split_sizes": result["data"]["split_sizes"],
         "selected_cut": result["selection"].get("selected"),
-        "peak_rss_mib": _peak_mib(resource.RUSAGE_CHILDREN),
+        "peak_rss_mib": usage.ru_maxrss / 1024,  # KiB on Linux
         "device": device,
     }
 
@@ -338,18 +352,28 @@ def report(data: dict) -> str:
             for cut, row in r["steps_per_s"].items():
                 lines.append(f"| {cut} | " + " | ".join(f"{row[a]:.2f}" for a in names) + " |")
             lines.append("")
-    aud = data.get("audit")
-    if aud:
+    auds = data.get("audit")
+    if isinstance(auds, dict):  # written before the cut set was recorded: the default cuts
+        auds = [{**auds, "cut_set": "default"}]
+    for aud in auds or []:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in aud["stage_minutes"].items() if k != "total")
+        shown = ", ".join(aud["cuts"]) if len(aud["cuts"]) <= 8 else f"{aud['cuts'][0]} ... "
+        search = (
+            f"{aud['search']} search, {aud['attack_runs']} attack runs at "
+            f"{aud['attacked_cuts']} of the cuts; "
+            if aud.get("search")
+            else ""
+        )
         lines += [
-            "## A full default ResNet-50 audit at 224 px",
+            f"## A full ResNet-50 audit at 224 px, {aud['cut_set']} cuts",
             "",
             f"`{aud['command']}`",
             "",
             f"wall time **{aud['wall_minutes']:.1f} min** on {aud['device']} ({stages} min); "
-            f"{len(aud['cuts'])} default cuts ({', '.join(aud['cuts'])}), attacks "
-            f"{', '.join(aud['attacks'])}, default budgets; splits {aud['split_sizes']} "
-            f"(N = {aud['n']:,}); peak RSS {aud['peak_rss_mib']:.0f} MiB.",
+            f"{len(aud['cuts'])} cuts ({shown}), attacks {', '.join(aud['attacks'])}, default "
+            f"budgets; {search}splits {aud['split_sizes']} (N = {aud['n']:,}); peak RSS "
+            f"**{aud['peak_rss_mib']:.0f} MiB** (the audit process and its children); selected: "
+            f"{aud['selected_cut'] or 'keep the whole model trusted'}.",
             "",
         ]
     for extra in data.get("sections", []):
@@ -365,6 +389,12 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--phase", nargs="*", default=["data", "memory", "attacks", "audit"])
     ap.add_argument("--audit-n", type=int, help="images in the audited folder (default: most)")
+    ap.add_argument(
+        "--audit-cuts",
+        nargs="*",
+        default=["default"],
+        help="cut sets to audit, one audit each: default (block boundaries), all",
+    )
     args = ap.parse_args()
     from privpart.device import resolve_device
 
@@ -379,8 +409,12 @@ def main() -> None:
     if "attacks" in args.phase:
         data["attacks"] = attacks_phase(args.root, min(args.sizes), args.models, args.device)
     if "audit" in args.phase:
-        data["audit"] = audit_phase(args.root, args.audit_n or max(args.sizes), args.device,
-                                    args.root / "audit-resnet50")  # fmt: skip
+        runs = data.get("audit")
+        runs = {r["cut_set"]: r for r in runs} if isinstance(runs, list) else {}
+        for cuts in args.audit_cuts:
+            runs[cuts] = audit_phase(args.root, args.audit_n or max(args.sizes), args.device,
+                                     args.root / f"audit-resnet50-{cuts}", cuts)  # fmt: skip
+        data["audit"] = list(runs.values())
     write(name, data, report(data))
 
 
