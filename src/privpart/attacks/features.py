@@ -20,6 +20,7 @@ from privpart.data import Dataset, DataSplits
 from privpart.data.loading import chunks
 from privpart.device import resolve_device
 from privpart.errors import PrivpartError
+from privpart.models.batching import inference_batch
 from privpart.partition import Cut, Partition
 from privpart.ui import progress
 
@@ -101,7 +102,7 @@ def compute_feature_sets(
     splits: DataSplits,
     cuts: list[Cut],
     input_size: tuple[int, int],
-    batch_size: int = 256,
+    batch_size: int | None = None,
     show_progress: bool = True,
     task: str | None = None,
     device: torch.device | str = "cpu",
@@ -112,7 +113,9 @@ def compute_feature_sets(
     Inputs stream from the dataset (decoded by worker processes for image folders) in batches
     and the graph runs on `device` (the model's parameters move there, in fp32: features are
     what the deployed head computes); features and inputs are kept on the CPU, where the
-    attacks' batches are drawn from, in tensors allocated once (no copy of them all).
+    attacks' batches are drawn from, in tensors allocated once (no copy of them all). Batches
+    hold `batch_size` samples (default: as many as bound the activations' memory,
+    `privpart.models.batching`).
     """
     device = resolve_device(device)
     check_disjoint(splits)
@@ -124,6 +127,7 @@ def compute_feature_sets(
     gm = partition.split(max(cuts, key=lambda c: c.index)).head.to(device)
     was_training = gm.training
     gm.eval()
+    batch_size = batch_size or inference_batch(gm, (ds.channels, *input_size))
     all_inputs = torch.empty(n, ds.channels, *input_size)
     outs: dict[str, Tensor] = {}
     try:

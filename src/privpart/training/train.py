@@ -25,6 +25,7 @@ from privpart.device import (
 )
 from privpart.device import check_precision as check_device_precision
 from privpart.device import resolve_precision as resolve_device_precision
+from privpart.models.batching import inference_batch
 from privpart.ui import console, progress
 
 # Training precisions: the autocast dtype of forward/backward (weights and optimiser state stay
@@ -72,14 +73,16 @@ def evaluate_accuracy(
     ds: Dataset,
     index: torch.Tensor,
     size: tuple[int, int],
-    batch: int = 256,
+    batch: int | None = None,
     device: torch.device | str | None = None,
 ) -> float:
     """Top-1 accuracy of `model` (eval mode, moved to `device`; default: where its parameters
-    are) on the samples `index`, streamed in batches."""
+    are) on the samples `index`, streamed in batches (default size: as many samples as bound
+    the activations' memory, `privpart.models.batching`)."""
     first = next(model.parameters(), None)
     device = resolve_device(device or (first.device if first is not None else "cpu"))
     model.to(device).eval()
+    batch = batch or inference_batch(model, (ds.channels, *size))
     correct = torch.zeros((), dtype=torch.long, device=device)
     for x, idx in ds.loader(chunks(index, batch), size, device):
         correct += (model(x).argmax(1) == ds.labels[idx].to(device)).sum()
