@@ -359,7 +359,8 @@ def report(data: dict) -> str:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in aud["stage_minutes"].items() if k != "total")
         shown = ", ".join(aud["cuts"]) if len(aud["cuts"]) <= 8 else f"{aud['cuts'][0]} ... "
         search = (
-            f"{aud['search']} search, {aud['attack_runs']} attack runs at "
+            f"{aud['search']} search, {aud['attack_runs']} attack "
+            f"run{'' if aud['attack_runs'] == 1 else 's'} at "
             f"{aud['attacked_cuts']} of the cuts; "
             if aud.get("search")
             else ""
