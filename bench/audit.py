@@ -63,8 +63,12 @@ def run(name: str, out: Path, model: str, *extra: str) -> dict:
     }
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def runs(n: int) -> str:
-    return f"{n} attack run{'' if n == 1 else 's'}"
+    return plural(n, "attack run")
 
 
 def section(s: dict) -> list[str]:
@@ -78,7 +82,7 @@ def section(s: dict) -> list[str]:
         f"- stages (min): {stages}",
         f"- search: {se['mode']}, figures {se['figures']}; attacked "
         f"{len(dict.fromkeys(se['probes']))} of {s['cuts']} cuts ({', '.join(se['probes'])}) "
-        f"in {runs(se['attack_runs'])}; {len(s['implied'])} verdicts implied",
+        f"in {runs(se['attack_runs'])}; {plural(len(s['implied']), 'verdict')} implied",
         f"- selected: {s['selected'] or 'none'}; verdicts: "
         + ", ".join(f"{k} {v}" for k, v in s["verdicts"].items()),
     ]
