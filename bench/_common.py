@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import random
 import statistics
+import subprocess
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import torch
 
@@ -93,3 +98,24 @@ def write(name: str, data: dict, markdown: str) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2))
     (RESULTS / f"{name}.md").write_text(markdown)
     print(markdown)
+
+
+@dataclass(frozen=True)
+class ChildRun:
+    """A command run to its end in a child process."""
+
+    returncode: int
+    wall_seconds: float
+    # that child's own peak (its process tree), not the largest child yet; Linux counts the
+    # parent's RSS at fork into it, so a child smaller than this process reads as this size
+    peak_rss_mib: float
+
+
+def run_child(cmd: Sequence[str], stdout: IO | None = None, env: dict | None = None) -> ChildRun:
+    """Run `cmd`, waiting with wait4 so the peak RSS is this child's alone."""
+    t = time.perf_counter()
+    child = subprocess.Popen(list(cmd), stdout=stdout, stderr=subprocess.STDOUT if stdout else None,
+                             env=env)  # fmt: skip
+    _, status, usage = os.wait4(child.pid, 0)
+    return ChildRun(os.waitstatus_to_exitcode(status), time.perf_counter() - t,
+                    usage.ru_maxrss / 1024)  # fmt: skip  # KiB on Linux

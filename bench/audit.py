@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import RESULTS, cpu_ticks, machine, steal_since, write
+from _common import RESULTS, cpu_ticks, machine, run_child, steal_since, write
 from privpart.auditing import AuditResult
 
 CLI = [sys.executable, "-c", "from privpart.cli import app; app()", "audit"]
@@ -38,11 +38,7 @@ def run(name: str, out: Path, model: str, *extra: str) -> dict:
     if out.exists():
         shutil.rmtree(out)
     args = [model, "--dataset", "fashion-mnist", "--out", str(out), *extra]
-    t = time.perf_counter()
-    child = subprocess.Popen([*CLI, *args], env={**os.environ, "COLUMNS": "80"})
-    _, status, usage = os.wait4(child.pid, 0)  # this child's own peak RSS, not the largest yet
-    child.returncode = os.waitstatus_to_exitcode(status)
-    wall = (time.perf_counter() - t) / 60
+    child = run_child([*CLI, *args], env={**os.environ, "COLUMNS": "80"})
     if child.returncode:
         raise SystemExit(f"{name}: the audit exited with {child.returncode}")
     r = AuditResult.load(out / "results.json")
@@ -50,8 +46,8 @@ def run(name: str, out: Path, model: str, *extra: str) -> dict:
     return {
         "name": name,
         "command": "privpart audit " + " ".join(args).replace(str(out), "OUT"),
-        "wall_minutes": wall,
-        "peak_rss_gib": usage.ru_maxrss / 2**20,  # KiB on Linux
+        "wall_minutes": child.wall_seconds / 60,
+        "peak_rss_gib": child.peak_rss_mib / 1024,
         "stage_minutes": {k: v / 60 for k, v in r.stage_seconds.items()},
         "search": r.search.to_dict(),
         "cuts": len(r.cuts),

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from _common import RESULTS, machine, write
+from _common import RESULTS, machine, run_child, write
 
 MODELS = ("vgg16", "resnet50", "efficientnet_b0")
 SIZE = 224
@@ -233,17 +233,12 @@ def audit_phase(root: Path, n: int, device: str, out: Path, cuts: str = "default
            "--device", device, "--out", str(out)]  # fmt: skip
     if cuts != "default":
         cmd += ["--cuts", cuts]
-    t = time.perf_counter()
     log = out.parent / f"{out.name}.log"
     out.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as sink:
-        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT)
-        # this audit's own peak (its process tree), not the largest of earlier children
-        _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise RuntimeError(f"audit failed ({code}):\n{log.read_text()[-4000:]}")
+        child = run_child(cmd, stdout=sink)
+    if child.returncode != 0:
+        raise RuntimeError(f"audit failed ({child.returncode}):\n{log.read_text()[-4000:]}")
     result = json.loads((out / "results.json").read_text())
     names = [c["cut"]["name"] for c in result["cuts"]]
     search = result.get("search", {})
@@ -254,13 +249,13 @@ def audit_phase(root: Path, n: int, device: str, out: Path, cuts: str = "default
         "attack_runs": search.get("attack_runs"),
         "attacked_cuts": sum(1 for c in result["cuts"] if c["attacks"]),
         "n": n,
-        "wall_minutes": wall / 60,
+        "wall_minutes": child.wall_seconds / 60,
         "stage_minutes": {k: v / 60 for k, v in result["stage_seconds"].items()},
         "cuts": names,
         "attacks": result["config"]["attacks"],
         "split_sizes": result["data"]["split_sizes"],
         "selected_cut": result["selection"].get("selected"),
-        "peak_rss_mib": usage.ru_maxrss / 1024,  # KiB on Linux
+        "peak_rss_mib": child.peak_rss_mib,
         "device": device,
     }
 
