@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from privpart.data import Attribute, Dataset, DataSplits
 from privpart.device import resolve_device
-from privpart.errors import PrivpartError
+from privpart.errors import PrivpartError, PrivpartValueError
 from privpart.models import ModelSpec
 from privpart.params import Param, resolve
 from privpart.partition import Cut, Partition, Split
@@ -181,10 +181,11 @@ class Defence(ABC):
         limit = self.values["limit"]
         train_index = splits.target_train[: limit or None]
         if train_index.numel() < self.values["batch_size"]:
-            raise PrivpartError(
+            raise PrivpartValueError(
                 f"only {train_index.numel()} training samples for batches of "
                 f"{self.values['batch_size']}",
-                "lower --batch-size or raise --limit",
+                "lower the defence's `batch_size`, or raise its `limit` (0: every sample)",
+                param="batch_size",
             )
         ctx = DefenceContext(
             model=model,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from privpart.data import Attribute, Dataset
-from privpart.errors import PrivpartError
+from privpart.errors import PrivpartValueError
 
 
 def determined_by(values: torch.Tensor, labels: torch.Tensor) -> bool:
@@ -25,22 +25,25 @@ def resolve_private_attribute(
 ) -> Attribute:
     """The attribute `name`, checked to be hideable without destroying the task."""
     if name not in available:
-        raise PrivpartError(
+        raise PrivpartValueError(
             f"dataset {ds.name} has no attribute {name!r} to hide",
-            f"choose --private-attribute from: {', '.join(sorted(available))}",
+            f"choose `private_attribute` from: {', '.join(sorted(available))}",
+            param="private_attribute",
         )
     if name == task:
-        raise PrivpartError(
+        raise PrivpartValueError(
             f"the private attribute {name!r} is the model's task label",
-            "the server learns the task label from the output anyway; train on another task "
-            "(e.g. `privpart train ... --task group`) and hide a finer attribute (class)",
+            "the server learns the task label from the output anyway; train the model on "
+            "another task (`task=group`) and hide a finer attribute (class)",
+            param="private_attribute",
         )
     attr = available[name]
     if determined_by(attr.values, ds.labels):
-        raise PrivpartError(
+        raise PrivpartValueError(
             f"the private attribute {name!r} is a function of the task label {task!r}: no "
             "defence can hide it without destroying the task",
-            "hide an attribute the task does not determine, e.g. train with --task group and "
-            "hide class",
+            "hide an attribute the task does not determine, e.g. train the model with "
+            "`task=group` and hide class",
+            param="private_attribute",
         )
     return attr
