@@ -69,9 +69,12 @@ def test_fastest_cut_first_weakest_rung_first_and_first_pass_wins(
     first = cuts[0]
     monkeypatch.setattr(prop, "_trial", fake_trials({(first, (4, 0, 2.0)): "passes"}, calls))
     p = prop.propose_defence(undefended, undefended.config, tmp_path, say=lambda _: None)
-    assert calls == [(first, (4, 0, 1.0)), (first, (16, 1, 1.0)), (first, (4, 0, 2.0))], (
-        "weakest first, stop at the first pass"
-    )
+    assert calls == [
+        (first, (4, 0, 1.0)),
+        (first, (32, 1, 1.0)),
+        (first, (16, 1, 1.0)),
+        (first, (4, 0, 2.0)),
+    ], "weakest first, stop at the first pass"
     assert p.chosen is not None and p.chosen.params["sigma"] == 2.0
     assert "Defend the split" in p.summary and f"{first}.noise" in p.summary
 

@@ -29,6 +29,7 @@ from privpart.training import read_meta
 LADDERS: dict[str, tuple[dict[str, Any], ...]] = {
     "bottleneck": (  # ordered by what bench/results/defence.md measured on VGG-16
         {"channels": 4, "sigma": 1.0},
+        {"channels": 32, "pool": 1, "sigma": 1.0},
         {"channels": 16, "pool": 1, "sigma": 1.0},
         {"channels": 4, "sigma": 2.0},
         {"channels": 2, "sigma": 3.0},
