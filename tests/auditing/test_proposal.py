@@ -11,6 +11,7 @@ from privpart.auditing import AuditConfig, Auditor, AuditResult
 from privpart.auditing import proposal as prop
 from privpart.auditing.results import DefenceTrial
 from privpart.cli import app
+from privpart.cli.flags import spoken
 from privpart.errors import PrivpartError
 from privpart.profiling import ProfileConfig
 from privpart.report import render_report
@@ -131,3 +132,24 @@ def test_defend_options_fail_before_any_work(tmp_path: Path, extra: list[str], m
     assert isinstance(res.exception, PrivpartError), res.output
     assert match in str(res.exception)
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize(
+    ("settings", "param", "flag"),
+    [
+        (prop.SearchSettings(methods=("nopeek",)), "SearchSettings.methods", "--defend-methods"),
+        (prop.SearchSettings(cuts=0), "SearchSettings.cuts", "--defend-cuts"),
+        (prop.SearchSettings(minutes=0), "SearchSettings.minutes", "--defend-minutes"),
+        (prop.SearchSettings(max_accuracy_drop=-1), "SearchSettings.max_accuracy_drop",
+         "--max-accuracy-drop"),
+    ],
+)  # fmt: skip
+def test_a_bad_search_setting_names_its_field_and_the_cli_its_flag(
+    settings: prop.SearchSettings, param: str, flag: str
+) -> None:
+    with pytest.raises(ValueError) as err:
+        settings.check()
+    assert isinstance(err.value, PrivpartError) and err.value.param == param
+    assert f"`{param}`" in err.value.message  # the library's words ...
+    message, _ = spoken(err.value)
+    assert message.startswith(flag) and "SearchSettings" not in message  # ... as flags

@@ -22,7 +22,7 @@ from typing import Any
 from privpart.auditing.config import AuditConfig
 from privpart.auditing.results import AuditResult, DefenceProposal, DefenceTrial
 from privpart.auditing.runner import Auditor
-from privpart.errors import PrivpartError
+from privpart.errors import PrivpartError, PrivpartValueError
 from privpart.training import read_meta
 
 # Per defence: its strengths, weakest first, and the cut that crosses for a defended `cut`.
@@ -56,15 +56,22 @@ class SearchSettings:
     def check(self) -> None:
         for m in self.methods:
             if m not in LADDERS:
-                raise PrivpartError(
-                    f"--defend-methods names {m!r}, which has no strength ladder",
+                raise PrivpartValueError(
+                    f"`SearchSettings.methods` names {m!r}, which has no strength ladder",
                     f"choose from: {', '.join(LADDERS)}",
+                    param="SearchSettings.methods",
                 )
-        if self.cuts < 1 or self.minutes <= 0 or self.max_accuracy_drop < 0:
-            raise PrivpartError(
-                "--defend-cuts must be >= 1, --defend-minutes > 0, --max-accuracy-drop >= 0",
-                "e.g. --defend-cuts 2 --defend-minutes 60 --max-accuracy-drop 2",
-            )
+        for name, value, rule, ok in (
+            ("cuts", self.cuts, ">= 1", self.cuts >= 1),
+            ("minutes", self.minutes, "> 0", self.minutes > 0),
+            ("max_accuracy_drop", self.max_accuracy_drop, ">= 0", self.max_accuracy_drop >= 0),
+        ):
+            if not ok:
+                raise PrivpartValueError(
+                    f"`SearchSettings.{name}` must be {rule}, got {value}",
+                    f"the default is {getattr(SearchSettings, name)}",
+                    param=f"SearchSettings.{name}",
+                )
 
 
 def promising_cuts(result: AuditResult, n: int) -> list[str]:

@@ -29,6 +29,11 @@ FLAGS: dict[str, str] = {
     "enforce_memory": "--ignore-memory",
     "limits": "--max-METRIC",
     "seconds": "--budget",
+    # the defence search's settings (privpart.auditing.proposal.SearchSettings)
+    "SearchSettings.methods": "--defend-methods",
+    "SearchSettings.cuts": "--defend-cuts",
+    "SearchSettings.minutes": "--defend-minutes",
+    "SearchSettings.max_accuracy_drop": "--max-accuracy-drop",
 }
 
 # fields of the audit's declaration that are the library's only, with the reason
@@ -42,7 +47,7 @@ LIBRARY_ONLY: dict[str, str] = {
     "tie_tolerance": "latencies within it are a tie; a selection detail",
 }
 
-_NAMED = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)(?:=([^`\s]*))?`")
+_NAMED = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)(?:=([^`\s]*))?`")
 
 
 def flag(name: str) -> str:
