@@ -119,3 +119,8 @@ def run_child(cmd: Sequence[str], stdout: IO | None = None, env: dict | None = N
     _, status, usage = os.wait4(child.pid, 0)
     return ChildRun(os.waitstatus_to_exitcode(status), time.perf_counter() - t,
                     usage.ru_maxrss / 1024)  # fmt: skip  # KiB on Linux
+
+
+def plural(n: int, word: str) -> str:
+    """`n` and `word`, with an s unless `n` is one (report text)."""
+    return f"{n} {word}{'' if n == 1 else 's'}"

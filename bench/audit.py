@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import RESULTS, cpu_ticks, machine, run_child, steal_since, write
+from _common import RESULTS, cpu_ticks, machine, plural, run_child, steal_since, write
 from privpart.auditing import AuditResult
 
 CLI = [sys.executable, "-c", "from privpart.cli import app; app()", "audit"]
@@ -57,10 +57,6 @@ def run(name: str, out: Path, model: str, *extra: str) -> dict:
         "deciding": {c.name: c.verdict.short for c in r.cuts if c.attacks},
         "test_accuracy": r.model["test_accuracy"],
     }
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def runs(n: int) -> str:

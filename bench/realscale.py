@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from _common import RESULTS, machine, run_child, write
+from _common import RESULTS, machine, plural, run_child, write
 
 MODELS = ("vgg16", "resnet50", "efficientnet_b0")
 SIZE = 224
@@ -354,8 +354,7 @@ def report(data: dict) -> str:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in aud["stage_minutes"].items() if k != "total")
         shown = ", ".join(aud["cuts"]) if len(aud["cuts"]) <= 8 else f"{aud['cuts'][0]} ... "
         search = (
-            f"{aud['search']} search, {aud['attack_runs']} attack "
-            f"run{'' if aud['attack_runs'] == 1 else 's'} at "
+            f"{aud['search']} search, {plural(aud['attack_runs'], 'attack run')} at "
             f"{aud['attacked_cuts']} of the cuts; "
             if aud.get("search")
             else ""
