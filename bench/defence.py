@@ -59,8 +59,18 @@ def parse_point(text: str) -> tuple[str, str, dict]:
     params: dict = {}
     for item in filter(None, rest.split(",")):
         k, _, v = item.partition("=")
-        params[k.strip()] = float(v) if any(ch in v for ch in ".e") else int(v)
+        params[k.strip()] = number(v.strip())
     return method, cut, params
+
+
+def number(text: str) -> int | float | str:
+    """'3' -> 3, '1.0' -> 1.0, 'class' -> 'class' (a parameter naming an attribute)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def point_id(method: str, cut: str, params: dict) -> str:

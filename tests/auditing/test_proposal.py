@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
@@ -97,6 +98,46 @@ def test_too_costly_ends_the_ladder_and_the_budget_is_kept(
     p = prop.propose_defence(undefended, undefended.config, tmp_path, settings, say=lambda _: None)
     assert [t.outcome for t in p.trials].count("not run") >= 1, "stopped at the budget"
     assert any("--defend-minutes" in t.reason for t in p.trials)
+
+
+def test_the_search_hides_a_labelled_attribute_but_not_a_derived_one(
+    undefended: AuditResult, tmp_path: Path, monkeypatch
+) -> None:
+    """Privacy partitioning: when the audit attacked a labelled attribute (class under a group
+    task), each rung of a defence that takes one trains against it; brightness is not passed."""
+
+    def audited(attribute: str) -> SimpleNamespace:
+        attack = SimpleNamespace(config={"attribute": attribute})
+        return SimpleNamespace(cuts=[SimpleNamespace(attacks={"attribute": attack})])
+
+    assert prop.private_attribute(audited("class")) == "class"
+    assert prop.private_attribute(audited("brightness")) is None
+    assert prop.private_attribute(undefended) is None, "no attribute attack ran"
+    seen: list = []
+    real_trial = prop._trial
+
+    def trial(*args, **kwargs) -> DefenceTrial:  # noqa: ANN002, ANN003
+        seen.append(args[-1])
+        return fake_trials({}, [])(*args[:-1])
+
+    monkeypatch.setattr(prop, "_trial", trial)
+    monkeypatch.setattr(prop, "private_attribute", lambda _r: "class")
+    prop.propose_defence(undefended, undefended.config, tmp_path, prop.SearchSettings(cuts=1),
+                         say=lambda _: None)  # fmt: skip
+    assert seen and set(seen) == {"class"}
+
+    class Trained(Exception):
+        pass
+
+    def defend(base, method, cut, ckpt, params, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        raise Trained(params)
+
+    monkeypatch.setattr("privpart.defences.defend", defend)
+    for method, hidden, expected in (("bottleneck", "class", "class"), ("noise", "class", None)):
+        with pytest.raises(Trained) as info:
+            real_trial(undefended.config, tmp_path, tmp_path, method, "block1",
+                       {"sigma": 1.0}, prop.SearchSettings(), False, False, hidden)  # fmt: skip
+        assert info.value.args[0].get("private_attribute") == expected
 
 
 def test_one_real_rung_is_trained_audited_and_certified(

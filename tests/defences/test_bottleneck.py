@@ -3,6 +3,7 @@ meta.json alone, certified by its Fisher floor."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,32 @@ def test_an_in_loop_denoising_adversary_trains_and_is_discarded(
     assert "rec" in rec["training"]["final_losses"], "the adversary's loss was traded"
     model, _ = load_checkpoint(out)
     assert not any("adversary" in k for k in model.state_dict()), "adversary not saved"
+
+
+def test_an_in_loop_attribute_classifier_hides_the_private_attribute_and_is_discarded(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """Privacy partitioning: a classifier of the private attribute reads the noisy code in the
+    loop, the model trades its cross-entropy (capped at H(s | y)), and it is not saved."""
+    out = defend(tiny_checkpoint, "bottleneck", CUT, tmp_path / "att",
+                 {**QUICK, "channels": 2, "sigma": 1.0, "private_attribute": "brightness"},
+                 show_progress=False)  # fmt: skip
+    rec = read_meta(out)["defence"]
+    assert rec["private_attribute"] == "brightness"
+    assert 0 < rec["no_information_levels"]["attribute_ce"] <= math.log(3) + 1e-6
+    assert "att" in rec["training"]["final_losses"], "the classifier's loss was traded"
+    model, _ = load_checkpoint(out)
+    assert not any("classifier" in k for k in model.state_dict()), "classifier not saved"
+
+
+def test_a_private_attribute_the_task_determines_is_refused(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(PrivpartError, match="is the model's task label") as info:
+        defend(tiny_checkpoint, "bottleneck", CUT, tmp_path / "x",
+               {**QUICK, "private_attribute": "class"}, show_progress=False)  # fmt: skip
+    assert info.value.param == "private_attribute"
+    assert not (tmp_path / "x").exists()
 
 
 def test_a_floor_below_target_after_training_raises_sigma_and_tunes_the_tail_only(

@@ -9,6 +9,11 @@ to the untrusted side, against keeping the whole model trusted. A rung passes wh
 selects the defended cut and its accuracy cost stays within `max_accuracy_drop` points. The first
 pass at the fastest cut is the proposal; a rung that costs too much accuracy ends its ladder
 (stronger rungs cost more). The search stops at its clock budget and says what it did not try.
+
+In the privacy-partitioning setting (the audited attribute is one of the dataset's own labels,
+e.g. the fine `class` of a model trained on the coarse `group`) every defence that takes a
+private attribute trains against that attribute in the loop. A derived attribute (brightness) is
+a statistic of the input, which the reconstruction side of the defence already hides.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from privpart.attacks.attribute_choice import DERIVED
 from privpart.auditing.config import AuditConfig
 from privpart.auditing.results import AuditResult, DefenceProposal, DefenceTrial
 from privpart.auditing.runner import Auditor
@@ -81,17 +87,30 @@ def promising_cuts(result: AuditResult, n: int) -> list[str]:
     return [c.name for c in sorted(fast, key=lambda c: c.latency.total_ms)][:n]
 
 
+def private_attribute(result: AuditResult) -> str | None:
+    """The labelled attribute the audit's attribute attack targeted, if any (not a derived one)."""
+    for report in result.cuts:
+        for attack in report.attacks.values():
+            name = attack.config.get("attribute")
+            if name and name not in DERIVED:
+                return str(name)
+    return None
+
+
 def _slug(method: str, cut: str, params: dict[str, Any]) -> str:
     return f"{method}-{cut}-" + "-".join(f"{k}{v}" for k, v in params.items())
 
 
 def _trial(
     cfg: AuditConfig, base: Path, out: Path, method: str, cut: str, params: dict[str, Any],
-    settings: SearchSettings, show: bool, trust_code: bool = False,
+    settings: SearchSettings, show: bool, trust_code: bool = False, hidden: str | None = None,
 ) -> DefenceTrial:  # fmt: skip
     from privpart.defences import defend  # only when a defence is searched for
+    from privpart.defences.registry import DEFENCES
 
     started = time.perf_counter()
+    if hidden and "private_attribute" in DEFENCES.get(method).params:
+        params = {**params, "private_attribute": hidden}
     served = SERVED_CUT.get(method, lambda c: c)(cut)
     folder = out / "defend" / _slug(method, cut, params)
     ckpt = folder / "checkpoint"
@@ -148,11 +167,14 @@ def propose_defence(
             "disk", "audit with an output folder (CLI: --out; library: out=FOLDER)",
         )  # fmt: skip
     cuts = promising_cuts(result, settings.cuts)
+    hidden = private_attribute(result)
     shapes = {c: tuple(result.cut(c).cut.shape) for c in cuts}
     rungs = [(c, m, p) for c in cuts for m in settings.methods for p in LADDERS[m]
              if applies(p, shapes[c])]  # fmt: skip
     say(f"defence search: {', '.join(settings.methods)} at {', '.join(cuts) or 'no cut'} "
-        f"({len(rungs)} strengths at most), budget {settings.minutes:g} min, accuracy cost "
+        f"({len(rungs)} strengths at most)"
+        + (f", hiding the private attribute {hidden!r} in the loop" if hidden else "")
+        + f", budget {settings.minutes:g} min, accuracy cost "
         f"<= {settings.max_accuracy_drop:g} points")  # fmt: skip
     started = time.perf_counter()
     trials: list[DefenceTrial] = []
@@ -171,7 +193,7 @@ def propose_defence(
         say(f"defence search: {method} {params} at {cut} ({spent:.0f} of "
             f"{settings.minutes:g} min spent)")  # fmt: skip
         trial = _trial(
-            cfg, Path(base), out, method, cut, params, settings, show_progress, trust_code
+            cfg, Path(base), out, method, cut, params, settings, show_progress, trust_code, hidden
         )
         trials.append(trial)
         say(f"  {trial.describe()}")

@@ -21,6 +21,13 @@ sets sigma; after training the floor is measured again and, if training raised t
 sensitivity below the target, sigma is raised to meet it and the tail alone is fine-tuned to the
 new noise (`recalibrate_steps`).
 
+In the privacy-partitioning setting (`private_attribute`, e.g. the fine `class` of a model
+trained on the coarse `group`) an attribute classifier reads the noisy code in the loop and the
+model is penalised for what it predicts, capped at H(s | y), the cross-entropy of guessing the
+attribute from the task label alone (the adversarial defence's rule: nothing beyond the label).
+`alpha` does the same with a denoising decoder against the input. Both adversaries are trained on
+the code the untrusted side receives, noise included, and discarded with the training run.
+
 Encode and decode start from the principal components of the clean features (decode(encode(f))
 is then f's best rank-`channels` approximation), so fine-tuning starts near the undefended model
 instead of from a random code.
@@ -39,10 +46,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from privpart.attacks import available_attributes
+from privpart.attacks.attribute_inference import attribute_classifier
 from privpart.attacks.generator import FeatureGenerator
 from privpart.certify import certify
-from privpart.defences.adversarial import feature_normaliser, streamed_conditional_l1
+from privpart.defences.adversarial import (
+    conditional_entropy,
+    feature_normaliser,
+    streamed_conditional_l1,
+)
 from privpart.defences.base import Defence, DefenceContext
+from privpart.defences.private import resolve_private_attribute
 from privpart.defences.registry import DEFENCES
 from privpart.errors import PrivpartError, PrivpartValueError
 from privpart.models import build_model
@@ -128,11 +142,24 @@ class BottleneckDefence(Defence):
         ),
         "adv_lr": Param(1e-3, "the in-loop decoder's learning rate", float, 0.0, exclusive=True),
         "adv_width": Param(32, "the in-loop decoder's width (the decoder attack's)", int, 1),
+        "private_attribute": Param(
+            None, "attribute to hide from an in-loop classifier on the code, e.g. class for a "
+            "group-task model", str, optional=True,
+        ),
+        "beta": Param(
+            1.0, "weight of the in-loop attribute classifier's loss (with `private_attribute`)",
+            float, 0.0,
+        ),
     }  # fmt: skip
 
     def check(self, ctx: DefenceContext) -> None:
         """The bottleneck replaces the module at the cut: it must exist and end the cut."""
         name = ctx.cut.name
+        private = self.values["private_attribute"]
+        if private is not None:
+            ctx.private = resolve_private_attribute(
+                available_attributes(ctx.ds), private, ctx.ds, ctx.meta.get("task", "class")
+            )
         ctx.require_module("bottleneck defence replaces a module")
         shape = ctx.feature_shape
         if len(shape) not in (1, 3):
@@ -203,9 +230,15 @@ class BottleneckDefence(Defence):
             self.noise.sigma.fill_(1.0)
             self.noise.sigma.fill_(math.sqrt(target / self._floor(ctx)))
         self.phase, self.step, self.sigma = "joint", 0, float(self.noise.sigma)
-        self.adversary = None
+        self.adversary = self.classifier = None
+        self.sent: list[Tensor] = []
+        self.hook = None
         if self.values["alpha"] > 0:
             self._setup_adversary(ctx)
+        if ctx.private is not None and self.values["beta"] > 0:
+            self._setup_classifier(ctx)
+        if self.adversary is not None or self.classifier is not None:
+            self.hook = self.noise.register_forward_hook(lambda _m, _i, out: self._keep(out))
         ctx.state["calibration"] = {
             "samples": int(feats.shape[0]),
             "initial_sigma": float(self.noise.sigma),
@@ -223,9 +256,26 @@ class BottleneckDefence(Defence):
             self.adversary.parameters(), lr=self.values["adv_lr"], betas=(0.5, 0.999)
         )
         self.b_rec = streamed_conditional_l1(ctx)
-        self.sent: list[Tensor] = []
-        self.hook = self.noise.register_forward_hook(lambda _m, _i, out: self.sent.append(out))
-        ctx.state["no_information_levels"] = {"rec_l1": self.b_rec}
+        ctx.state.setdefault("no_information_levels", {})["rec_l1"] = self.b_rec
+
+    def _setup_classifier(self, ctx: DefenceContext) -> None:
+        """An attribute classifier on the noisy code (the attribute attack's, behind the same
+        normaliser); the model is penalised for its cross-entropy up to H(s | y)."""
+        assert ctx.private is not None
+        code = code_shape(ctx.feature_shape, int(self.values["channels"]), int(self.values["pool"]))
+        n_s, n_y = len(ctx.private.classes), len(ctx.ds.classes)
+        self.classifier = nn.Sequential(
+            feature_normaliser(code), attribute_classifier(code, n_s, 128)
+        ).to(ctx.device)
+        self.cls_opt = torch.optim.Adam(
+            self.classifier.parameters(), lr=self.values["adv_lr"], betas=(0.5, 0.999)
+        )
+        index = ctx.train_index
+        self.b_att = conditional_entropy(
+            ctx.private.values[index], ctx.ds.labels[index], n_s, n_y
+        )
+        ctx.state["private_attribute"] = self.values["private_attribute"]
+        ctx.state.setdefault("no_information_levels", {})["attribute_ce"] = self.b_att
 
     def trainable(self, ctx: DefenceContext) -> list:
         if self.phase == "joint":
@@ -250,23 +300,24 @@ class BottleneckDefence(Defence):
             ramp = self.values["ramp"] * self.total_steps(ctx)
             self.noise.sigma.fill_(self.sigma * min(1.0, (self.step + 1) / max(ramp, 1.0)))
             self.step += 1
-        if self.adversary is not None:
-            self.sent.clear()
+        self.sent.clear()
         logits = ctx.model(x)
         task = F.cross_entropy(logits, y)
         logs = {"task": task.item()}
-        if self.adversary is not None and self.phase == "joint":
+        if self.phase == "joint" and self.sent:
             code = self.sent[-1]
-            self.adversary.train()
-            adv = F.l1_loss(self.adversary(code.detach()), x)
-            self.adv_opt.zero_grad(set_to_none=True)
-            adv.backward()
-            self.adv_opt.step()
-            self.adversary.requires_grad_(False)
-            rec = F.l1_loss(self.adversary(code), x)
-            self.adversary.requires_grad_(True)
-            task = task - self.values["alpha"] * rec.clamp(max=self.b_rec)
-            logs["rec"] = rec.item()
+            if self.adversary is not None:
+                rec = self._opponent_loss(self.adversary, self.adv_opt, code,
+                                          lambda out: F.l1_loss(out, x))  # fmt: skip
+                task = task - self.values["alpha"] * rec.clamp(max=self.b_rec)
+                logs["rec"] = rec.item()
+            if self.classifier is not None:
+                assert ctx.private is not None
+                s = ctx.private.values[idx].to(ctx.device)
+                att = self._opponent_loss(self.classifier, self.cls_opt, code,
+                                          lambda out: F.cross_entropy(out, s))  # fmt: skip
+                task = task - self.values["beta"] * att.clamp(max=self.b_att)
+                logs["att"] = att.item()
         if self.teacher is not None and self.phase == "joint":
             with torch.no_grad():
                 soft = F.softmax(self.teacher(x) / DISTILL_T, 1)
@@ -275,13 +326,36 @@ class BottleneckDefence(Defence):
             logs["kd"] = kd.item()
         return task, logs
 
+    def _keep(self, code: Tensor) -> None:
+        """The last code sent (one forward's worth: evaluation passes must not pile up)."""
+        self.sent[:] = [code]
+
+    @staticmethod
+    def _opponent_loss(
+        net: nn.Module, opt: torch.optim.Optimizer, code: Tensor, objective
+    ) -> Tensor:
+        """One step of an in-loop opponent on the detached code, then its loss on the live code
+        with the opponent frozen (what the model is penalised for)."""
+        net.train()
+        loss = objective(net(code.detach()))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        net.requires_grad_(False)
+        try:
+            return objective(net(code))
+        finally:
+            net.requires_grad_(True)
+
     def fit(self, ctx: DefenceContext) -> dict:
         info = super().fit(ctx)
-        if self.adversary is not None:
+        if self.hook is not None:
             self.hook.remove()
-            self.sent.clear()
+            self.hook = None
+        self.sent.clear()
         self.noise.sigma.fill_(self.sigma)
-        self.teacher = self.adversary = None  # discarded: the audit judges with fresh attackers
+        # discarded: the audit judges with fresh attackers
+        self.teacher = self.adversary = self.classifier = None
         target = self.values["target_mse"]
         floor = self._floor(ctx)
         info["mse_floor_after_training"] = floor
