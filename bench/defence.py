@@ -164,7 +164,10 @@ def measure(args: argparse.Namespace, state: dict) -> None:
 
 
 def save(state: dict) -> None:
+    """Write the state, keeping the hand-written notes on disk (edited while a run goes on)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if STATE.is_file():
+        state["notes"] = json.loads(STATE.read_text()).get("notes", state.get("notes", []))
     STATE.write_text(json.dumps(state, indent=2))
 
 
@@ -195,36 +198,55 @@ def attack_table(summary: dict) -> list[str]:
     return lines
 
 
+def label(point: dict) -> str:
+    """A point's settings, short: its legend entry."""
+    params = {k: v for k, v in point["params"].items() if k != "limit"}
+    return f"{point['cut']} " + ",".join(f"{k}={v}" for k, v in sorted(params.items()))
+
+
 def plot(state: dict, path: Path) -> None:
-    fig_, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for tag, run in state.get("runs", {}).items():
-        pts = sorted((p for p in run["points"].values() if "sigma" in (p["record"] or {})),
-                     key=lambda p: p["record"]["sigma"])  # fmt: skip
-        if not pts:
-            continue
-        xs = [p["record"]["sigma"] for p in pts]
-        acc = [100 * p["task_accuracy"] for p in pts]
-        reid = [strongest(p["served_cut"], "reid")[1]["value"] for p in pts]
-        mse = [min(r["mse"]["value"] for r in p["served_cut"]["attacks"].values() if "mse" in r)
-               for p in pts]  # fmt: skip
-        floor = [(p["served_cut"]["certified"] or {}).get("mse_floor") for p in pts]
-        axes[0].plot(xs, acc, "o-", label=f"{tag}: task accuracy %")
-        axes[0].axhline(100 * run["base_accuracy"], ls=":", color="grey")
-        ax2 = axes[0].twinx()
-        ax2.plot(xs, reid, "s--", color="tab:red", label="best re-identification")
-        ax2.axhline(0.2, color="tab:red", lw=0.8)
-        ax2.set_ylabel("re-identification (limit 0.20)")
-        axes[1].plot(xs, mse, "o-", label=f"{tag}: best attack MSE (empirical)")
-        axes[1].plot(xs, floor, "^:", label=f"{tag}: MSE floor, unbiased (certified)")
-    axes[0].set_xlabel("noise sigma (noise-to-signal ratio of the code)")
-    axes[0].set_ylabel("task accuracy %")
-    axes[0].legend(loc="lower left", fontsize=8)
-    axes[1].set_xlabel("noise sigma")
-    axes[1].set_ylabel("per-pixel MSE")
-    axes[1].set_yscale("log")
-    axes[1].legend(fontsize=8)
+    """The privacy/accuracy trade-off, one row per base model and one marker per defence point:
+    its accuracy cost against the strongest re-identification and SSIM (empirical, 95 %
+    intervals, with their limits), and the certified MSE floor for unbiased attackers beside
+    the best attack's MSE. Points left of the accuracy line and under both limits pass."""
+    runs = [(tag, run) for tag, run in state.get("runs", {}).items() if run["points"]]
+    if not runs:
+        return
+    fig_, axes = plt.subplots(len(runs), 3, figsize=(16, 3.8 * len(runs)), squeeze=False)
+    for row, (_tag, run) in zip(axes, runs, strict=True):
+        for i, p in enumerate(run["points"].values()):
+            colour = f"C{i % 10}"
+            cost = 100 * (p["base_accuracy"] - p["task_accuracy"])
+            for ax, metric in ((row[0], "reid"), (row[1], "ssim")):
+                best = strongest(p["served_cut"], metric)
+                if best is None:
+                    continue
+                cell = best[1]
+                v, (lo, hi) = cell["value"], cell["interval"]
+                ax.errorbar([cost], [v], yerr=[[v - lo], [hi - v]], fmt="o", capsize=3,
+                            color=colour, label=label(p) if metric == "reid" else None)
+                ax.plot([cost - 0.3, cost + 0.3], [cell["limit"]] * 2, color=colour, lw=2,
+                        alpha=0.5)
+            mse = min(r["mse"]["value"] for r in p["served_cut"]["attacks"].values() if "mse" in r)
+            floor = (p["served_cut"]["certified"] or {}).get("mse_floor")
+            row[2].plot([cost], [mse], "o", color=colour)
+            if floor:
+                row[2].plot([cost], [floor], "^", color=colour)
+        name = f"{run['arch']}, task {run['task']} (undefended {100 * run['base_accuracy']:.1f} %)"
+        row[0].set_title(f"{name}\nstrongest re-identification (limit 0.20, chance 0.10)",
+                         fontsize=9)  # fmt: skip
+        row[0].axhline(0.2, color="tab:red", lw=0.8)
+        row[0].axhline(0.1, color="grey", ls=":", lw=0.8)
+        row[0].legend(fontsize=6, loc="upper right")
+        row[1].set_title("strongest SSIM (bar: that point's limit)", fontsize=9)
+        row[2].set_title("per-pixel MSE: best attack (o, empirical),\nfloor for unbiased "
+                         "attackers (^, certified)", fontsize=9)  # fmt: skip
+        row[2].set_yscale("log")
+        for ax in row:
+            ax.axvline(0, color="grey", lw=0.8)
+            ax.set_xlabel("accuracy cost (points below the undefended model)")
     fig_.tight_layout()
-    fig_.savefig(path, dpi=110)
+    fig_.savefig(path, dpi=100)
     plt.close(fig_)
 
 
