@@ -121,16 +121,6 @@ def test_an_in_loop_attribute_classifier_hides_the_private_attribute_and_is_disc
     assert not any("classifier" in k for k in model.state_dict()), "classifier not saved"
 
 
-def test_a_private_attribute_the_task_determines_is_refused(
-    tiny_checkpoint: Path, tmp_path: Path
-) -> None:
-    with pytest.raises(PrivpartError, match="is the model's task label") as info:
-        defend(tiny_checkpoint, "bottleneck", CUT, tmp_path / "x",
-               {**QUICK, "private_attribute": "class"}, show_progress=False)  # fmt: skip
-    assert info.value.param == "private_attribute"
-    assert not (tmp_path / "x").exists()
-
-
 def test_a_floor_below_target_after_training_raises_sigma_and_tunes_the_tail_only(
     tiny_checkpoint: Path, tmp_path: Path, monkeypatch
 ) -> None:

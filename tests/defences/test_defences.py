@@ -206,14 +206,17 @@ def test_invalid_setup_fails_before_training(tiny_checkpoint: Path, tmp_path: Pa
         assert not out.exists(), "nothing may be written before validation"
 
 
+@pytest.mark.parametrize("method", ["adversarial", "bottleneck"])
 def test_a_bad_private_attribute_is_a_value_error_naming_its_parameter(
-    tiny_checkpoint: Path, tmp_path: Path
+    tiny_checkpoint: Path, tmp_path: Path, method: str
 ) -> None:
+    """Both defences that take a private attribute refuse the task label, before any work."""
     with pytest.raises(ValueError, match="is the model's task label") as info:
-        defend(tiny_checkpoint, "adversarial", CUT, tmp_path / "x",
+        defend(tiny_checkpoint, method, CUT, tmp_path / "x",
                {**QUICK, "private_attribute": "class"}, show_progress=False)  # fmt: skip
     assert isinstance(info.value, PrivpartError) and info.value.param == "private_attribute"
     assert "`task=group`" in info.value.hint  # the library's words; the CLI says --task group
+    assert not (tmp_path / "x").exists()
 
 
 def test_defending_a_defended_checkpoint_is_refused(defended: dict[str, Path], tmp_path) -> None:
