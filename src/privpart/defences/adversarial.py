@@ -40,12 +40,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from privpart.attacks import available_attributes
 from privpart.attacks.attribute_inference import attribute_classifier
 from privpart.attacks.generator import FeatureGenerator
 from privpart.data.loading import chunks
 from privpart.defences.base import Defence, DefenceContext
-from privpart.defences.private import resolve_private_attribute
+from privpart.defences.private import private_attribute_of
 from privpart.defences.registry import DEFENCES
 from privpart.metrics.baselines import joint_counts, label_means
 from privpart.params import Param
@@ -56,6 +55,11 @@ def feature_normaliser(shape: tuple[int, ...]) -> nn.Module:
     if len(shape) == 3:
         return nn.BatchNorm2d(shape[0], affine=False)
     return nn.Sequential(nn.Flatten(), nn.BatchNorm1d(prod(shape), affine=False))
+
+
+def attribute_opponent(shape: tuple[int, ...], n_classes: int) -> nn.Module:
+    """The in-loop attribute classifier: the attribute attack's network behind the normaliser."""
+    return nn.Sequential(feature_normaliser(shape), attribute_classifier(shape, n_classes, 128))
 
 
 def conditional_l1(x: Tensor, y: Tensor, n_classes: int) -> float:
@@ -120,9 +124,7 @@ class AdversarialDefence(Defence):
     def check(self, ctx: DefenceContext) -> None:
         name = self.values["private_attribute"]
         if name is not None:
-            ctx.private = resolve_private_attribute(
-                available_attributes(ctx.ds), name, ctx.ds, ctx.meta.get("task", "class")
-            )
+            ctx.private = private_attribute_of(ctx.ds, ctx.meta, name)
 
     @property
     def uses_decoder(self) -> bool:
@@ -147,9 +149,7 @@ class AdversarialDefence(Defence):
         if self.uses_classifier(ctx):
             assert ctx.private is not None
             n_s = len(ctx.private.classes)
-            self.classifier = nn.Sequential(
-                feature_normaliser(shape), attribute_classifier(shape, n_s, 128)
-            ).to(ctx.device)
+            self.classifier = attribute_opponent(shape, n_s).to(ctx.device)
             s_all = ctx.private.values[ctx.train_index]
             baselines["attribute_ce"] = conditional_entropy(s_all, y_all, n_s, len(ctx.ds.classes))
             baselines["attribute_prior_ce"] = conditional_entropy(

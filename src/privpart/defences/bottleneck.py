@@ -46,17 +46,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from privpart.attacks import available_attributes
-from privpart.attacks.attribute_inference import attribute_classifier
 from privpart.attacks.generator import FeatureGenerator
 from privpart.certify import certify
 from privpart.defences.adversarial import (
+    attribute_opponent,
     conditional_entropy,
     feature_normaliser,
     streamed_conditional_l1,
 )
 from privpart.defences.base import Defence, DefenceContext
-from privpart.defences.private import resolve_private_attribute
+from privpart.defences.private import private_attribute_of
 from privpart.defences.registry import DEFENCES
 from privpart.errors import PrivpartError, PrivpartValueError
 from privpart.models import build_model
@@ -157,9 +156,7 @@ class BottleneckDefence(Defence):
         name = ctx.cut.name
         private = self.values["private_attribute"]
         if private is not None:
-            ctx.private = resolve_private_attribute(
-                available_attributes(ctx.ds), private, ctx.ds, ctx.meta.get("task", "class")
-            )
+            ctx.private = private_attribute_of(ctx.ds, ctx.meta, private)
         ctx.require_module("bottleneck defence replaces a module")
         shape = ctx.feature_shape
         if len(shape) not in (1, 3):
@@ -231,14 +228,16 @@ class BottleneckDefence(Defence):
             self.noise.sigma.fill_(math.sqrt(target / self._floor(ctx)))
         self.phase, self.step, self.sigma = "joint", 0, float(self.noise.sigma)
         self.adversary = self.classifier = None
-        self.sent: list[Tensor] = []
+        self.sent: Tensor | None = None  # the code the last forward sent (for the opponents)
         self.hook = None
         if self.values["alpha"] > 0:
             self._setup_adversary(ctx)
         if ctx.private is not None and self.values["beta"] > 0:
             self._setup_classifier(ctx)
         if self.adversary is not None or self.classifier is not None:
-            self.hook = self.noise.register_forward_hook(lambda _m, _i, out: self._keep(out))
+            self.hook = self.noise.register_forward_hook(
+                lambda _m, _i, out: setattr(self, "sent", out)
+            )
         ctx.state["calibration"] = {
             "samples": int(feats.shape[0]),
             "initial_sigma": float(self.noise.sigma),
@@ -264,9 +263,7 @@ class BottleneckDefence(Defence):
         assert ctx.private is not None
         code = code_shape(ctx.feature_shape, int(self.values["channels"]), int(self.values["pool"]))
         n_s, n_y = len(ctx.private.classes), len(ctx.ds.classes)
-        self.classifier = nn.Sequential(
-            feature_normaliser(code), attribute_classifier(code, n_s, 128)
-        ).to(ctx.device)
+        self.classifier = attribute_opponent(code, n_s).to(ctx.device)
         self.cls_opt = torch.optim.Adam(
             self.classifier.parameters(), lr=self.values["adv_lr"], betas=(0.5, 0.999)
         )
@@ -300,12 +297,12 @@ class BottleneckDefence(Defence):
             ramp = self.values["ramp"] * self.total_steps(ctx)
             self.noise.sigma.fill_(self.sigma * min(1.0, (self.step + 1) / max(ramp, 1.0)))
             self.step += 1
-        self.sent.clear()
+        self.sent = None
         logits = ctx.model(x)
         task = F.cross_entropy(logits, y)
         logs = {"task": task.item()}
-        if self.phase == "joint" and self.sent:
-            code = self.sent[-1]
+        code = self.sent
+        if self.phase == "joint" and code is not None:
             if self.adversary is not None:
                 rec = self._opponent_loss(self.adversary, self.adv_opt, code,
                                           lambda out: F.l1_loss(out, x))  # fmt: skip
@@ -325,10 +322,6 @@ class BottleneckDefence(Defence):
             task = task + self.values["distill"] * DISTILL_T**2 * kd
             logs["kd"] = kd.item()
         return task, logs
-
-    def _keep(self, code: Tensor) -> None:
-        """The last code sent (one forward's worth: evaluation passes must not pile up)."""
-        self.sent[:] = [code]
 
     @staticmethod
     def _opponent_loss(
@@ -352,7 +345,7 @@ class BottleneckDefence(Defence):
         if self.hook is not None:
             self.hook.remove()
             self.hook = None
-        self.sent.clear()
+        self.sent = None
         self.noise.sigma.fill_(self.sigma)
         # discarded: the audit judges with fresh attackers
         self.teacher = self.adversary = self.classifier = None

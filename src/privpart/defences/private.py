@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from privpart.attacks import available_attributes
 from privpart.data import Attribute, Dataset
 from privpart.errors import PrivpartValueError
 
@@ -47,3 +48,9 @@ def resolve_private_attribute(
             param="private_attribute",
         )
     return attr
+
+
+def private_attribute_of(ds: Dataset, meta: dict, name: str) -> Attribute:
+    """`resolve_private_attribute` for a defended checkpoint: every attribute the attacks know,
+    against the model's task (from its meta.json)."""
+    return resolve_private_attribute(available_attributes(ds), name, ds, meta.get("task", "class"))
