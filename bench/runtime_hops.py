@@ -1,8 +1,10 @@
-"""One hop, three transports: what the tail server costs beyond its forward pass.
+"""One hop, four transports: what the tail server costs beyond its forward pass.
 
-The same features frame goes, round after round, to the same tail (`privpart serve`) over
-http.client (blocking, as the enclave worker sends it), over aiohttp (as the device client
-sends it), and as raw bytes to the bare-socket tail of `_floor_tail.py`. Overhead = round trip
+The same features frame goes, round after round, to the same tail (`privpart serve
+--stream-port`) over http.client (blocking, as the enclave worker sent it over HTTP), over
+aiohttp (as the device client does over HTTP), over the stream transport (blocking, as the
+enclave worker sends it to a tcp:// tail), and as raw bytes to the bare-socket tail of
+`_floor_tail.py`. Overhead = round trip
 minus the forward pass the server reports (Server-Timing `compute`); the floor has no such
 report, so its row is the whole round trip. The server's own parts (read, decode, dispatch,
 encode) are printed too: what is left is HTTP framing, loopback copies and wake-ups.
@@ -27,6 +29,8 @@ import torch
 from privpart.runtime import frames, protocol
 from privpart.runtime.client import TailClient
 from privpart.runtime.head import split_checkpoint
+from privpart.runtime.stream import wire
+from privpart.runtime.stream.blocking import BlockingStream
 from runtime_stack import Server, free_port, rerun_with_quiet_openmp, resnet50_checkpoint
 
 
@@ -41,8 +45,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     ck = resnet50_checkpoint(args.work / "resnet50-224")
     split = split_checkpoint(ck, args.cut)
-    port = free_port()
-    serve = ["serve", "--checkpoint", str(ck), "--cut", args.cut, "--port", str(port)]
+    port, stream_port = free_port(), free_port()
+    serve = ["serve", "--checkpoint", str(ck), "--cut", args.cut, "--port", str(port),
+             "--stream-port", str(stream_port)]  # fmt: skip
     server = Server(
         [*serve, "--device", "cpu", "--threads", str(args.threads)],
         port,
@@ -62,6 +67,14 @@ def main() -> None:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     conn = http.client.HTTPConnection("127.0.0.1", port)
     headers = {"Content-Type": protocol.FRAME_TYPE}
+    stream = BlockingStream("127.0.0.1", stream_port)
+    parts = frames.encode_parts(features)
+
+    def streamed() -> tuple[float, dict[str, float]]:
+        t = time.perf_counter()
+        status, meta, _ = stream.roundtrip(parts)
+        assert status == 200, status
+        return (time.perf_counter() - t) * 1e3, wire.timing_of(meta)
 
     def blocking() -> tuple[float, dict[str, float]]:
         t = time.perf_counter()
@@ -87,9 +100,14 @@ def main() -> None:
             _, timing = await client.infer_frame(frame)
             return (time.perf_counter() - t) * 1e3, timing
 
-        rows: dict[str, list] = {"http.client": [], "aiohttp": [], "floor (raw socket)": []}
+        rows: dict[str, list] = {
+            "http.client": [],
+            "aiohttp": [],
+            "stream (blocking)": [],
+            "floor (raw socket)": [],
+        }
         for r in range(5 + args.rounds):
-            got = [blocking(), await evented(), bare()]
+            got = [blocking(), await evented(), streamed(), bare()]
             if r >= 5:
                 for name, row in zip(rows, got, strict=True):
                     rows[name].append(row)

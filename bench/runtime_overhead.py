@@ -9,6 +9,9 @@ script as the client. Each round times, in rotating order:
            tail server -> worker (encrypt) -> client (decrypt);
 - device:  privacy partitioning on the user's device, end to end: head here -> tail server ->
            logits;
+- enclave_stream, device_stream: the same two over the tail's stream transport (`privpart
+           serve --stream-port`, a tcp:// tail URL) instead of HTTP: one persistent
+           connection, length-prefixed frames read straight into the tensor's buffer;
 - split:   head then tail in this process (what splitting costs before any transport);
 - floor:   head here, raw features over a bare TCP socket to a tail process with no HTTP,
            validation, batching or crypto (`_floor_tail.py`): what two processes cost at least.
@@ -86,6 +89,9 @@ HOPS = {
 }
 
 
+OTHER = "the rest: HTTP or stream framing, sockets, wake-ups"
+
+
 def breakdown(timing: dict[str, float]) -> dict[str, float]:
     parts = {
         "crypto": sum(timing.get(k, 0.0) for k in CRYPTO),
@@ -117,7 +123,8 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
     model, _ = load_checkpoint(ck)
     split = split_checkpoint(ck, args.cut)
     threads = ["--threads", str(args.threads)]
-    tail_port, enclave_port = free_port(), free_port()
+    tail_port, enclave_port, stream_port = free_port(), free_port(), free_port()
+    enclave_stream_port = free_port()
     head_cpus, tail_cpus = args.head_cpus, args.tail_cpus
     tail = Server(
         [
@@ -128,6 +135,8 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
             args.cut,
             "--port",
             str(tail_port),
+            "--stream-port",
+            str(stream_port),
             "--device",
             "cpu",
             *threads,
@@ -136,27 +145,33 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
         work / "tail.log",
         cpus=tail_cpus,
     ).start()
-    enclave = Server(
-        [
-            "enclave",
-            "--checkpoint",
-            str(ck),
-            "--cut",
-            args.cut,
-            "--tail",
-            tail.url,
-            "--port",
-            str(enclave_port),
-            "--platform-dir",
-            str(work / "platform"),
-            "--max-batch",
-            "1",
-            *threads,
-        ],
-        enclave_port,
-        work / "enclave.log",
-        cpus=head_cpus,  # the worker, its child, inherits them
-    ).start()
+
+    def enclave_server(port: int, tail_url: str, name: str) -> Server:
+        return Server(
+            [
+                "enclave",
+                "--checkpoint",
+                str(ck),
+                "--cut",
+                args.cut,
+                "--tail",
+                tail_url,
+                "--port",
+                str(port),
+                "--platform-dir",
+                str(work / "platform"),
+                "--max-batch",
+                "1",
+                *threads,
+            ],
+            port,
+            work / f"{name}.log",
+            cpus=head_cpus,  # the worker, its child, inherits them
+        ).start()
+
+    stream_url = f"tcp://127.0.0.1:{stream_port}"
+    enclave = enclave_server(enclave_port, tail.url, "enclave")
+    enclave_stream = enclave_server(enclave_stream_port, stream_url, "enclave-stream")
     floor_tail = subprocess.Popen(  # the bare-socket tail: what any two-process split costs
         [
             sys.executable,
@@ -175,9 +190,13 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
         # the process backend is simulated: the benchmark accepts it knowingly
         policy = VerificationPolicy(allow_simulated=True, platform_pins=(pin,))
         ec = EnclaveClient(enclave.url, policy, split.info.measurement, timeout=120)
+        ecs = EnclaveClient(enclave_stream.url, policy, split.info.measurement, timeout=120)
         dc = DeviceClient(split, tail.url, timeout=120)
+        dcs = DeviceClient(split, stream_url, timeout=120)
         await dc.check_tail()
+        await dcs.check_tail()
         attested = await ec.attest()
+        await ecs.attest()
         x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
         with torch.inference_mode():
             reference = model(x)
@@ -226,12 +245,14 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
             "plain": plain,
             "enclave": lambda: remote(ec),
             "device": lambda: remote(dc),
+            "enclave_stream": lambda: remote(ecs),
+            "device_stream": lambda: remote(dcs),
             "split": in_process_split,
             "floor": floor,
         }
         load_before = loadavg()
         samples: dict[str, list[float]] = {m: [] for m in modes}
-        timings: dict[str, list[dict]] = {"split": [], "floor": [], "enclave": [], "device": []}
+        timings: dict[str, list[dict]] = {m: [] for m in ("split", "floor", *REMOTE)}
         names = list(modes)
         for r in range(args.warmup + args.rounds):
             order = names[r % len(names) :] + names[: r % len(names)]  # rotate the order
@@ -249,8 +270,8 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
                     flush=True,
                 )
         floor_sock.close()
-        await ec.close()
-        await dc.close()
+        for client in (ec, ecs, dc, dcs):
+            await client.close()
         plain_ms = med(samples["plain"])
         result = {
             "model": "resnet50",
@@ -308,6 +329,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
         return result
     finally:
         enclave.stop()
+        enclave_stream.stop()
         tail.stop()
         floor_tail.kill()
         floor_tail.wait()
@@ -329,14 +351,17 @@ def ci(r: dict, mode: str) -> str:
     return f"{lo:.3f}-{hi:.3f}"
 
 
-COMPARED = ("split", "floor", "device", "enclave")
-FLOOR_TARGETS = {"device": 1.01, "enclave": 1.02}
+COMPARED = ("split", "floor", "device", "enclave", "device_stream", "enclave_stream")
+FLOOR_TARGETS = {"device": 1.01, "enclave": 1.02, "device_stream": 1.01, "enclave_stream": 1.02}
+REMOTE = ("device", "enclave", "device_stream", "enclave_stream")
 
 
 def comparison(r: dict, base: dict) -> dict:
     """This run's paired ratios against a baseline run's 95% intervals, mode by mode."""
     out = {}
     for mode in COMPARED:
+        if mode not in base["paired_ratio_ci95"]:
+            continue  # the baseline run did not have this mode
         lo, hi = base["paired_ratio_ci95"][mode]
         ratio = r["ratio_of_paired_rounds"][mode]
         out[mode] = {
@@ -378,7 +403,7 @@ def markdown(r: dict) -> str:
         f"| {m} | {r['median_ms'][m]:.1f} | **{r['ratio'][m]:.3f}** | "
         f"{r['ratio_of_paired_rounds'][m]:.3f} | {ci(r, m)} | {r['p10_ms'][m]:.1f} | "
         f"{r['ratio_p10'][m]:.3f} |"
-        for m in ("plain", "split", "floor", "device", "enclave")
+        for m in ("plain", "split", "floor", *REMOTE)
     )
     parts = "\n".join(
         f"| {mode} | "
@@ -387,13 +412,16 @@ def markdown(r: dict) -> str:
             for k in ("compute", "crypto", "serialisation", "transport")
         )
         + " |"
-        for mode in ("split", "device", "enclave")
+        for mode in ("split", *REMOTE)
     )
     pm = r["parts_ms"]
     here = {"head": pm["split"]["head"], "tail": pm["split"]["tail_compute"]}
     there = {
-        "device": {"head": pm["device"]["head"], "tail": pm["device"]["tail_compute"]},
-        "enclave": {"head": pm["enclave"]["enclave_head"], "tail": pm["enclave"]["tail_compute"]},
+        mode: {
+            "head": pm[mode]["enclave_head" if mode.startswith("enclave") else "head"],
+            "tail": pm[mode]["tail_compute"],
+        }
+        for mode in REMOTE
     }
     compute = "\n".join(
         f"| {mode} | {p['head']:.1f} ({p['head'] / here['head']:.3f}) | "
@@ -407,13 +435,11 @@ def markdown(r: dict) -> str:
         for m, target in FLOOR_TARGETS.items()
     )
     hop_rows = "\n".join(
-        f"| {what} | "
-        + " | ".join(f"{r['breakdown_ms'][mode][hop]:.2f}" for mode in ("device", "enclave"))
-        + " |"
-        for hop, what in {**HOPS, "other_transport": "the rest: HTTP, sockets, wake-ups"}.items()
+        f"| {what} | " + " | ".join(f"{r['breakdown_ms'][mode][hop]:.2f}" for mode in REMOTE) + " |"
+        for hop, what in {**HOPS, "other_transport": OTHER}.items()
     )
     cores = r["cpus"]["host"]
-    ok = {m: r["ratio"][m] <= 1.05 for m in ("enclave", "device")}
+    ok = {m: r["ratio"][m] <= 1.05 for m in REMOTE}
     verdict = ", ".join(f"{m} {'meets' if v else 'MISSES'} <= 1.05" for m, v in ok.items())
     return f"""# Runtime overhead: ResNet-50 @224, batch 1, CPU, cut `{r["cut"]}`
 
@@ -456,8 +482,8 @@ pipes, the tail's frame validation and queueing, process wake-ups):
 Transport, by hop (median ms; each hop times itself, Server-Timing; `other` is what no hop
 can see: HTTP framing on both ends, loopback copies, process and thread wake-ups):
 
-| part | device | enclave |
-|---|---:|---:|
+| part | device | enclave | device_stream | enclave_stream |
+|---|---:|---:|---:|---:|
 {hop_rows}
 
 Where the remaining milliseconds go, process by process (py-spy profile, per-hop timings) and

@@ -1,8 +1,9 @@
 """Tail-server throughput under 32 concurrent clients against an offline batched forward.
 
-The tail server runs as `privpart serve` in its own process (dynamic batching: max batch 32,
-max wait 10 ms). 32 closed-loop clients in this process each send one sample's features per
-request (every answer is checked against a local forward of that sample). Offline = the same
+The tail server runs as `privpart serve --stream-port` in its own process (dynamic batching: max
+batch 32, max wait 10 ms). 32 closed-loop clients in this process each send one sample's
+features per request (every answer is checked against a local forward of that sample), over
+HTTP and over the stream transport in alternating windows (`--transports`). Offline = the same
 tail module forwarding batches of 32 in this process, with the same thread count. Windows of
 server load and offline timing alternate, and the ratio is taken within the run.
 
@@ -28,7 +29,7 @@ import torch
 from _common import machine, write
 from privpart.models import ModelSpec, build_model
 from privpart.runtime import frames
-from privpart.runtime.client import TailClient
+from privpart.runtime.client import StreamTailClient, TailClient
 from privpart.runtime.client.load import closed_loop
 from privpart.runtime.head import split_checkpoint
 from privpart.runtime.openmp_spin import runtime_openmp
@@ -60,7 +61,7 @@ def batch_histogram(url: str) -> dict[str, float]:
     return out
 
 
-async def measure(model: str, args: argparse.Namespace, work: Path) -> dict:
+async def measure(model: str, args: argparse.Namespace, work: Path) -> list[dict]:
     cfg = CONFIGS[model]
     ck = (
         resnet50_checkpoint(work / "resnet50-224")
@@ -76,7 +77,7 @@ async def measure(model: str, args: argparse.Namespace, work: Path) -> dict:
         expected = [tail_module(f) for f in feats]
     encoded = [frames.encode(f) for f in feats]
     batch = torch.cat(feats)
-    port = free_port()
+    port, stream_port = free_port(), free_port()
     server = Server(
         [
             "serve",
@@ -86,6 +87,8 @@ async def measure(model: str, args: argparse.Namespace, work: Path) -> dict:
             cfg["cut"],
             "--port",
             str(port),
+            "--stream-port",
+            str(stream_port),
             "--device",
             "cpu",
             "--threads",
@@ -112,67 +115,91 @@ async def measure(model: str, args: argparse.Namespace, work: Path) -> dict:
                 rates.append(len(feats) / (time.perf_counter() - t))
         return rates
 
+    stream_url = f"tcp://127.0.0.1:{stream_port}"
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-            clients = [TailClient(server.url, 600, session) for _ in range(args.clients)]
+            clients = {
+                "http": [TailClient(server.url, 600, session) for _ in range(args.clients)],
+                "stream": [StreamTailClient(stream_url, 600) for _ in range(args.clients)],
+            }
 
-            async def request(c: int, i: int) -> bool:
-                body, _ = await clients[c].infer_frame(encoded[c])
-                return torch.allclose(frames.decode(body, spec), expected[c], atol=1e-4)
+            def requester(transport: str):  # noqa: ANN202
+                async def request(c: int, i: int) -> bool:
+                    body, _ = await clients[transport][c].infer_frame(encoded[c])
+                    return torch.allclose(frames.decode(body, spec), expected[c], atol=1e-4)
 
-            await closed_loop(args.clients, cfg["warmup_s"], request)  # warm-up, discarded
+                return request
+
             offline_rates: list[float] = []
-            server_ok, server_seconds, reports = 0, 0.0, []
-            before = batch_histogram(server.url)
+            got = {t: {"ok": 0, "seconds": 0.0, "reports": [], "count": 0.0, "sum": 0.0}
+                   for t in args.transports}  # fmt: skip
+            for t in args.transports:  # warm-up, discarded
+                await closed_loop(args.clients, cfg["warmup_s"], requester(t))
             for w in range(cfg["windows"]):
                 offline_rates += offline(args.offline_reps)
-                report = await closed_loop(args.clients, cfg["window_s"], request)
-                reports.append(report.to_json())
-                server_ok += report.ok
-                server_seconds += report.seconds
-                print(
-                    f"{model} window {w + 1}: server {report.ok / report.seconds:.1f}/s, "
-                    f"offline {statistics.median(offline_rates):.1f}/s",
-                    flush=True,
-                )
+                for t in args.transports:
+                    before = batch_histogram(server.url)
+                    report = await closed_loop(args.clients, cfg["window_s"], requester(t))
+                    after = batch_histogram(server.url)
+                    g = got[t]
+                    g["reports"].append(report.to_json())
+                    g["ok"] += report.ok
+                    g["seconds"] += report.seconds
+                    g["count"] += after["count"] - before["count"]
+                    g["sum"] += after["sum"] - before["sum"]
+                    print(
+                        f"{model} {t} window {w + 1}: server {report.ok / report.seconds:.1f}/s,"
+                        f" offline {statistics.median(offline_rates):.1f}/s",
+                        flush=True,
+                    )
             offline_rates += offline(args.offline_reps)
-            after = batch_histogram(server.url)
+            for c in clients["stream"]:
+                await c.close()
     finally:
         server.stop()
-    served = server_ok / server_seconds
     off = statistics.median(offline_rates)
-    batches = after["count"] - before["count"]
-    return {
-        "model": model,
-        "cut": cfg["cut"],
-        "feature_shape": list(split.info.cut.shape),
-        "clients": args.clients,
-        "max_batch": args.max_batch,
-        "max_wait_ms": args.max_wait_ms,
-        "threads": args.threads,
-        "server_samples_per_s": round(served, 2),
-        "offline_samples_per_s": round(off, 2),
-        "ratio": round(served / off, 4),
-        "mean_batch": round((after["sum"] - before["sum"]) / max(batches, 1), 2),
-        "mismatched": sum(r["mismatched"] for r in reports),
-        "errors": [r["errors"] for r in reports],
-        "lost": sum(r["lost"] for r in reports),
-        "p50_ms": [r["p50_ms"] for r in reports],
-        "p99_ms": [r["p99_ms"] for r in reports],
-        "windows": reports,
-    }
+    runs = []
+    for t, g in got.items():
+        served = g["ok"] / g["seconds"]
+        reports = g["reports"]
+        runs.append(
+            {
+                "model": model,
+                "transport": t,
+                "cut": cfg["cut"],
+                "feature_shape": list(split.info.cut.shape),
+                "clients": args.clients,
+                "max_batch": args.max_batch,
+                "max_wait_ms": args.max_wait_ms,
+                "threads": args.threads,
+                "server_samples_per_s": round(served, 2),
+                "offline_samples_per_s": round(off, 2),
+                "ratio": round(served / off, 4),
+                "mean_batch": round(g["sum"] / max(g["count"], 1), 2),
+                "mismatched": sum(r["mismatched"] for r in reports),
+                "errors": [r["errors"] for r in reports],
+                "lost": sum(r["lost"] for r in reports),
+                "p50_ms": [r["p50_ms"] for r in reports],
+                "p99_ms": [r["p99_ms"] for r in reports],
+                "windows": reports,
+            }
+        )
+    return runs
 
 
 def markdown(r: dict) -> str:
     rows = "\n".join(
-        f"| {x['model']} | {x['cut']} | {x['server_samples_per_s']:.1f} | "
+        f"| {x['model']} | {x['cut']} | {x.get('transport', 'http')} | "
+        f"{x['server_samples_per_s']:.1f} | "
         f"{x['offline_samples_per_s']:.1f} | **{x['ratio']:.3f}** | {x['mean_batch']:.1f} | "
         f"{'/'.join(f'{v:.0f}' for v in x['p50_ms'])} | {'/'.join(f'{v:.0f}' for v in x['p99_ms'])}"
         f" | {x['mismatched']} | {x['lost']} |"
         for x in r["runs"]
     )
-    head = "| model | cut | server/s | offline/s | ratio | mean batch | p50 ms | p99 ms | bad |"
-    head += " lost |"
+    head = (
+        "| model | cut | transport | server/s | offline/s | ratio | mean batch | p50 ms | p99 ms |"
+    )
+    head += " bad | lost |"
     n = r["runs"][0]["clients"]
     return f"""# Tail server throughput: {n} clients vs offline batched forward
 
@@ -182,7 +209,7 @@ server and offline; dynamic batching max {r["runs"][0]["max_batch"]}, max wait
 {r.get("server_openmp", "defaults")}.
 
 {head}
-|---|---|---:|---:|---:|---:|---:|---:|---:|---:|
+|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|
 {rows}
 
 Samples per second; bad = answers that differ from a local forward of the same sample.
@@ -198,11 +225,14 @@ def main() -> None:
     ap.add_argument("--max-wait-ms", type=float, default=10.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--offline-reps", type=int, default=3)
+    ap.add_argument(
+        "--transports", nargs="*", default=["http", "stream"], choices=["http", "stream"]
+    )
     ap.add_argument("--work", type=Path, default=Path("runs/bench-runtime"))
     ap.add_argument("--name", default="runtime_throughput")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    runs = [asyncio.run(measure(m, args, args.work)) for m in args.models]
+    runs = [run for m in args.models for run in asyncio.run(measure(m, args, args.work))]
     result = {"machine": machine(), "runs": runs, "server_openmp": runtime_openmp()}
     write(args.name, result, markdown(result))
 

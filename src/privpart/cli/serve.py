@@ -90,7 +90,9 @@ TlsCertOpt = Annotated[
 TlsKeyOpt = Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert")]
 TailCertOpt = Annotated[
     Path | None,
-    typer.Option(help="pin the tail's TLS certificate (PEM): only an https:// tail presenting it"),
+    typer.Option(
+        help="pin the tail's TLS certificate (PEM): only an https:// or tls:// tail presenting it"
+    ),
 ]
 
 
@@ -126,6 +128,15 @@ def serve(
     cut: CutOpt,
     host: Annotated[str, typer.Option(help="address to bind")] = LOOPBACK,
     port: Annotated[int, typer.Option(help="TCP port")] = 8600,
+    stream_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="also serve the stream transport on this port (0: any free port): one "
+            "persistent connection per client, length-prefixed frames, for clients given a "
+            "tcp:// or tls:// URL; the same limits, token and TLS as HTTP",
+        ),
+    ] = None,
     max_batch: Annotated[int, typer.Option(min=1, help="samples per forward pass")] = 32,
     max_wait_ms: Annotated[
         float, typer.Option(min=0, help="under load, wait this long to fill a batch")
@@ -175,6 +186,11 @@ def serve(
             raise PrivpartError(
                 "--tls-cert is not supported with --ray", "terminate TLS in front of Ray Serve"
             )
+        if stream_port is not None:
+            raise PrivpartError(
+                "--stream-port is not supported with --ray (Ray Serve speaks HTTP only)",
+                "drop --stream-port, or serve without --ray",
+            )
         _serve_on_ray(
             ray,
             checkpoint,
@@ -194,6 +210,7 @@ def serve(
     from privpart.runtime.nopickle import forbid_unpickling
     from privpart.runtime.server import build_tail_app, tail_service
     from privpart.runtime.server.runner import serve_until_signal
+    from privpart.runtime.stream.server import StreamSite
     from privpart.runtime.tls import server_context
 
     compute = serving_threads(threads)  # before any torch work here: one OpenMP team per process
@@ -203,6 +220,7 @@ def serve(
     web_app = build_tail_app(split, config, compute)
     service = tail_service(web_app)
     service.warm_up()
+    sites = [] if stream_port is None else [StreamSite(web_app, host, stream_port, tls)]
 
     def started(url: str) -> None:
         from privpart.runtime.protocol import TAIL_ENDPOINTS
@@ -219,10 +237,18 @@ def serve(
             f"{max_connections_per_address} per address\n  endpoints: {endpoints}; Ctrl-C "
             "drains and stops"
         )
+        for site in sites:
+            console.print(f"  stream transport at [bold]{site.url}[/] (tcp:// or tls:// clients)")
 
     asyncio.run(
         serve_until_signal(
-            web_app, host, port, started, lambda: console.print("draining..."), tls=tls
+            web_app,
+            host,
+            port,
+            started,
+            lambda: console.print("draining..."),
+            tls=tls,
+            sites=sites,
         )
     )
     console.print("[green]stopped[/] (queue drained)")

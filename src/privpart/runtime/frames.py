@@ -64,6 +64,12 @@ class FrameSpec:
 
 def encode(tensor: torch.Tensor) -> bytes:
     """One frame holding `tensor` (moved to CPU; its dtype must be one of `DTYPES`)."""
+    return b"".join(encode_parts(tensor))
+
+
+def encode_parts(tensor: torch.Tensor) -> tuple[bytes, memoryview]:
+    """`encode(tensor)` as (prefix and header, payload): a transport that can send the two one
+    after the other skips copying the payload; the payload views the tensor's CPU memory."""
     if tensor.dtype not in TORCH_NAMES:
         raise FrameError(
             "unsupported_dtype",
@@ -78,7 +84,7 @@ def encode(tensor: torch.Tensor) -> bytes:
     ).encode()
     header += b" " * (-(PREFIX.size + len(header)) % ALIGN)  # payload starts 64-byte aligned
     payload = t.numpy().view(np.uint8).reshape(-1)
-    return b"".join((PREFIX.pack(MAGIC, len(header)), header, memoryview(payload)))
+    return PREFIX.pack(MAGIC, len(header)) + header, memoryview(payload)
 
 
 def _fail(code: str, message: str, hint: str = "", status: int = 400) -> FrameError:

@@ -32,13 +32,15 @@ class Link:
         self.tail, self.posted = tail, []
 
     def post(
-        self, url: str, frame: bytes, token: str | None = None
+        self, url: str, frame: bytes | tuple, token: str | None = None
     ) -> tuple[bytes, dict[str, float]]:
+        """`frame`: the frame or its parts (`frames.encode_parts`), as `TailLink.post` takes."""
         self.posted.append(url)
         if self.tail is None:
             raise RuntimeFailure("tail_unreachable", "cannot connect", status=502)
+        whole = frame if isinstance(frame, bytes) else b"".join(frame)
         with torch.inference_mode():
-            y = self.tail(frames.decode(frame, frames.FrameSpec()))
+            y = self.tail(frames.decode(bytearray(whole), frames.FrameSpec()))
         return frames.encode(y), {"compute": 0.1}
 
 
@@ -50,7 +52,7 @@ class LyingTail(Link):
         self.answer = answer
 
     def post(
-        self, url: str, frame: bytes, token: str | None = None
+        self, url: str, frame: bytes | tuple, token: str | None = None
     ) -> tuple[bytes, dict[str, float]]:
         return frames.encode(self.answer), {}
 

@@ -2,6 +2,14 @@
 
 from privpart.runtime.client.device import DeviceClient
 from privpart.runtime.client.enclave import EnclaveClient, InferResult
-from privpart.runtime.client.tail import TailClient
+from privpart.runtime.client.tail import TailClient, tail_client
+from privpart.runtime.stream.client import StreamTailClient
 
-__all__ = ["DeviceClient", "EnclaveClient", "InferResult", "TailClient"]
+__all__ = [
+    "DeviceClient",
+    "EnclaveClient",
+    "InferResult",
+    "StreamTailClient",
+    "TailClient",
+    "tail_client",
+]

@@ -13,7 +13,7 @@ import torch
 from privpart.errors import PrivpartError
 from privpart.runtime import frames
 from privpart.runtime.client.enclave import ANSWER_SPEC, InferResult
-from privpart.runtime.client.tail import TailClient
+from privpart.runtime.client.tail import tail_client
 from privpart.runtime.errors import FrameError
 from privpart.runtime.head import SplitHead
 from privpart.runtime.integrity import TOLERANCE, TailCheck, Tolerance
@@ -38,7 +38,7 @@ class DeviceClient:
             f"tail server at {tail_url}",
         )  # fmt: skip
         self.info = split.info
-        self.tail = TailClient(tail_url, timeout, session, token, tls_pin)
+        self.tail = tail_client(tail_url, timeout, session, token, tls_pin)
         self.answer_spec = frames.FrameSpec.for_samples(
             (split.info.spec.num_classes,), ANSWER_SPEC.max_batch, "float32"
         )
@@ -62,7 +62,7 @@ class DeviceClient:
             features = self.head(x)
         t1 = time.perf_counter()
         verify = self.check.pick()  # drawn after the features exist, before anything is sent
-        frame = frames.encode(features)
+        frame = frames.encode_parts(features)
         t2 = time.perf_counter()
         body, server = await self.tail.infer_frame(frame)
         t3 = time.perf_counter()

@@ -1,6 +1,7 @@
-"""The worker's own link to the tail server: blocking HTTP/1.1 with keep-alive, one connection
-per thread, so features go from the enclave straight to the tail (no detour through the host's
-pipe) and the worker's main thread keeps running heads while answers are awaited.
+"""The worker's own link to the tail server: blocking HTTP/1.1 with keep-alive, or the tail's
+stream transport for a `tcp://` or `tls://` URL (`runtime/stream`). One connection per thread,
+so features go from the enclave straight to the tail (no detour through the host's pipe) and
+the worker's main thread keeps running heads while answers are awaited.
 
 Failures become `RuntimeFailure`s named `tail_*` with the status the enclave host answers:
 unreachable 502, closed connection 502, timeout 504, a TLS peer without the pinned certificate
@@ -21,31 +22,35 @@ import http.client
 import queue
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from privpart.runtime import protocol
 from privpart.runtime.errors import RuntimeFailure
+from privpart.runtime.stream import wire
+from privpart.runtime.stream.blocking import BlockingStream, StreamClosed
 
 PASS_THROUGH = (429, 503, 504)
 Target = tuple[str, str, int]
+Part = bytes | bytearray | memoryview
 
 
 def _target(url: str, pinned: bool) -> Target:
     parts = urlsplit(url)
-    schemes = ("https",) if pinned else ("http", "https")
-    if parts.scheme not in schemes or not parts.hostname:
+    schemes = ("https", "tls") if pinned else ("http", "https", "tcp", "tls")
+    stream = parts.scheme in wire.SCHEMES
+    if parts.scheme not in schemes or not parts.hostname or (stream and parts.port is None):
         what = (
-            "https://HOST:PORT (the tail's certificate is pinned)"
+            "https://HOST:PORT or tls://HOST:PORT (the tail's certificate is pinned)"
             if pinned
-            else "http(s)://HOST:PORT"
+            else "http(s)://HOST:PORT, or tcp:// or tls://HOST:PORT for its stream port"
         )
         raise RuntimeFailure(
             "tail_bad_url",
             f"tail URL {url!r} is not {what}",
             f"start the enclave with --tail {what.split(' ')[0]}",
         )
-    return parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    return parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)  # type: ignore[return-value]
 
 
 class TailLink:
@@ -100,10 +105,16 @@ class TailLink:
             conn.close()
 
     def post(
-        self, url: str, frame: bytes, token: str | None = None
-    ) -> tuple[bytes, dict[str, float]]:
-        """The tail's logits frame for `frame`, and its Server-Timing."""
+        self, url: str, frame: bytes | Sequence[Part], token: str | None = None
+    ) -> tuple[bytes | bytearray, dict[str, float]]:
+        """The tail's logits frame for `frame` (or its parts, `frames.encode_parts`), and the
+        tail's timing parts."""
         target = _target(url, bool(self.pin))
+        if target[0] in wire.SCHEMES:
+            parts = [frame] if isinstance(frame, bytes | bytearray | memoryview) else frame
+            return self._stream_post(url, target, parts, token)
+        if not isinstance(frame, bytes):
+            frame = b"".join(frame)
         ep = protocol.INFER
         headers = {"Content-Type": ep.answer, **protocol.bearer(token)}
         for attempt in range(2):
@@ -137,12 +148,83 @@ class TailLink:
                     "the tail may be restarting; retry",
                 ) from None
         if resp.status >= 400:
-            err = protocol.parse_error(resp.status, body, f"tail {url}")
-            status = resp.status if resp.status in PASS_THROUGH else 502
-            raise RuntimeFailure(
-                f"tail_{err.code}", f"tail server failed: {err.message}", err.hint, status
-            )
+            raise _tail_error(resp.status, body, url)
         return body, protocol.parse_server_timing(resp.getheader(protocol.TIMING_HEADER))
+
+    def _stream(self, target: Target, token: str | None) -> tuple[BlockingStream, bool]:
+        conns = self._local.__dict__.setdefault("streams", {})
+        key = (target, token)
+        if key in conns:
+            return conns[key], True
+        _, host, port = target
+        conn = BlockingStream(
+            host,
+            port,
+            tls=self._tls if target[0] == "tls" else None,
+            pin=self.pin,
+            token=token,
+            timeout=self.timeout,
+        )
+        if conn.hello_status != 200:
+            conn.close()
+            raise _tail_error(conn.hello_status, conn.hello_body, f"{target[1]}:{target[2]}")
+        conns[key] = conn
+        return conn, False
+
+    def _drop_stream(self, target: Target, token: str | None) -> None:
+        conn = self._local.__dict__.get("streams", {}).pop((target, token), None)
+        if conn is not None:
+            conn.close()
+
+    def _stream_post(
+        self, url: str, target: Target, parts: Sequence[Part], token: str | None
+    ) -> tuple[bytearray, dict[str, float]]:
+        for attempt in range(2):
+            try:
+                conn, reused = self._stream(target, token)
+                status, meta, body = conn.roundtrip(parts)
+                break
+            except TimeoutError:
+                self._drop_stream(target, token)
+                raise RuntimeFailure(
+                    "tail_timeout",
+                    f"tail {url} did not answer in {self.timeout:g} s",
+                    "the tail is overloaded or stuck",
+                ) from None
+            except ConnectionRefusedError:
+                raise RuntimeFailure(
+                    "tail_unreachable",
+                    f"cannot connect to the tail at {url}",
+                    "check that the tail server is running with --stream-port",
+                ) from None
+            except ssl.SSLError as exc:
+                raise RuntimeFailure(
+                    "tail_tls", f"TLS with the tail at {url} failed: {exc}", "check its certificate"
+                ) from None
+            except RuntimeFailure as exc:
+                if exc.code == "tls_pin":
+                    raise RuntimeFailure("tail_tls", exc.message, exc.hint) from None
+                raise
+            except (StreamClosed, OSError) as exc:
+                self._drop_stream(target, token)
+                if reused and attempt == 0:  # a kept connection the tail closed: retry
+                    continue
+                raise RuntimeFailure(
+                    "tail_disconnected",
+                    f"tail {url} closed the connection ({type(exc).__name__})",
+                    "the tail may be restarting; retry",
+                ) from None
+        if status >= 400:
+            raise _tail_error(status, body, url)
+        return body, wire.timing_of(meta)
+
+
+def _tail_error(status: int, body: bytes | bytearray, url: str) -> RuntimeFailure:
+    err = protocol.parse_error(status, bytes(body), f"tail {url}")
+    passed = status if status in PASS_THROUGH else 502
+    return RuntimeFailure(
+        f"tail_{err.code}", f"tail server failed: {err.message}", err.hint, passed
+    )
 
 
 class TailPool:

@@ -201,7 +201,7 @@ def _infer(w: Worker, header: dict[str, Any], record: memoryview) -> Reply | Non
                 ) from None
             raise
         t3 = time.perf_counter()
-        out = frames.encode(features)
+        out = frames.encode_parts(features)  # sent without joining over the stream
         t4 = time.perf_counter()
     except RuntimeFailure:
         w.drop(header)
@@ -238,7 +238,7 @@ class TailJob:
     session: Session
     tail: str
     tail_token: str | None
-    features: bytes
+    features: tuple[bytes, memoryview]
     batch: int
     timing: dict[str, float]
     expected: Future | None = None  # (trusted logits, seconds) when this request is checked

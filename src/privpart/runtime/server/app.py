@@ -27,6 +27,7 @@ from privpart.runtime.server.http import (
 from privpart.runtime.server.service import TailConfig, TailService
 
 TAIL_KEY = web.AppKey("privpart_tail", object)
+HANDLERS_KEY = web.AppKey("privpart_tail_handlers", TailHandlers)
 
 
 def _adapt(handlers: TailHandlers, endpoint: protocol.Endpoint, handler: Handler) -> Callable:
@@ -68,6 +69,7 @@ def build_tail_app(
         client_max_size=service.spec.max_bytes,
     )
     app[TAIL_KEY] = service
+    app[HANDLERS_KEY] = handlers
     app[LIMITS_KEY] = limits
     for endpoint in protocol.TAIL_ENDPOINTS:
         route(app, endpoint, _adapt(handlers, endpoint, handlers.handler(endpoint)))
@@ -89,3 +91,8 @@ def build_tail_app(
 
 def tail_service(app: web.Application) -> TailService:
     return app[TAIL_KEY]  # type: ignore[return-value]
+
+
+def tail_handlers(app: web.Application) -> TailHandlers:
+    """The application's endpoint handlers, for another transport of the same server."""
+    return app[HANDLERS_KEY]

@@ -43,6 +43,20 @@ class TailHandlers:
         """`read_ms`: how long the transport took to receive the body, reported with the rest
         (Server-Timing), so a client can tell receiving, validating, queueing, computing and
         encoding apart."""
+        answer, parts = await self.infer_frame(body, read_ms)
+        return Reply(
+            200,
+            answer,
+            protocol.FRAME_TYPE,
+            {protocol.TIMING_HEADER: protocol.server_timing(parts)},
+        )
+
+    async def infer_frame(
+        self, body: bytearray, read_ms: float | None = None
+    ) -> tuple[bytes, dict[str, float]]:
+        """The logits frame for one features frame, and where the time went: what every
+        transport answers `infer` with (HTTP puts the parts in Server-Timing, the stream in its
+        reply's meta)."""
         t0 = time.perf_counter()
         x = frames.decode(body, self.service.spec)
         t1 = time.perf_counter()
@@ -53,12 +67,7 @@ class TailHandlers:
         parts.update(timing)
         parts["decode"] = (t1 - t0) * 1e3
         parts["encode"] = (time.perf_counter() - t2) * 1e3
-        return Reply(
-            200,
-            answer,
-            protocol.FRAME_TYPE,
-            {protocol.TIMING_HEADER: protocol.server_timing(parts)},
-        )
+        return answer, parts
 
     async def info(self, _: bytearray) -> Reply:
         return Reply.json({**self.service.describe(), **self.extra_info})

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from aiohttp import web
 
@@ -93,6 +94,19 @@ async def start_site(
     return runner, f"{'https' if tls else 'http'}://{host}:{bound}"
 
 
+class ExtraSite(Protocol):
+    """Another listener of the same server (the tail's stream port): started after the HTTP
+    site with its runner (whose connection guard it shares), stopped around its shutdown."""
+
+    url: str
+
+    async def start(self, runner: CappedRunner) -> str: ...
+
+    def stop_listening(self) -> None: ...
+
+    async def close_all(self) -> None: ...
+
+
 async def serve_until_signal(
     app: web.Application,
     host: str,
@@ -101,8 +115,13 @@ async def serve_until_signal(
     on_stopping: Callable[[], None] | None = None,
     shutdown_timeout: float = 30.0,
     tls: ssl.SSLContext | None = None,
+    sites: Sequence[ExtraSite] = (),
 ) -> None:
+    """Serve until SIGINT/SIGTERM. `sites` start after the HTTP site and stop listening
+    before it drains, and their connections close once everything in flight is answered."""
     runner, url = await start_site(app, host, port, shutdown_timeout, tls)
+    for site in sites:
+        await site.start(runner)  # type: ignore[arg-type]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -114,4 +133,8 @@ async def serve_until_signal(
     finally:
         if on_stopping is not None:
             on_stopping()
+        for site in sites:
+            site.stop_listening()
         await runner.cleanup()
+        for site in sites:
+            await site.close_all()
