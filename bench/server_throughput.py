@@ -29,7 +29,7 @@ import torch
 from _common import machine, write
 from privpart.models import ModelSpec, build_model
 from privpart.runtime import frames
-from privpart.runtime.client import StreamTailClient, TailClient
+from privpart.runtime.client import StreamClient, TailClient
 from privpart.runtime.client.load import closed_loop
 from privpart.runtime.head import split_checkpoint
 from privpart.runtime.openmp_spin import runtime_openmp
@@ -120,7 +120,7 @@ async def measure(model: str, args: argparse.Namespace, work: Path) -> list[dict
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
             clients = {
                 "http": [TailClient(server.url, 600, session) for _ in range(args.clients)],
-                "stream": [StreamTailClient(stream_url, 600) for _ in range(args.clients)],
+                "stream": [StreamClient(stream_url, 600) for _ in range(args.clients)],
             }
 
             def requester(transport: str):  # noqa: ANN202

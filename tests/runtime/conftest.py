@@ -103,6 +103,7 @@ def process_stack(
     platform_dir = tmp_path_factory.mktemp("cli-platform")
     ck = str(runtime_checkpoint)
     tail_port, enclave_port = free_port(), free_port()
+    tail_stream, enclave_stream = free_port(), free_port()  # both also serve the stream
     tail_url = f"http://127.0.0.1:{tail_port}"
     tail_args = [
         "serve",
@@ -112,6 +113,8 @@ def process_stack(
         CUT,
         "--port",
         str(tail_port),
+        "--stream-port",
+        str(tail_stream),
         "--threads",
         "1",
         "--max-wait-ms",
@@ -129,6 +132,8 @@ def process_stack(
             tail_url,
             "--port",
             str(enclave_port),
+            "--stream-port",
+            str(enclave_stream),
             "--platform-dir",
             str(platform_dir),
             "--threads",
@@ -141,6 +146,7 @@ def process_stack(
         tail=tail,
         enclave=enclave,
         tail_url=tail_url,
+        tail_stream=f"tcp://127.0.0.1:{tail_stream}",
         url=enclave.url,
         pin=platform_dir / "platform.pub",
         checkpoint=runtime_checkpoint,

@@ -79,6 +79,33 @@ def test_infer_through_the_attested_enclave(process_stack, images, tiny_model) -
     assert "enclave_head" in result["results"][0]["timing_ms"]
 
 
+def test_infer_through_the_enclave_hosts_stream(process_stack, images, tiny_model) -> None:  # noqa: ANN001
+    """`--stream`: the sealed requests go over the stream port `privpart enclave --stream-port`
+    opened (named by the host's /v1/info), with the same answers."""
+    out = run_cli(
+        "infer",
+        *map(str, images),
+        "--enclave",
+        process_stack.url,
+        "--stream",
+        "--allow-simulated",
+        "--pin",
+        str(process_stack.pin),
+        "--checkpoint",
+        str(process_stack.checkpoint),
+        "--cut",
+        "block2",
+        "--json",
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert [r["class_index"] for r in result["results"]] == expected(
+        process_stack, images, tiny_model
+    )
+    assert "enclave_head" in result["results"][0]["timing_ms"]
+    assert "stream transport at tcp://" in process_stack.enclave.log_text()
+
+
 def invoke(*args: str) -> object:
     """In-process CLI run (no interpreter start-up); user errors come back as the exception."""
     return runner.invoke(app, list(args))
@@ -99,6 +126,24 @@ def test_infer_with_the_head_on_the_device(process_stack, images) -> None:  # no
     assert result.exit_code == 0, result.exception
     assert "device-mode inference" in result.output and "img0.png" in result.output
     assert "timing of the last request" in result.output
+
+
+def test_infer_with_the_head_on_the_device_over_the_tails_stream(process_stack, images) -> None:  # noqa: ANN001
+    result = invoke(
+        "infer",
+        *map(str, images),
+        "--on-device",
+        "--tail",
+        process_stack.tail_stream,
+        "--checkpoint",
+        str(process_stack.checkpoint),
+        "--cut",
+        "block2",
+        "--json",
+    )
+    assert result.exit_code == 0, result.exception
+    timing = json.loads(result.output)["results"][0]["timing_ms"]
+    assert "tail_read" in timing and "tail_compute" in timing  # the tail's parts, via the stream
 
 
 def test_human_output_says_simulated(process_stack, images) -> None:  # noqa: ANN001
@@ -167,6 +212,10 @@ def test_a_simulated_enclave_is_refused_with_exit_2_unless_allowed(process_stack
         (["infer", "x.png", "--on-device", "--enclave", "http://x"], "choose one mode"),
         (["infer", "x.png", "--on-device"], "--on-device needs"),
         (["infer", "x.png", "--enclave", "http://127.0.0.1:9"], "--enclave needs either"),
+        (
+            ["infer", "x.png", "--on-device", "--stream", "--tail", "tcp://x:1"],
+            "--stream is for --enclave",
+        ),
         (
             ["infer", "x.png", "--enclave", "http://x", "--measurement", "00", "--allow-simulated"],
             "--allow-simulated needs --pin",

@@ -96,6 +96,17 @@ TailCertOpt = Annotated[
 ]
 
 
+StreamPortOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        help="also serve the stream transport on this port (0: any free port): one persistent "
+        "connection per client, length-prefixed messages, for clients given a tcp:// or "
+        "tls:// URL; the same limits, token and TLS as HTTP",
+    ),
+]
+
+
 def _limits(
     body_timeout: float,
     max_connections: int,
@@ -128,15 +139,7 @@ def serve(
     cut: CutOpt,
     host: Annotated[str, typer.Option(help="address to bind")] = LOOPBACK,
     port: Annotated[int, typer.Option(help="TCP port")] = 8600,
-    stream_port: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            help="also serve the stream transport on this port (0: any free port): one "
-            "persistent connection per client, length-prefixed frames, for clients given a "
-            "tcp:// or tls:// URL; the same limits, token and TLS as HTTP",
-        ),
-    ] = None,
+    stream_port: StreamPortOpt = None,
     max_batch: Annotated[int, typer.Option(min=1, help="samples per forward pass")] = 32,
     max_wait_ms: Annotated[
         float, typer.Option(min=0, help="under load, wait this long to fill a batch")
@@ -210,7 +213,7 @@ def serve(
     from privpart.runtime.nopickle import forbid_unpickling
     from privpart.runtime.server import build_tail_app, tail_service
     from privpart.runtime.server.runner import serve_until_signal
-    from privpart.runtime.stream.server import StreamSite
+    from privpart.runtime.stream.server import tail_stream_site
     from privpart.runtime.tls import server_context
 
     compute = serving_threads(threads)  # before any torch work here: one OpenMP team per process
@@ -220,7 +223,7 @@ def serve(
     web_app = build_tail_app(split, config, compute)
     service = tail_service(web_app)
     service.warm_up()
-    sites = [] if stream_port is None else [StreamSite(web_app, host, stream_port, tls)]
+    sites = [] if stream_port is None else [tail_stream_site(web_app, host, stream_port, tls)]
 
     def started(url: str) -> None:
         from privpart.runtime.protocol import TAIL_ENDPOINTS
@@ -349,6 +352,7 @@ def enclave(
     header_timeout: HeaderTimeoutOpt = 5.0,
     tls_cert: TlsCertOpt = None,
     tls_key: TlsKeyOpt = None,
+    stream_port: StreamPortOpt = None,
     isv_prod_id: Annotated[int, typer.Option(min=0, help="gramine: ISV product id")] = 0,
     isv_svn: Annotated[int, typer.Option(min=0, help="gramine: ISV SVN")] = 0,
     print_mrenclave: Annotated[
@@ -372,7 +376,7 @@ def enclave(
         PlatformKeys,
         default_platform_dir,
     )
-    from privpart.runtime.enclave.host import EnclaveHost, build_enclave_app
+    from privpart.runtime.enclave.host import EnclaveHost, build_enclave_app, host_stream_site
     from privpart.runtime.enclave.supervisor import launch
     from privpart.runtime.head import split_checkpoint
     from privpart.runtime.server.limits import read_token
@@ -424,6 +428,9 @@ def enclave(
             tee, supervisor, split.info, tail, limits=limits, tail_token=tail_token
         )
         web_app = build_enclave_app(host_state)
+        sites = (
+            [] if stream_port is None else [host_stream_site(host_state, host, stream_port, tls)]
+        )
 
         def started(url: str) -> None:
             pin = (
@@ -439,8 +446,12 @@ def enclave(
                 f"(head peak {ready['head_peak_bytes'] / 2**20:.1f} MiB), tail {tail}"
                 f"{' (TLS, pinned)' if tail_cert else ''}{pin}\n  {_verify_line(verify_tail)}"
             )
+            for site in sites:
+                console.print(
+                    f"  stream transport at [bold]{site.url}[/] (clients: privpart infer --stream)"
+                )
 
-        await serve_until_signal(web_app, host, port, started, tls=tls)
+        await serve_until_signal(web_app, host, port, started, tls=tls, sites=sites)
 
     if tls is None and not _is_loopback_host(host):
         console.print(
@@ -571,6 +582,14 @@ def infer(
     ] = False,
     trust_code: TrustCodeOpt = False,
     verify_tail: VerifyTailOpt = 0.0,
+    stream: Annotated[
+        bool,
+        typer.Option(
+            "--stream",
+            help="send the sealed requests over the enclave host's stream port (privpart "
+            "enclave --stream-port): one persistent connection, less per-request overhead",
+        ),
+    ] = False,
     repeat: Annotated[int, typer.Option(min=1, help="run each image N times (timing)")] = 1,
     timeout: Annotated[float, typer.Option(help="seconds to wait for an answer")] = 30.0,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads (device mode)")] = None,
@@ -583,6 +602,12 @@ def infer(
             "choose one mode: --enclave URL or --on-device",
             "head in an enclave: --enclave URL with a verification policy; head on this "
             "device: --on-device --tail URL",
+        )
+    if on_device and stream:
+        raise PrivpartError(
+            "--stream is for --enclave: in device mode the tail URL picks the transport",
+            "pass the tail's stream URL to --tail (tcp://HOST:PORT or tls://HOST:PORT, printed "
+            "by `privpart serve --stream-port`) and drop --stream",
         )
     if on_device and (tail is None or checkpoint is None or cut is None):
         raise PrivpartError(
@@ -646,6 +671,7 @@ def infer(
             timeout,
             as_json,
             verify_tail,
+            stream,
         )
     )
 
@@ -746,6 +772,7 @@ async def _infer(
     timeout: float,
     as_json: bool,
     verify_tail: float = 0.0,
+    stream: bool = False,
 ) -> None:
     from privpart.runtime.client import DeviceClient, EnclaveClient
     from privpart.runtime.client.images import load_images
@@ -771,6 +798,7 @@ async def _infer(
             token=token,
             tls_pin=cert_fingerprint(enclave_cert) if enclave_cert else None,
             allow_plain_http=allow_plain_http,
+            stream=stream,
         )
     else:
         assert split is not None and tail is not None

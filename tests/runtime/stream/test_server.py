@@ -11,18 +11,19 @@ import time
 from collections.abc import Iterator
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
 from privpart.runtime import frames
-from privpart.runtime.client import DeviceClient, StreamTailClient
+from privpart.runtime.client import DeviceClient, StreamClient
 from privpart.runtime.errors import RemoteError, TransportError
 from privpart.runtime.head import SplitHead
 from privpart.runtime.server import BatchConfig, ServerLimits, TailConfig, build_tail_app
 from privpart.runtime.server.runner import start_site
 from privpart.runtime.stream import wire
 from privpart.runtime.stream.blocking import BlockingStream
-from privpart.runtime.stream.server import StreamSite
+from privpart.runtime.stream.server import tail_stream_site
 from tests.runtime.helpers import LoopThread, closed_by_server
 
 TOKEN = "stream-token-0123456789abcdef"
@@ -44,7 +45,7 @@ def tail(tiny_split: SplitHead) -> Iterator[SimpleNamespace]:
 
     async def up() -> SimpleNamespace:
         runner, url = await start_site(app, "127.0.0.1", 0)
-        site = StreamSite(app, "127.0.0.1", 0)
+        site = tail_stream_site(app, "127.0.0.1", 0)
         await site.start(runner)
         return SimpleNamespace(runner=runner, url=url, site=site)
 
@@ -116,7 +117,7 @@ def test_a_wrong_token_is_refused_at_the_hello_and_the_connection_closed(
     tail: SimpleNamespace,
 ) -> None:
     async def attempt(token: str | None) -> None:
-        client = StreamTailClient(tail.stream, token=token)
+        client = StreamClient(tail.stream, token=token)
         try:
             await client.infer_frame(frames.encode(features(tail.split)))
         finally:
@@ -213,7 +214,7 @@ def test_stream_connections_count_against_the_servers_connection_guard(
 
 def test_an_unreachable_stream_is_a_clear_transport_error(tail: SimpleNamespace) -> None:
     async def attempt() -> None:
-        client = StreamTailClient("tcp://127.0.0.1:9")
+        client = StreamClient("tcp://127.0.0.1:9")
         try:
             await client.info()
         finally:
@@ -222,3 +223,48 @@ def test_an_unreachable_stream_is_a_clear_transport_error(tail: SimpleNamespace)
     with pytest.raises(TransportError) as err:
         asyncio.run(attempt())
     assert err.value.code == "unreachable" and "--stream-port" in err.value.hint
+
+
+def test_fuzzed_requests_get_errors_or_a_close_and_good_ones_are_still_served(
+    tail: SimpleNamespace,
+) -> None:
+    """600 malformed requests (random bytes, flipped and cut frames, lying prefixes) on a few
+    connections: each is answered with a 4xx or the connection closed; a correct request
+    after every 100 gets the model's answer; nothing reaches 5xx."""
+    rng = np.random.default_rng(0)
+    good = frames.encode(features(tail.split))
+    with torch.inference_mode():
+        want = tail.split.tail(features(tail.split))
+    host, port = tail.stream.removeprefix("tcp://").split(":")
+    conn = BlockingStream(host, int(port), token=TOKEN, timeout=10)
+    statuses: dict[int, list[int]] = {0: [], 1: [], 2: []}
+    try:
+        for i in range(600):
+            kind = i % 3
+            if kind == 0:  # random bytes of a random length
+                body = rng.integers(0, 256, int(rng.integers(1, 4096)), dtype=np.uint8).tobytes()
+            elif kind == 1:  # a good frame with a few bytes flipped
+                flipped = bytearray(good)
+                for pos in rng.integers(0, len(flipped), 4):
+                    flipped[int(pos)] ^= 0xFF
+                body = bytes(flipped)
+            else:  # a good frame cut short or extended
+                cut = int(rng.integers(1, len(good) - 1))
+                body = good[:cut] if rng.random() < 0.5 else good + b"\0" * cut
+            try:
+                status, _, _ = conn.roundtrip([body])
+                statuses[kind].append(status)
+            except (ConnectionError, OSError):
+                conn.close()
+                conn = BlockingStream(host, int(port), token=TOKEN, timeout=10)
+                statuses[kind].append(0)
+            if i % 100 == 99:
+                status, _, answer = conn.roundtrip([good])
+                assert status == 200
+                got = frames.decode(answer, frames.FrameSpec())
+                assert torch.allclose(got, want, atol=1e-5)
+    finally:
+        conn.close()
+    # random bytes and cut or extended frames are never valid; a flipped payload byte may be
+    assert all(400 <= s < 500 for k in (0, 2) for s in statuses[k]), statuses
+    assert all(s == 200 or 400 <= s < 500 for s in statuses[1]), statuses[1]

@@ -20,7 +20,7 @@ from privpart.runtime.errors import RemoteError, TransportError
 from privpart.runtime.head import SplitHead
 from privpart.runtime.server import TailConfig, build_tail_app
 from privpart.runtime.server.runner import start_site
-from privpart.runtime.stream.server import StreamSite
+from privpart.runtime.stream.server import tail_stream_site
 from privpart.runtime.tls import cert_fingerprint, server_context
 from tests.runtime.helpers import LoopThread, simulated_policy
 from tests.runtime.test_tls import self_signed
@@ -31,7 +31,7 @@ def stream_tail(loop: LoopThread, split: SplitHead, cert: tuple[Path, Path] | No
         app = build_tail_app(split, TailConfig(device="cpu"))
         tls = server_context(*cert) if cert else None
         runner, _ = await start_site(app, "127.0.0.1", 0, tls=tls)
-        site = StreamSite(app, "127.0.0.1", 0, tls)
+        site = tail_stream_site(app, "127.0.0.1", 0, tls)
         return runner, site, await site.start(runner)
 
     return loop.run(up())

@@ -3,13 +3,13 @@
 from privpart.runtime.client.device import DeviceClient
 from privpart.runtime.client.enclave import EnclaveClient, InferResult
 from privpart.runtime.client.tail import TailClient, tail_client
-from privpart.runtime.stream.client import StreamTailClient
+from privpart.runtime.stream.client import StreamClient
 
 __all__ = [
     "DeviceClient",
     "EnclaveClient",
     "InferResult",
-    "StreamTailClient",
+    "StreamClient",
     "TailClient",
     "tail_client",
 ]

@@ -30,6 +30,7 @@ from privpart.runtime.channel.policy import VerificationPolicy
 from privpart.runtime.channel.session import Session
 from privpart.runtime.client.http import HttpPeer
 from privpart.runtime.errors import RuntimeFailure
+from privpart.runtime.stream.client import StreamClient
 
 ANSWER_SPEC = frames.FrameSpec(max_batch=1 << 16, max_bytes=256 << 20)
 SESSION_GONE = {"unknown_session", "worker_restarted", "worker_unavailable", "session_closed"}
@@ -54,13 +55,13 @@ def is_loopback(url: str) -> bool:
 
 
 def check_transport(url: str, allow_plain_http: bool) -> str | None:
-    """Refuse plain HTTP to an enclave host off this machine (the bearer token, session ids
-    and request metadata would cross the network in clear); the warning to print for plain
-    HTTP that is allowed, else None."""
+    """Refuse plain HTTP (or a plain tcp:// stream) to an enclave host off this machine (the
+    bearer token, session ids and request metadata would cross the network in clear); the
+    warning to print for plain HTTP that is allowed, else None."""
     scheme = urlsplit(url).scheme
-    if scheme == "https":
+    if scheme in ("https", "tls"):
         return None
-    if scheme != "http":
+    if scheme not in ("http", "tcp"):
         raise PrivpartError(
             f"enclave URL {url!r} is neither https:// nor http://",
             "pass https://HOST:PORT (the enclave host serves TLS with --tls-cert/--tls-key)",
@@ -83,7 +84,11 @@ class EnclaveClient:
     """`tls_pin` (SHA-256 of the host's certificate, `tls.cert_fingerprint`) accepts an
     https:// host presenting exactly that certificate; without it, https:// verifies against
     the system's CAs. Plain http:// is refused unless the host is on loopback or
-    `allow_plain_http` (`transport_warning` then says what that exposes)."""
+    `allow_plain_http` (`transport_warning` then says what that exposes).
+
+    With `stream=True` the sealed requests go over the host's stream port (`privpart enclave
+    --stream-port`, named by its `/v1/info`), one persistent connection, under the same TLS
+    pin and transport rule; attestation stays on HTTP(S)."""
 
     def __init__(
         self,
@@ -95,9 +100,14 @@ class EnclaveClient:
         token: str | None = None,
         tls_pin: bytes | None = None,
         allow_plain_http: bool = False,
+        stream: bool = False,
     ) -> None:
         self.transport_warning = check_transport(url, allow_plain_http)  # the CLI prints it
         self.peer = HttpPeer(url, timeout, session, token, tls_pin)
+        self.allow_plain_http = allow_plain_http
+        self.stream = stream
+        self._stream: StreamClient | None = None
+        self._stream_args = (timeout, token, tls_pin)
         self.policy = policy
         self.measurement = measurement
         self.attestation: Attestation | None = None
@@ -124,6 +134,35 @@ class EnclaveClient:
         self.attestations += 1
         return self.attestation
 
+    async def _stream_client(self) -> StreamClient:
+        """The host's stream, from the URL its `/v1/info` names (checked like the HTTP URL)."""
+        if self._stream is None:
+            url = (await self.info()).get("stream")
+            if not isinstance(url, str) or not url:
+                raise PrivpartError(
+                    f"the enclave host at {self.peer.base_url} has no stream port",
+                    "start it with --stream-port, or connect without stream (stream=False; "
+                    "CLI: without --stream)",
+                )
+            # the port the host listens on, at the address this client reached it by
+            named, reached = urlsplit(url), urlsplit(self.peer.base_url).hostname or ""
+            host = f"[{reached}]" if ":" in reached else reached
+            url = f"{named.scheme}://{host}:{named.port}"
+            check_transport(url, self.allow_plain_http)
+            self._stream = StreamClient(url, *self._stream_args)
+        return self._stream
+
+    async def _send(self, session: Session, record: bytes) -> tuple[bytes, dict[str, float]]:
+        """One sealed request over HTTP or the stream: the sealed answer, the host's timing."""
+        if self.stream:
+            stream = await self._stream_client()
+            return await stream.infer_frame([session.session_id.encode(), record])
+        ep = protocol.SEALED_INFER
+        _, body, headers = await self.peer.request(
+            ep.method, ep.path, record, ep.body, {protocol.SESSION_HEADER: session.session_id}
+        )
+        return body, protocol.parse_server_timing(headers.get(protocol.TIMING_HEADER))
+
     async def _once(self, frame: bytes, timing: dict[str, float]) -> torch.Tensor:
         if self._session is None or self._session.closed:
             t = time.perf_counter()
@@ -134,15 +173,8 @@ class EnclaveClient:
         t0 = time.perf_counter()
         record = session.seal(frame)
         t1 = time.perf_counter()
-        ep = protocol.SEALED_INFER
         try:
-            _, body, headers = await self.peer.request(
-                ep.method,
-                ep.path,
-                record,
-                ep.body,
-                {protocol.SESSION_HEADER: session.session_id},
-            )
+            body, server = await self._send(session, record)
         except RuntimeFailure:
             self._session = None
             raise
@@ -155,7 +187,7 @@ class EnclaveClient:
         t3 = time.perf_counter()
         logits = frames.decode(plain, ANSWER_SPEC)
         t4 = time.perf_counter()
-        timing.update(protocol.parse_server_timing(headers.get(protocol.TIMING_HEADER)))
+        timing.update(server)
         timing["client_encrypt"] = (t1 - t0) * 1e3
         timing["client_decrypt"] = (t3 - t2) * 1e3
         timing["client_decode"] = (t4 - t3) * 1e3
@@ -181,3 +213,5 @@ class EnclaveClient:
 
     async def close(self) -> None:
         await self.peer.close()
+        if self._stream is not None:
+            await self._stream.close()

@@ -12,7 +12,7 @@ import torch
 from privpart.runtime import frames, protocol
 from privpart.runtime.client.http import HttpPeer
 from privpart.runtime.stream import wire
-from privpart.runtime.stream.client import StreamTailClient
+from privpart.runtime.stream.client import StreamClient
 
 ANSWER_SPEC = frames.FrameSpec(max_batch=1 << 16, max_bytes=256 << 20)
 
@@ -57,9 +57,9 @@ def tail_client(
     session: aiohttp.ClientSession | None = None,
     token: str | None = None,
     tls_pin: bytes | None = None,
-) -> TailClient | StreamTailClient:
+) -> TailClient | StreamClient:
     """The client for `url`: the stream transport for `tcp://` and `tls://` URLs (a tail
     started with `--stream-port`), HTTP(S) otherwise."""
     if urlsplit(url).scheme in wire.SCHEMES:
-        return StreamTailClient(url, timeout, token, tls_pin)
+        return StreamClient(url, timeout, token, tls_pin)
     return TailClient(url, timeout, session, token, tls_pin)

@@ -17,6 +17,11 @@ Endpoints (`protocol.ENCLAVE_ENDPOINTS`; errors are JSON `{error, message, hint}
   is the same for clients of earlier versions (the id then shows in URLs and logs);
 - `GET  /healthz`, `GET /metrics` (Prometheus).
 
+With a stream port (`privpart enclave --stream-port`, `runtime/stream`), the same sealed infer
+also travels over one persistent connection per client: each request is the session id (32 hex
+characters) followed by the sealed record, each reply the sealed answer (`HostStream`), with the
+same checks, in-flight limit and metrics.
+
 Limits (`server/limits.py`): bodies must arrive within the body timeout and are counted in
 flight only once read; connections are capped; with a token, clients must present it.
 """
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import time
 from dataclasses import dataclass, field
 
@@ -46,9 +52,11 @@ from privpart.runtime.server.http import (
 )
 from privpart.runtime.server.limits import ServerLimits
 from privpart.runtime.server.metrics import LATENCY_BUCKETS, ServerMetrics
+from privpart.runtime.stream.server import StreamSite
 from privpart.runtime.version import RUNTIME_VERSION
 
 SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
+SESSION_BYTES = 32
 HELLO_LIMIT = 4096
 HOST_KEY = web.AppKey("privpart_enclave_host", object)
 
@@ -65,6 +73,7 @@ class EnclaveHost:
     max_inflight: int = 256  # requests inside the enclave path before answering 429 busy
     limits: ServerLimits = field(default_factory=ServerLimits)
     tail_token: str | None = None  # bearer token of the tail server, passed to the worker
+    stream_url: str = ""  # the stream port's URL, once it listens (`host_stream_site`)
 
     def __post_init__(self) -> None:
         self.record_limit = (
@@ -119,6 +128,7 @@ class EnclaveHost:
                 "restarts": self.supervisor.restarts,
             },
             "tail": self.tail_url,
+            "stream": self.stream_url or None,
             "verify_tail": self.backend.config.verify_tail,
             "tail_measurement": self.backend.tail_measurement or None,
         }
@@ -136,7 +146,28 @@ class EnclaveHost:
             "quote": reply["quote"],
         }
 
-    async def infer(self, session: str, record: bytearray) -> tuple[bytes, dict[str, float]]:
+    async def relay(
+        self, session: str, record: bytearray | memoryview, start: float
+    ) -> tuple[bytes, dict[str, float]]:
+        """A received sealed request through the in-flight limit and the worker (whatever the
+        transport; `start`: when its first byte arrived, for the latency metric)."""
+        if self.inflight >= self.max_inflight:
+            raise RuntimeFailure(
+                "busy",
+                f"enclave busy: {self.inflight} requests in flight",
+                "retry after a short backoff (Retry-After)",
+            )
+        self.inflight += 1
+        try:
+            sealed, timing = await self.infer(session, record)
+        finally:
+            self.inflight -= 1
+        self.latency.observe(time.perf_counter() - start)
+        return sealed, timing
+
+    async def infer(
+        self, session: str, record: bytearray | memoryview
+    ) -> tuple[bytes, dict[str, float]]:
         """One sealed request through the worker (head, tail round trip, seal): sealed answer."""
         t0 = time.perf_counter()
         header = {"session": session, "tail": self.tail_url}
@@ -164,6 +195,51 @@ class EnclaveHost:
         )
         timing["enclave_ipc"] = worker_ms - inside - timing.get("tail_roundtrip", 0.0)
         return sealed, timing
+
+
+def check_session_id(session: str, where: str = f"in the {protocol.SESSION_HEADER} header") -> None:
+    if not SESSION_ID.match(session):
+        raise RuntimeFailure(
+            "unknown_session",
+            "malformed session id",
+            f"attest first ({protocol.ATTEST.method} {protocol.ATTEST.path}), then send "
+            f"the session id {where}",
+        )
+
+
+class HostStream:
+    """The enclave host's stream (`runtime/stream`): a request is the session id, 32 ASCII hex
+    characters, then the sealed record; the reply is the sealed answer."""
+
+    def __init__(self, host: EnclaveHost) -> None:
+        self.host = host
+
+    @property
+    def body_limit(self) -> int:
+        return SESSION_BYTES + self.host.record_limit
+
+    def describe(self) -> dict:
+        return self.host.describe()
+
+    async def answer(self, body: bytearray, read_ms: float) -> tuple[bytes, dict[str, float]]:
+        session = bytes(body[:SESSION_BYTES]).decode("ascii", errors="replace")
+        check_session_id(session, "as the first 32 bytes of each stream request")
+        start = time.perf_counter() - read_ms / 1e3
+        return await self.host.relay(session, memoryview(body)[SESSION_BYTES:], start)
+
+    def count(self, status: int, seconds: float) -> None:
+        self.host.requests.inc("infer", str(status))
+
+
+def host_stream_site(
+    host: EnclaveHost, bind: str, port: int, tls: ssl.SSLContext | None = None
+) -> StreamSite:
+    """The enclave host's stream port, for `serve_until_signal(..., sites=[...])`."""
+
+    def advertise(url: str) -> None:
+        host.stream_url = url
+
+    return StreamSite(lambda: HostStream(host), bind, port, tls, advertise)
 
 
 def build_enclave_app(host: EnclaveHost) -> web.Application:
@@ -203,28 +279,11 @@ def build_enclave_app(host: EnclaveHost) -> web.Application:
 
     async def infer(request: web.Request, session: str) -> web.Response:
         start = time.perf_counter()
-        if not SESSION_ID.match(session):
-            raise RuntimeFailure(
-                "unknown_session",
-                "malformed session id",
-                f"attest first ({protocol.ATTEST.method} {protocol.ATTEST.path}), then send "
-                f"the session id in the {protocol.SESSION_HEADER} header",
-            )
+        check_session_id(session)
         # read first: a client still sending its body is not in flight (a slow sender cannot
         # fill the enclave's slots), and the body timeout bounds how long it holds its socket
         record = await read_body(request, host.record_limit, host.limits)
-        if host.inflight >= host.max_inflight:
-            raise RuntimeFailure(
-                "busy",
-                f"enclave busy: {host.inflight} requests in flight",
-                "retry after a short backoff (Retry-After)",
-            )
-        host.inflight += 1
-        try:
-            sealed, timing = await host.infer(session, record)
-        finally:
-            host.inflight -= 1
-        host.latency.observe(time.perf_counter() - start)
+        sealed, timing = await host.relay(session, record, start)
         return to_response(
             protocol.Reply(
                 200,

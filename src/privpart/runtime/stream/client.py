@@ -1,4 +1,5 @@
-"""The device client's stream link to a tail server (`wire.py`), on asyncio.
+"""The asyncio client of a stream port (`wire.py`): the device client's link to a tail server,
+and the enclave client's to an enclave host.
 
 A pool of persistent connections, one request in flight on each (concurrent callers open more).
 Replies are read by asyncio's `BufferedProtocol` straight into a buffer of their declared size.
@@ -109,8 +110,8 @@ class _Connection(asyncio.BufferedProtocol):
         return await self.waiter
 
 
-class StreamTailClient:
-    """Features frames to a tail's stream port: the same calls as `client.tail.TailClient`."""
+class StreamClient:
+    """Requests to a stream port; for a tail, the same calls as `client.tail.TailClient`."""
 
     def __init__(
         self,
@@ -224,8 +225,8 @@ class StreamTailClient:
     async def infer_frame(
         self, frame: bytes | Sequence[Part]
     ) -> tuple[bytearray, dict[str, float]]:
-        """Send one features frame (bytes, or its parts from `frames.encode_parts`): the logits
-        frame and the server's timing parts."""
+        """Send one request (bytes, or its parts, e.g. from `frames.encode_parts`): the reply's
+        body (a tail's logits frame) and the server's timing parts."""
         parts = [frame] if isinstance(frame, bytes | bytearray | memoryview) else list(frame)
         parts.insert(0, wire.request_prefix(wire.frame_size(parts)))
         for attempt in range(2):

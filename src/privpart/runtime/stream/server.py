@@ -1,11 +1,13 @@
-"""The tail server's stream listener: `wire.py`'s format over TCP or TLS, beside its HTTP port.
+"""A server's stream listener: `wire.py`'s format over TCP or TLS, beside its HTTP port.
 
-Every request goes through the same `TailHandlers.infer_frame` as `POST /v1/infer` (one frame
-validation, the batcher, metrics), and every connection through the HTTP server's
-`ConnectionGuard` (one connection cap and per-address limit for both ports). What the stream
-saves is on the serial path: a request is received by `recv_into` straight into the one
-buffer the model then reads (asyncio's `BufferedProtocol`), with no HTTP parsing, chunk loop or
-per-request headers.
+Two servers have one: the tail server (`TailStream`: each request is a features frame, answered
+by the same `TailHandlers.infer_frame` as `POST /v1/infer`: one frame validation, the batcher,
+metrics) and the enclave host (`enclave/host.py`: each request is a session id and a sealed
+record, relayed to the worker as `POST /v1/infer` relays it). Every connection goes through
+the HTTP server's `ConnectionGuard` (one connection cap and per-address limit for both ports).
+What the stream saves is on the serial path: a request is received by `recv_into` straight
+into the one buffer the model then reads (asyncio's `BufferedProtocol`), with no HTTP parsing,
+chunk loop or per-request headers.
 
 Limits, in the terms of `ServerLimits`:
 - the hello (and over TLS the handshake) within `header_timeout_s` of the accept, else closed;
@@ -22,7 +24,9 @@ import asyncio
 import json
 import ssl
 import time
+from collections.abc import Callable
 from enum import Enum
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -35,6 +39,41 @@ from privpart.runtime.server.handlers import TailHandlers
 from privpart.runtime.server.http import CappedRunner, redacted
 from privpart.runtime.server.limits import ServerLimits, check_token
 from privpart.runtime.stream import wire
+
+
+class StreamService(Protocol):
+    """What a server answers on its stream: the hello's description, each request's answer."""
+
+    @property
+    def body_limit(self) -> int: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    async def answer(
+        self, body: bytearray, read_ms: float
+    ) -> tuple[bytes | bytearray | memoryview, dict[str, float]]: ...
+
+    def count(self, status: int, seconds: float) -> None: ...
+
+
+class TailStream:
+    """The tail server's stream: features frames in, logits frames out."""
+
+    def __init__(self, handlers: TailHandlers) -> None:
+        self.handlers = handlers
+
+    @property
+    def body_limit(self) -> int:
+        return self.handlers.body_limit
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.handlers.service.describe(), **self.handlers.extra_info}
+
+    async def answer(self, body: bytearray, read_ms: float) -> tuple[bytes, dict[str, float]]:
+        return await self.handlers.infer_frame(body, read_ms)
+
+    def count(self, status: int, seconds: float) -> None:
+        self.handlers.count(protocol.INFER, status, seconds)
 
 
 class Read(Enum):
@@ -151,7 +190,7 @@ class StreamConnection(asyncio.BufferedProtocol):
             self._hello(bytes(self._buf))
         elif self.state is Read.PREFIX:
             (size,) = wire.REQUEST.unpack(self._buf)
-            limit = self.server.handlers.body_limit
+            limit = self.server.service.body_limit
             if not 1 <= size <= limit:
                 self._refuse(
                     "too_large" if size else "truncated",
@@ -194,7 +233,7 @@ class StreamConnection(asyncio.BufferedProtocol):
         except RuntimeFailure as exc:
             self.close(_error(exc))
             return
-        info = json.dumps(self.server.handlers.service.describe()).encode()
+        info = json.dumps(self.server.service.describe()).encode()
         assert self.transport is not None
         self.transport.write(b"".join(wire.reply_parts(200, info)))
         self._idle()
@@ -212,7 +251,7 @@ class StreamConnection(asyncio.BufferedProtocol):
         start = time.perf_counter() - read_ms / 1e3
         status = 500
         try:
-            answer, parts = await self.server.handlers.infer_frame(body, read_ms)
+            answer, parts = await self.server.service.answer(body, read_ms)
             status = 200
             out = wire.reply_parts(200, answer, {"timing": parts})
         except RuntimeFailure as exc:
@@ -223,7 +262,7 @@ class StreamConnection(asyncio.BufferedProtocol):
             out = _error(redacted(failure, self.where))
         finally:
             self._task = None
-            self.server.handlers.count(protocol.INFER, status, time.perf_counter() - start)
+            self.server.service.count(status, time.perf_counter() - start)
         if self.transport is None or self.transport.is_closing():
             return
         self.transport.write(b"".join(out))
@@ -259,10 +298,10 @@ class StreamConnection(asyncio.BufferedProtocol):
 
 
 class StreamServer:
-    """The stream listener of one tail server, sharing its handlers and connection guard."""
+    """The stream listener of one server, sharing its connection guard."""
 
-    def __init__(self, handlers: TailHandlers, guard: ConnectionGuard) -> None:
-        self.handlers = handlers
+    def __init__(self, service: StreamService, guard: ConnectionGuard) -> None:
+        self.service = service
         self.guard = guard
         self.limits: ServerLimits = guard.limits
         self.connections: set[StreamConnection] = set()
@@ -297,21 +336,28 @@ class StreamServer:
 
 
 class StreamSite:
-    """The stream port of a tail application built by `build_tail_app` (`runner.ExtraSite`):
-    the application's `/v1/info` then names the stream URL under `stream`."""
+    """The stream port of a server application (`runner.ExtraSite`); `service_of` gives its
+    service once the application runs. The application's `/v1/info` names the stream URL
+    under `stream` (through `on_url`)."""
 
     def __init__(
-        self, app: web.Application, host: str, port: int, tls: ssl.SSLContext | None = None
+        self,
+        service_of: Callable[[], StreamService],
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None = None,
+        on_url: Callable[[str], None] | None = None,
     ) -> None:
-        self.app, self.host, self.port, self.tls = app, host, port, tls
+        self.service_of, self.host, self.port, self.tls = service_of, host, port, tls
+        self.on_url = on_url
         self.url = ""
         self.server: StreamServer | None = None
 
     async def start(self, runner: CappedRunner) -> str:
-        handlers = tail_handlers(self.app)
-        self.server = StreamServer(handlers, runner.guard)
+        self.server = StreamServer(self.service_of(), runner.guard)
         self.url = await self.server.start(self.host, self.port, self.tls)
-        handlers.extra_info["stream"] = self.url
+        if self.on_url is not None:
+            self.on_url(self.url)
         return self.url
 
     def stop_listening(self) -> None:
@@ -321,3 +367,15 @@ class StreamSite:
     async def close_all(self) -> None:
         if self.server is not None:
             await self.server.close_all()
+
+
+def tail_stream_site(
+    app: web.Application, host: str, port: int, tls: ssl.SSLContext | None = None
+) -> StreamSite:
+    """The stream port of a tail application built by `build_tail_app`."""
+    handlers = tail_handlers(app)
+
+    def advertise(url: str) -> None:
+        handlers.extra_info["stream"] = url
+
+    return StreamSite(lambda: TailStream(handlers), host, port, tls, advertise)
