@@ -6,13 +6,17 @@ raw logits back. `runtime_overhead.py` times it beside the real runtime, so what
 can be told apart from what any split across two processes on the same cores costs.
 
 Run by the bench: python bench/_floor_tail.py CHECKPOINT CUT THREADS  (prints its port, serves
-one connection until it closes). It inherits the bench's OpenMP environment.
+one connection until it closes). It inherits the bench's OpenMP environment. After the logits it
+sends its forward pass's milliseconds (float64), so the floor's time splits into compute and
+transport like the runtime's.
 """
 
 from __future__ import annotations
 
 import socket
+import struct
 import sys
+import time
 from math import prod
 from pathlib import Path
 
@@ -46,9 +50,11 @@ def serve(checkpoint: Path, cut: str, threads: int) -> None:
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     view = memoryview(buf)
     while recv_exactly(conn, view):
+        start = time.perf_counter()
         with torch.inference_mode():
             y = tail(x)
-        conn.sendall(y.contiguous().numpy().tobytes())
+        ms = (time.perf_counter() - start) * 1e3
+        conn.sendall(y.contiguous().numpy().tobytes() + struct.pack("<d", ms))
 
 
 if __name__ == "__main__":

@@ -4,10 +4,10 @@ The same features frame goes, round after round, to the same tail (`privpart ser
 --stream-port`) over http.client (blocking, as the enclave worker sent it over HTTP), over
 aiohttp (as the device client does over HTTP), over the stream transport (blocking, as the
 enclave worker sends it to a tcp:// tail), and as raw bytes to the bare-socket tail of
-`_floor_tail.py`. Overhead = round trip
-minus the forward pass the server reports (Server-Timing `compute`); the floor has no such
-report, so its row is the whole round trip. The server's own parts (read, decode, dispatch,
-encode) are printed too: what is left is HTTP framing, loopback copies and wake-ups.
+`_floor_tail.py`. Overhead = round trip minus the forward pass the server reports
+(Server-Timing `compute`, the stream's reply meta, and for the floor the milliseconds it sends
+after the logits). The server's own parts (read, decode, dispatch, encode) are printed too:
+what is left is framing, loopback copies and wake-ups.
 
 Run: flock /tmp/privpart-cpu.lock .venv/bin/python bench/runtime_hops.py --cut layer2
 """
@@ -19,6 +19,7 @@ import asyncio
 import http.client
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -62,7 +63,7 @@ def main() -> None:
     with torch.inference_mode():
         features = split.head(torch.rand(1, 3, 224, 224))
     frame, raw = frames.encode(features), features.numpy().tobytes()
-    answer = bytearray(split.info.spec.num_classes * 4)
+    answer = bytearray(split.info.spec.num_classes * 4 + 8)  # logits + the floor's forward ms
     sock = socket.create_connection(("127.0.0.1", int(floor.stdout.readline())))  # type: ignore[union-attr]
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     conn = http.client.HTTPConnection("127.0.0.1", port)
@@ -90,7 +91,8 @@ def main() -> None:
         view, got = memoryview(answer), 0
         while got < len(answer):
             got += sock.recv_into(view[got:])
-        return (time.perf_counter() - t) * 1e3, {"compute": 0.0}
+        (forward,) = struct.unpack_from("<d", answer, len(answer) - 8)
+        return (time.perf_counter() - t) * 1e3, {"compute": forward}
 
     async def run() -> dict[str, list[tuple[float, dict[str, float]]]]:
         client = TailClient(server.url, 60)

@@ -9,9 +9,10 @@ script as the client. Each round times, in rotating order:
            tail server -> worker (encrypt) -> client (decrypt);
 - device:  privacy partitioning on the user's device, end to end: head here -> tail server ->
            logits;
-- enclave_stream, device_stream: the same two over the tail's stream transport (`privpart
-           serve --stream-port`, a tcp:// tail URL) instead of HTTP: one persistent
-           connection, length-prefixed frames read straight into the tensor's buffer;
+- enclave_stream, device_stream: the same two over the stream transport instead of HTTP
+           (`privpart serve --stream-port` with a tcp:// tail URL; `privpart enclave
+           --stream-port` with `EnclaveClient(stream=True)`): one persistent connection per
+           hop, length-prefixed messages read straight into their buffers;
 - split:   head then tail in this process (what splitting costs before any transport);
 - floor:   head here, raw features over a bare TCP socket to a tail process with no HTTP,
            validation, batching or crypto (`_floor_tail.py`): what two processes cost at least.
@@ -47,6 +48,7 @@ import json
 import os
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -146,7 +148,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
         cpus=tail_cpus,
     ).start()
 
-    def enclave_server(port: int, tail_url: str, name: str) -> Server:
+    def enclave_server(port: int, tail_url: str, name: str, *extra: str) -> Server:
         return Server(
             [
                 "enclave",
@@ -163,6 +165,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
                 "--max-batch",
                 "1",
                 *threads,
+                *extra,
             ],
             port,
             work / f"{name}.log",
@@ -171,7 +174,9 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
 
     stream_url = f"tcp://127.0.0.1:{stream_port}"
     enclave = enclave_server(enclave_port, tail.url, "enclave")
-    enclave_stream = enclave_server(enclave_stream_port, stream_url, "enclave-stream")
+    enclave_stream = enclave_server(
+        enclave_stream_port, stream_url, "enclave-stream", "--stream-port", str(free_port())
+    )
     floor_tail = subprocess.Popen(  # the bare-socket tail: what any two-process split costs
         [
             sys.executable,
@@ -190,7 +195,9 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
         # the process backend is simulated: the benchmark accepts it knowingly
         policy = VerificationPolicy(allow_simulated=True, platform_pins=(pin,))
         ec = EnclaveClient(enclave.url, policy, split.info.measurement, timeout=120)
-        ecs = EnclaveClient(enclave_stream.url, policy, split.info.measurement, timeout=120)
+        ecs = EnclaveClient(
+            enclave_stream.url, policy, split.info.measurement, timeout=120, stream=True
+        )
         dc = DeviceClient(split, tail.url, timeout=120)
         dcs = DeviceClient(split, stream_url, timeout=120)
         await dc.check_tail()
@@ -225,7 +232,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
 
         floor_sock = socket.create_connection(("127.0.0.1", floor_port))
         floor_sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        logits = bytearray(reference.numel() * 4)
+        logits = bytearray(reference.numel() * 4 + 8)  # + the floor tail's forward ms
 
         def floor() -> tuple[float, dict]:
             t = time.perf_counter()
@@ -237,9 +244,16 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
             while got < len(logits):
                 got += floor_sock.recv_into(view[got:])
             t2 = time.perf_counter()
-            out = torch.frombuffer(logits, dtype=torch.float32).reshape(reference.shape)
-            assert torch.allclose(out, reference, atol=1e-4), "floor answer differs"
-            return (t2 - t) * 1e3, {"head": (t1 - t) * 1e3, "roundtrip": (t2 - t1) * 1e3}
+            out = torch.frombuffer(logits, dtype=torch.float32, count=reference.numel())
+            assert torch.allclose(out.reshape(reference.shape), reference, atol=1e-4), (
+                "floor answer differs"
+            )
+            (tail_ms,) = struct.unpack_from("<d", logits, reference.numel() * 4)
+            return (t2 - t) * 1e3, {
+                "head": (t1 - t) * 1e3,
+                "roundtrip": (t2 - t1) * 1e3,
+                "tail_compute": tail_ms,
+            }
 
         modes = {
             "plain": plain,
@@ -317,11 +331,10 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
             "parts_ms": {},
         }
         for mode, rows in timings.items():
-            if mode != "floor":  # the floor's tail reports no timing of its own
-                parts = [breakdown(t) for t in rows]
-                result["breakdown_ms"][mode] = {
-                    k: round(med([p[k] for p in parts]), 3) for k in parts[0]
-                }
+            parts = [breakdown(t) for t in rows]
+            result["breakdown_ms"][mode] = {
+                k: round(med([p[k] for p in parts]), 3) for k in parts[0]
+            }
             keys = sorted({k for t in rows for k in t})
             result["parts_ms"][mode] = {
                 k: round(med([t.get(k, 0.0) for t in rows]), 3) for k in keys
@@ -412,7 +425,8 @@ def markdown(r: dict) -> str:
             for k in ("compute", "crypto", "serialisation", "transport")
         )
         + " |"
-        for mode in ("split", *REMOTE)
+        for mode in ("split", "floor", *REMOTE)
+        if mode in r["breakdown_ms"]
     )
     pm = r["parts_ms"]
     here = {"head": pm["split"]["head"], "tail": pm["split"]["tail_compute"]}
@@ -423,6 +437,8 @@ def markdown(r: dict) -> str:
         }
         for mode in REMOTE
     }
+    if "tail_compute" in pm["floor"]:
+        there["floor"] = {"head": pm["floor"]["head"], "tail": pm["floor"]["tail_compute"]}
     compute = "\n".join(
         f"| {mode} | {p['head']:.1f} ({p['head'] / here['head']:.3f}) | "
         f"{p['tail']:.1f} ({p['tail'] / here['tail']:.3f}) |"
