@@ -1,13 +1,13 @@
-"""One hop, four transports: what the tail server costs beyond its forward pass.
+"""One hop, five senders: what the tail server costs beyond its forward pass.
 
-The same features frame goes, round after round, to the same tail (`privpart serve
---stream-port`) over http.client (blocking, as the enclave worker sent it over HTTP), over
-aiohttp (as the device client does over HTTP), over the stream transport (blocking, as the
-enclave worker sends it to a tcp:// tail), and as raw bytes to the bare-socket tail of
-`_floor_tail.py`. Overhead = round trip minus the forward pass the server reports
+The same features frame goes, round after round, to the same tail (`privpart serve --stream-
+port`) over http.client (blocking, as the enclave worker sent it over HTTP), over aiohttp (as
+the device client does over HTTP), over the stream transport (blocking, as the enclave worker
+sends it to a tcp:// tail; asyncio, as the device client does), and as raw bytes to the bare-
+socket tail of `_floor_tail.py`. Overhead = round trip minus the forward pass the server reports
 (Server-Timing `compute`, the stream's reply meta, and for the floor the milliseconds it sends
-after the logits). The server's own parts (read, decode, dispatch, encode) are printed too:
-what is left is framing, loopback copies and wake-ups.
+after the logits). The server's own parts (read, decode, dispatch, encode) are printed too: what
+is left is framing, loopback copies and wake-ups.
 
 Run: flock /tmp/privpart-cpu.lock .venv/bin/python bench/runtime_hops.py --cut layer2
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from privpart.runtime import frames, protocol
-from privpart.runtime.client import TailClient
+from privpart.runtime.client import StreamClient, TailClient
 from privpart.runtime.head import split_checkpoint
 from privpart.runtime.stream import wire
 from privpart.runtime.stream.blocking import BlockingStream
@@ -96,6 +96,12 @@ def main() -> None:
 
     async def run() -> dict[str, list[tuple[float, dict[str, float]]]]:
         client = TailClient(server.url, 60)
+        streamer = StreamClient(f"tcp://127.0.0.1:{stream_port}", 60)
+
+        async def streamed_async() -> tuple[float, dict[str, float]]:
+            t = time.perf_counter()
+            _, timing = await streamer.infer_frame(parts)
+            return (time.perf_counter() - t) * 1e3, timing
 
         async def evented() -> tuple[float, dict[str, float]]:
             t = time.perf_counter()
@@ -106,14 +112,16 @@ def main() -> None:
             "http.client": [],
             "aiohttp": [],
             "stream (blocking)": [],
+            "stream (asyncio)": [],
             "floor (raw socket)": [],
         }
         for r in range(5 + args.rounds):
-            got = [blocking(), await evented(), streamed(), bare()]
+            got = [blocking(), await evented(), streamed(), await streamed_async(), bare()]
             if r >= 5:
                 for name, row in zip(rows, got, strict=True):
                     rows[name].append(row)
         await client.close()
+        await streamer.close()
         return rows
 
     try:
