@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 
 import aiohttp
+import pytest
 from aiohttp import web
 
-from privpart.runtime.server.runner import READ_BUFFER, start_site
+from privpart.errors import PrivpartError
+from privpart.runtime.server import TailConfig, build_tail_app
+from privpart.runtime.server.runner import READ_BUFFER, serve_until_signal, start_site
+from privpart.runtime.stream.server import tail_stream_site
 
 
 def test_bodies_are_read_with_the_large_buffer() -> None:
@@ -36,3 +41,19 @@ def test_bodies_are_read_with_the_large_buffer() -> None:
     assert n == 3 << 20
     assert high >= READ_BUFFER > 64 * 1024  # aiohttp's default would pause at 128 KiB
     assert low <= high
+
+
+def test_a_port_in_use_is_a_clear_error_for_the_http_and_the_stream_listener(tiny_split) -> None:  # noqa: ANN001
+    """Whichever listener cannot bind, the caller gets the address and what to do, and nothing
+    is left listening."""
+    holder = socket.create_server(("127.0.0.1", 0))
+    taken = holder.getsockname()[1]
+    try:
+        for port, stream_port in ((taken, 0), (0, taken)):
+            app = build_tail_app(tiny_split, TailConfig(device="cpu"))
+            site = tail_stream_site(app, "127.0.0.1", stream_port)
+            with pytest.raises(PrivpartError, match=f"cannot listen on 127.0.0.1:{taken}") as err:
+                asyncio.run(serve_until_signal(app, "127.0.0.1", port, sites=[site]))
+            assert "free port" in err.value.hint
+    finally:
+        holder.close()

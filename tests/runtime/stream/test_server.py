@@ -24,7 +24,7 @@ from privpart.runtime.server.runner import start_site
 from privpart.runtime.stream import wire
 from privpart.runtime.stream.blocking import BlockingStream
 from privpart.runtime.stream.server import tail_stream_site
-from tests.runtime.helpers import LoopThread, closed_by_server
+from tests.runtime.helpers import LoopThread, closed_by_server, loopback_sources
 
 TOKEN = "stream-token-0123456789abcdef"
 
@@ -268,3 +268,35 @@ def test_fuzzed_requests_get_errors_or_a_close_and_good_ones_are_still_served(
     # random bytes and cut or extended frames are never valid; a flipped payload byte may be
     assert all(400 <= s < 500 for k in (0, 2) for s in statuses[k]), statuses
     assert all(s == 200 or 400 <= s < 500 for s in statuses[1]), statuses[1]
+
+
+def test_an_idle_stream_flood_at_the_cap_leaves_a_new_client_served(tail: SimpleNamespace) -> None:
+    """64 idle stream connections from 11 addresses fill the cap (64); a client from another
+    address is still served, because the heaviest address gives up its oldest idle one."""
+    held = []
+    try:
+        for source in loopback_sources(11, first=20):
+            for _ in range(6 if len(held) < 60 else 4):
+                host, port = tail.stream.removeprefix("tcp://").split(":")
+                sock = socket.create_connection(
+                    (host, int(port)), timeout=10, source_address=(source, 0)
+                )
+                hello_ok(sock)
+                held.append(sock)
+        assert tail.guard.live >= 64
+        started = time.monotonic()
+
+        async def newcomer() -> torch.Tensor:
+            client = DeviceClient(tail.split, tail.stream, token=TOKEN)
+            try:
+                return (await client.infer(torch.rand(1, *tail.split.info.input_shape))).logits
+            finally:
+                await client.close()
+
+        # from 127.0.0.1, which holds none of the flood's connections
+        assert asyncio.run(newcomer()).shape == (1, tail.split.info.spec.num_classes)
+        assert time.monotonic() - started < 3.0
+        assert tail.guard.evicted >= 1
+    finally:
+        for sock in held:
+            sock.close()

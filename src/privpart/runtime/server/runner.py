@@ -15,6 +15,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from privpart.errors import PrivpartError
 from privpart.runtime.logs import server_log
 from privpart.runtime.server.http import LIMITS_KEY, CappedRunner
 from privpart.runtime.server.limits import ServerLimits
@@ -99,6 +100,8 @@ class ExtraSite(Protocol):
     site with its runner (whose connection guard it shares), stopped around its shutdown."""
 
     url: str
+    host: str
+    port: int
 
     async def start(self, runner: CappedRunner) -> str: ...
 
@@ -119,9 +122,16 @@ async def serve_until_signal(
 ) -> None:
     """Serve until SIGINT/SIGTERM. `sites` start after the HTTP site and stop listening
     before it drains, and their connections close once everything in flight is answered."""
-    runner, url = await start_site(app, host, port, shutdown_timeout, tls)
+    try:
+        runner, url = await start_site(app, host, port, shutdown_timeout, tls)
+    except OSError as exc:
+        raise _cannot_listen(host, port, exc) from None
     for site in sites:
-        await site.start(runner)  # type: ignore[arg-type]
+        try:
+            await site.start(runner)  # type: ignore[arg-type]
+        except OSError as exc:
+            await runner.cleanup()
+            raise _cannot_listen(site.host, site.port, exc) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -138,3 +148,10 @@ async def serve_until_signal(
         await runner.cleanup()
         for site in sites:
             await site.close_all()
+
+
+def _cannot_listen(host: str, port: int, exc: OSError) -> PrivpartError:
+    return PrivpartError(
+        f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+        "choose a free port (each listener needs its own), or stop the process holding it",
+    )
