@@ -23,16 +23,18 @@ import queue
 import ssl
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from privpart.runtime import protocol
 from privpart.runtime.errors import RuntimeFailure
 from privpart.runtime.stream import wire
-from privpart.runtime.stream.blocking import BlockingStream, StreamClosed
+from privpart.runtime.stream.blocking import BlockingStream
 
 PASS_THROUGH = (429, 503, 504)
 Target = tuple[str, str, int]
 Part = bytes | bytearray | memoryview
+R = TypeVar("R")
 
 
 def _target(url: str, pinned: bool) -> Target:
@@ -117,57 +119,88 @@ class TailLink:
             frame = b"".join(frame)
         ep = protocol.INFER
         headers = {"Content-Type": ep.answer, **protocol.bearer(token)}
+
+        def exchange(conn: http.client.HTTPConnection) -> tuple[http.client.HTTPResponse, bytes]:
+            conn.request(ep.method, ep.path, body=frame, headers=headers)
+            resp = conn.getresponse()
+            return resp, resp.read()
+
+        resp, body = self._round_trip(
+            url,
+            lambda: self._conn(target),
+            exchange,
+            lambda: self._drop(target),
+            "check that the tail server is running",
+        )
+        if resp.status >= 400:
+            raise _tail_error(resp.status, body, url)
+        return body, protocol.parse_server_timing(resp.getheader(protocol.TIMING_HEADER))
+
+    def _round_trip(
+        self,
+        url: str,
+        connect: Callable[[], tuple[Any, bool]],
+        exchange: Callable[[Any], R],
+        drop: Callable[[], None],
+        unreachable_hint: str,
+    ) -> R:
+        """One request on this thread's kept connection, whatever the transport: a kept
+        connection the tail closed while idle is retried once on a new one; every other
+        failure becomes its `tail_*` error."""
         for attempt in range(2):
+            reused = False
             try:
-                conn, reused = self._conn(target)
-                conn.request(ep.method, ep.path, body=frame, headers=headers)
-                resp = conn.getresponse()
-                body = resp.read()
-                break
+                conn, reused = connect()
+                return exchange(conn)
             except TimeoutError:
-                self._drop(target)
+                drop()
                 raise RuntimeFailure(
                     "tail_timeout",
                     f"tail {url} did not answer in {self.timeout:g} s",
                     "the tail is overloaded or stuck",
                 ) from None
             except ConnectionRefusedError:
-                self._drop(target)
+                drop()
                 raise RuntimeFailure(
-                    "tail_unreachable",
-                    f"cannot connect to the tail at {url}",
-                    "check that the tail server is running",
+                    "tail_unreachable", f"cannot connect to the tail at {url}", unreachable_hint
                 ) from None
             except (ConnectionError, http.client.HTTPException, OSError) as exc:
-                self._drop(target)
-                if reused and attempt == 0:  # a keep-alive connection the tail closed: retry
+                drop()
+                if reused and attempt == 0:  # a kept connection the tail closed: retry
                     continue
                 raise RuntimeFailure(
                     "tail_disconnected",
                     f"tail {url} closed the connection ({type(exc).__name__})",
                     "the tail may be restarting; retry",
                 ) from None
-        if resp.status >= 400:
-            raise _tail_error(resp.status, body, url)
-        return body, protocol.parse_server_timing(resp.getheader(protocol.TIMING_HEADER))
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def _stream(self, target: Target, token: str | None) -> tuple[BlockingStream, bool]:
         conns = self._local.__dict__.setdefault("streams", {})
         key = (target, token)
         if key in conns:
             return conns[key], True
-        _, host, port = target
-        conn = BlockingStream(
-            host,
-            port,
-            tls=self._tls if target[0] == "tls" else None,
-            pin=self.pin,
-            token=token,
-            timeout=self.timeout,
-        )
+        scheme, host, port = target
+        try:
+            conn = BlockingStream(
+                host,
+                port,
+                tls=self._tls if scheme == "tls" else None,
+                pin=self.pin,
+                token=token,
+                timeout=self.timeout,
+            )
+        except ssl.SSLError as exc:
+            raise RuntimeFailure(
+                "tail_tls",
+                f"TLS with the tail at {host}:{port} failed: {exc}",
+                "check its certificate",
+            ) from None
+        except RuntimeFailure as exc:  # the pin: nothing was sent
+            raise RuntimeFailure("tail_tls", exc.message, exc.hint) from None
         if conn.hello_status != 200:
             conn.close()
-            raise _tail_error(conn.hello_status, conn.hello_body, f"{target[1]}:{target[2]}")
+            raise _tail_error(conn.hello_status, conn.hello_body, f"{host}:{port}")
         conns[key] = conn
         return conn, False
 
@@ -179,41 +212,13 @@ class TailLink:
     def _stream_post(
         self, url: str, target: Target, parts: Sequence[Part], token: str | None
     ) -> tuple[bytearray, dict[str, float]]:
-        for attempt in range(2):
-            try:
-                conn, reused = self._stream(target, token)
-                status, meta, body = conn.roundtrip(parts)
-                break
-            except TimeoutError:
-                self._drop_stream(target, token)
-                raise RuntimeFailure(
-                    "tail_timeout",
-                    f"tail {url} did not answer in {self.timeout:g} s",
-                    "the tail is overloaded or stuck",
-                ) from None
-            except ConnectionRefusedError:
-                raise RuntimeFailure(
-                    "tail_unreachable",
-                    f"cannot connect to the tail at {url}",
-                    "check that the tail server is running with --stream-port",
-                ) from None
-            except ssl.SSLError as exc:
-                raise RuntimeFailure(
-                    "tail_tls", f"TLS with the tail at {url} failed: {exc}", "check its certificate"
-                ) from None
-            except RuntimeFailure as exc:
-                if exc.code == "tls_pin":
-                    raise RuntimeFailure("tail_tls", exc.message, exc.hint) from None
-                raise
-            except (StreamClosed, OSError) as exc:
-                self._drop_stream(target, token)
-                if reused and attempt == 0:  # a kept connection the tail closed: retry
-                    continue
-                raise RuntimeFailure(
-                    "tail_disconnected",
-                    f"tail {url} closed the connection ({type(exc).__name__})",
-                    "the tail may be restarting; retry",
-                ) from None
+        status, meta, body = self._round_trip(
+            url,
+            lambda: self._stream(target, token),
+            lambda conn: conn.roundtrip(parts),
+            lambda: self._drop_stream(target, token),
+            "check that the tail server is running with --stream-port",
+        )
         if status >= 400:
             raise _tail_error(status, body, url)
         return body, wire.timing_of(meta)
