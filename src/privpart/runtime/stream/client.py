@@ -105,9 +105,28 @@ class _Connection(asyncio.BufferedProtocol):
     async def roundtrip(self, parts: Sequence[Part]) -> tuple[int, dict[str, Any], bytearray]:
         assert self.transport is not None
         self.waiter = asyncio.get_running_loop().create_future()
-        for part in parts:
+        for part in coalesce(parts):
             self.transport.write(part)
         return await self.waiter
+
+
+def coalesce(parts: Sequence[Part], small: int = 64 << 10) -> list[Part]:
+    """`parts` with each run of small ones joined: every write of a TCP_NODELAY socket leaves
+    as its own segment, and the server would wake for a 4-byte prefix alone; large parts (the
+    payload) are passed as they are, never copied."""
+    out: list[Part] = []
+    run: list[Part] = []
+    for part in parts:
+        if memoryview(part).nbytes < small:
+            run.append(part)
+            continue
+        if run:
+            out.append(b"".join(run))
+            run = []
+        out.append(part)
+    if run:
+        out.append(b"".join(run))
+    return out
 
 
 class StreamClient:
