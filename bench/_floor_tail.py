@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from privpart.runtime.head import split_checkpoint
+from privpart.runtime.malloc import keep_freed_memory
 
 
 def recv_exactly(conn: socket.socket, view: memoryview) -> bool:
@@ -37,6 +38,7 @@ def recv_exactly(conn: socket.socket, view: memoryview) -> bool:
 
 def serve(checkpoint: Path, cut: str, threads: int) -> None:
     torch.set_num_threads(threads)
+    keep_freed_memory()  # as `privpart serve` does, so the floor's forward is not slower
     split = split_checkpoint(checkpoint, cut)
     tail = split.tail.eval()
     shape = (1, *split.info.cut.shape)

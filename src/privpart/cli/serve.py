@@ -210,6 +210,7 @@ def serve(
         return
     from privpart.runtime.compute_thread import serving_threads
     from privpart.runtime.head import split_checkpoint
+    from privpart.runtime.malloc import keep_freed_memory
     from privpart.runtime.nopickle import forbid_unpickling
     from privpart.runtime.server import build_tail_app, tail_service
     from privpart.runtime.server.runner import serve_until_signal
@@ -217,6 +218,7 @@ def serve(
     from privpart.runtime.tls import server_context
 
     compute = serving_threads(threads)  # before any torch work here: one OpenMP team per process
+    keep_freed_memory()  # freed activations reused, not faulted in again (runtime/malloc.py)
     forbid_unpickling()
     split = split_checkpoint(checkpoint, cut, trust_code=trust_code)
     tls = server_context(tls_cert, tls_key) if tls_cert and tls_key else None

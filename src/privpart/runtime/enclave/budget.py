@@ -17,6 +17,8 @@ import sys
 
 import torch
 
+from privpart.runtime.malloc import MMAP_THRESHOLD_MAX
+
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 MIB = 1 << 20
 
@@ -52,7 +54,6 @@ def peak_resident() -> int:
     return _status("VmHWM")
 
 
-MMAP_THRESHOLD_MAX = 32 * MIB  # glibc's ceiling for M_MMAP_THRESHOLD on 64-bit
 
 
 def malloc_env(budget_bytes: int) -> dict[str, str]:

@@ -44,6 +44,7 @@ from privpart.runtime import protocol
 from privpart.runtime.compute_thread import serving_threads
 from privpart.runtime.errors import RuntimeFailure
 from privpart.runtime.head import SplitHead, split_checkpoint
+from privpart.runtime.malloc import keep_freed_memory
 from privpart.runtime.server.handlers import TailHandlers
 from privpart.runtime.server.http import redacted
 from privpart.runtime.server.limits import check_token, read_limited
@@ -94,6 +95,7 @@ class TailReplica:
         from ray import serve
 
         compute = serving_threads(threads)  # the replica's only OpenMP team (compute.py)
+        keep_freed_memory()  # freed activations reused (runtime/malloc.py)
         # The checkpoint's files, as an ObjectRef wrapped in a list so that Ray hands over the
         # reference instead of resolving it at deploy time.
         files: dict[str, bytes] = await checkpoint[0]
