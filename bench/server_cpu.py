@@ -27,6 +27,7 @@ from privpart.runtime import frames
 from privpart.runtime.client import StreamClient, TailClient
 from privpart.runtime.client.load import closed_loop
 from privpart.runtime.head import split_checkpoint
+from privpart.runtime.malloc import keep_freed_memory
 from runtime_stack import Server, free_port
 from server_throughput import tinycnn_checkpoint
 
@@ -38,6 +39,7 @@ def cpu_seconds(pid: int) -> float:
 
 async def measure(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # the offline forward under the same malloc policy as the server
     ck = tinycnn_checkpoint(args.work / "tinycnn")
     split = split_checkpoint(ck, "block2")
     port, stream_port = free_port(), free_port()

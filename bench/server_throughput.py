@@ -32,6 +32,7 @@ from privpart.runtime import frames
 from privpart.runtime.client import StreamClient, TailClient
 from privpart.runtime.client.load import closed_loop
 from privpart.runtime.head import split_checkpoint
+from privpart.runtime.malloc import keep_freed_memory
 from privpart.runtime.openmp_spin import runtime_openmp
 from privpart.training import save_checkpoint
 from runtime_stack import Server, free_port, resnet50_checkpoint
@@ -69,6 +70,7 @@ async def measure(model: str, args: argparse.Namespace, work: Path) -> list[dict
         else tinycnn_checkpoint(work / "tinycnn")
     )
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # the offline forward under the same malloc policy as the server
     split = split_checkpoint(ck, cfg["cut"])
     tail_module = split.tail
     g = torch.Generator().manual_seed(0)
