@@ -85,7 +85,14 @@ class BlockingStream:
         except BaseException:
             sock.close()
             raise
-        self.info: dict[str, Any] = json.loads(body) if status == 200 else {}
+        try:
+            self.info: dict[str, Any] = json.loads(body) if status == 200 else {}
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            sock.close()
+            raise StreamClosed(
+                f"{host}:{port} answered the hello with something that is not JSON: "
+                "not a privpart stream port?"
+            ) from None
         self.hello_status, self.hello_body = status, bytes(body)
 
     def roundtrip(

@@ -163,9 +163,17 @@ class StreamClient:
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
-            transport, conn = await loop.create_connection(
-                _Connection, self.host, self.port, ssl=self._tls
-            )
+            async with asyncio.timeout(self.timeout):
+                transport, conn = await loop.create_connection(
+                    _Connection, self.host, self.port, ssl=self._tls
+                )
+        except TimeoutError:
+            raise TransportError(
+                "unreachable",
+                f"no connection to {self.url} within {self.timeout:g} s",
+                "check the URL and that the server runs with --stream-port",
+                status=503,
+            ) from None
         except ssl.SSLCertVerificationError as exc:
             raise TransportError(
                 "tls_verify",
@@ -195,7 +203,15 @@ class StreamClient:
         if status != 200:
             self._drop(conn)
             raise _remote(status, body, self.url)
-        self._info = json.loads(body)
+        try:
+            self._info = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            self._drop(conn)
+            raise RemoteError(
+                "bad_answer",
+                f"{self.url} answered the hello with something that is not JSON",
+                "is this a privpart stream port? (`privpart serve --stream-port` prints it)",
+            ) from None
         return conn
 
     async def _exchange(
