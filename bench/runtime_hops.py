@@ -1,13 +1,13 @@
 """One hop, five senders: what the tail server costs beyond its forward pass.
 
-The same features frame goes, round after round, to the same tail (`privpart serve --stream-
-port`) over http.client (blocking, as the enclave worker sent it over HTTP), over aiohttp (as
-the device client does over HTTP), over the stream transport (blocking, as the enclave worker
-sends it to a tcp:// tail; asyncio, as the device client does), and as raw bytes to the bare-
-socket tail of `_floor_tail.py`. Overhead = round trip minus the forward pass the server reports
-(Server-Timing `compute`, the stream's reply meta, and for the floor the milliseconds it sends
-after the logits). The server's own parts (read, decode, dispatch, encode) are printed too: what
-is left is framing, loopback copies and wake-ups.
+The same features frame goes, round after round, to the same tail (`privpart serve
+--stream-port`) over http.client (blocking, as the enclave worker sent it over HTTP), over
+aiohttp (as the device client does over HTTP), over the stream transport (blocking, as the
+enclave worker sends it to a tcp:// tail; asyncio, as the device client does), and as raw bytes
+to the bare-socket tail of `_floor_tail.py`. Overhead = round trip minus the forward pass the
+server reports (Server-Timing `compute`, the stream's reply meta, and for the floor the
+milliseconds it sends after the logits). The server's own parts (read, decode, dispatch, encode)
+are printed too: what is left is framing, loopback copies and wake-ups.
 
 Run: flock /tmp/privpart-cpu.lock .venv/bin/python bench/runtime_hops.py --cut layer2
 """
