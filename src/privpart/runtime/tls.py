@@ -10,6 +10,7 @@ what any TEE protects.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import ssl
 from pathlib import Path
 
@@ -29,6 +30,12 @@ def cert_fingerprint(cert: Path) -> bytes:
             "pass the tail server's certificate file (the one given to serve --tls-cert)",
         ) from None
     return hashlib.sha256(der).digest()
+
+
+def presents_pin(peer: ssl.SSLObject | ssl.SSLSocket, pin: bytes) -> bool:
+    """Whether the TLS peer's certificate is exactly the pinned one (constant-time compare)."""
+    der = peer.getpeercert(binary_form=True) or b""
+    return hmac.compare_digest(hashlib.sha256(der).digest(), pin)
 
 
 def server_context(cert: Path, key: Path) -> ssl.SSLContext:

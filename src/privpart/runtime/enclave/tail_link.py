@@ -16,8 +16,6 @@ logits. Without a pin, `https://` URLs are verified against the system's CAs.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import http.client
 import queue
 import ssl
@@ -30,6 +28,7 @@ from privpart.runtime import protocol
 from privpart.runtime.errors import RuntimeFailure
 from privpart.runtime.stream import wire
 from privpart.runtime.stream.blocking import BlockingStream
+from privpart.runtime.tls import presents_pin
 
 PASS_THROUGH = (429, 503, 504)
 Target = tuple[str, str, int]
@@ -83,15 +82,13 @@ class TailLink:
                 f"TLS with the tail at {host}:{port} failed: {exc}",
                 "check its certificate",
             ) from None
-        if self.pin:
-            der = conn.sock.getpeercert(binary_form=True) or b""  # type: ignore[union-attr]
-            if not hmac.compare_digest(hashlib.sha256(der).digest(), self.pin):
-                conn.close()
-                raise RuntimeFailure(
-                    "tail_tls",
-                    f"the tail at {host}:{port} presented a certificate other than the pinned one",
-                    "something on the path impersonates the tail; nothing was sent",
-                )
+        if self.pin and not presents_pin(conn.sock, self.pin):  # type: ignore[arg-type]
+            conn.close()
+            raise RuntimeFailure(
+                "tail_tls",
+                f"the tail at {host}:{port} presented a certificate other than the pinned one",
+                "something on the path impersonates the tail; nothing was sent",
+            )
         return conn
 
     def _conn(self, target: Target) -> tuple[http.client.HTTPConnection, bool]:

@@ -7,8 +7,6 @@ parts are sent without joining them (`sendmsg` on a plain socket).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import socket
 import ssl
@@ -17,6 +15,7 @@ from typing import Any
 
 from privpart.runtime.errors import RuntimeFailure
 from privpart.runtime.stream import wire
+from privpart.runtime.tls import presents_pin
 
 Part = bytes | bytearray | memoryview
 
@@ -71,15 +70,13 @@ class BlockingStream:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if tls is not None:
                 sock = tls.wrap_socket(sock, server_hostname=None if pin else host)
-                if pin:
-                    der = sock.getpeercert(binary_form=True) or b""
-                    if not hmac.compare_digest(hashlib.sha256(der).digest(), pin):
-                        raise RuntimeFailure(
-                            "tls_pin",
-                            f"{host}:{port} presented a certificate other than the pinned one",
-                            "something on the path impersonates the server; nothing was sent",
-                            status=502,
-                        )
+                if pin and not presents_pin(sock, pin):
+                    raise RuntimeFailure(
+                        "tls_pin",
+                        f"{host}:{port} presented a certificate other than the pinned one",
+                        "something on the path impersonates the server; nothing was sent",
+                        status=502,
+                    )
             self.sock = sock
             status, _, body = self.roundtrip([wire.hello(token)], prefixed=True)
         except BaseException:

@@ -11,8 +11,6 @@ Failures map to the same errors as the HTTP client (`client/http.py`): `Transpor
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import ssl
 from collections.abc import Sequence
@@ -23,6 +21,7 @@ from privpart.errors import PrivpartError
 from privpart.runtime import protocol
 from privpart.runtime.errors import RemoteError, TransportError
 from privpart.runtime.stream import wire
+from privpart.runtime.tls import presents_pin
 
 Part = bytes | bytearray | memoryview
 MAX_REPLY = 256 << 20
@@ -188,16 +187,14 @@ class StreamClient:
                 "check the URL and that the server runs with --stream-port",
                 status=503,
             ) from None
-        if self.pin:
-            der = transport.get_extra_info("ssl_object").getpeercert(binary_form=True) or b""
-            if not hmac.compare_digest(hashlib.sha256(der).digest(), self.pin):
-                transport.close()
-                raise TransportError(
-                    "tls_pin",
-                    f"{self.url} presented a certificate other than the pinned one",
-                    "check the server's certificate out of band; do not send data to this server",
-                    status=502,
-                )
+        if self.pin and not presents_pin(transport.get_extra_info("ssl_object"), self.pin):
+            transport.close()
+            raise TransportError(
+                "tls_pin",
+                f"{self.url} presented a certificate other than the pinned one",
+                "check the server's certificate out of band; do not send data to this server",
+                status=502,
+            )
         self._open.add(conn)
         status, _, body = await self._exchange(conn, [wire.hello(self.token)])
         if status != 200:
