@@ -52,6 +52,12 @@ class EnclaveError(RuntimeFailure):
 class RemoteError(RuntimeFailure):
     """An error answered by a remote server (tail or enclave host), re-raised on the client."""
 
+    @classmethod
+    def from_answer(cls, status: int, body: bytes | bytearray, where: str) -> RemoteError:
+        """The server's JSON error answer (`protocol.parse_error`), whatever carried it."""
+        err = protocol.parse_error(status, bytes(body), where)
+        return cls(err.code, err.message, err.hint, err.status)
+
     default_status = 502
 
 

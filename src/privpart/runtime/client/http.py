@@ -119,7 +119,7 @@ class HttpPeer:
                 "the server is overloaded or stuck; retry later or raise the timeout",
             ) from None
         if status >= 400:
-            raise _remote_error(status, body, url)
+            raise RemoteError.from_answer(status, body, url)
         return status, body, resp_headers
 
     async def get_json(self, path: str) -> Any:
@@ -139,8 +139,3 @@ def _json(body: bytes, url: str) -> Any:
         raise RemoteError(
             "bad_answer", f"{url} answered something that is not JSON", "is this a privpart server?"
         ) from None
-
-
-def _remote_error(status: int, body: bytes, url: str) -> RemoteError:
-    err = protocol.parse_error(status, body, url)
-    return RemoteError(err.code, err.message, err.hint, err.status)

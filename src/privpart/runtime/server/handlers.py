@@ -69,8 +69,12 @@ class TailHandlers:
         parts["encode"] = (time.perf_counter() - t2) * 1e3
         return answer, parts
 
+    def describe(self) -> dict[str, Any]:
+        """What `GET /v1/info` and the stream's hello answer: the service and its extras."""
+        return {**self.service.describe(), **self.extra_info}
+
     async def info(self, _: bytearray) -> Reply:
-        return Reply.json({**self.service.describe(), **self.extra_info})
+        return Reply.json(self.describe())
 
     async def healthz(self, _: bytearray) -> Reply:
         batcher = self.service.batcher

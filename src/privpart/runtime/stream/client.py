@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from privpart.errors import PrivpartError
-from privpart.runtime import protocol
 from privpart.runtime.errors import RemoteError, TransportError
 from privpart.runtime.stream import wire
 from privpart.runtime.tls import presents_pin
@@ -199,7 +198,7 @@ class StreamClient:
         status, _, body = await self._exchange(conn, [wire.hello(self.token)])
         if status != 200:
             self._drop(conn)
-            raise _remote(status, body, self.url)
+            raise RemoteError.from_answer(status, body, self.url)
         try:
             self._info = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError):
@@ -276,15 +275,10 @@ class StreamClient:
         else:
             self._idle.append(conn)
         if status >= 400:
-            raise _remote(status, body, self.url)
+            raise RemoteError.from_answer(status, body, self.url)
         return body, wire.timing_of(meta)
 
     async def close(self) -> None:
         for conn in list(self._open):
             self._drop(conn)
         self._idle.clear()
-
-
-def _remote(status: int, body: bytes | bytearray, url: str) -> RemoteError:
-    err = protocol.parse_error(status, bytes(body), url)
-    return RemoteError(err.code, err.message, err.hint, err.status)

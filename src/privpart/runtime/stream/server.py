@@ -67,7 +67,7 @@ class TailStream:
         return self.handlers.body_limit
 
     def describe(self) -> dict[str, Any]:
-        return {**self.handlers.service.describe(), **self.handlers.extra_info}
+        return self.handlers.describe()
 
     async def answer(self, body: bytearray, read_ms: float) -> tuple[bytes, dict[str, float]]:
         return await self.handlers.infer_frame(body, read_ms)
